@@ -1,0 +1,76 @@
+"""offload: an HTTP job API on Flask, RQ and Redis.
+
+:func:`create_app` is the application factory; ``wsgi.py`` calls it for gunicorn and the
+tests call it with their own settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from . import api, dashboard, logs, problems
+from .queueing import JobQueue, connect
+from .settings import Settings, get_settings
+
+log = logging.getLogger("offload.http")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["offload.settings"] = settings
+    app.extensions["offload.queue"] = job_queue or JobQueue(connect(settings), settings)
+
+    _install_request_ids(app)
+    problems.register(app)
+    app.register_blueprint(api.bp)
+    dashboard.mount(app, settings)
+    return app
+
+
+def _install_request_ids(app: Flask) -> None:
+    """Echo a sane ``X-Request-ID`` (or make one), put it in every log line, log each request."""
+
+    @app.before_request
+    def _start() -> None:
+        supplied = request.headers.get("X-Request-ID", "")
+        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+        g.log_token = logs.request_id_var.set(g.request_id)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        started = g.get("started")
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "http_method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+            },
+        )
+        return response
+
+    @app.teardown_request
+    def _reset(exc: BaseException | None) -> None:
+        token = g.pop("log_token", None)
+        if token is not None:
+            logs.request_id_var.reset(token)

@@ -1,0 +1,61 @@
+"""Logging: one JSON object per line on stdout, from web and workers alike.
+
+Each record carries ``request_id`` (set by the HTTP layer for the request it serves) and
+``job_id`` (the job a worker is running, or the one a request is about), so one job can be
+followed from its POST to its end with a single grep.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
+
+
+class ContextFilter(logging.Filter):
+    """Adds the current request id and job id to every record that lacks them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id_var.get()
+        if getattr(record, "job_id", None) is None:
+            record.job_id = job_id_var.get() or _rq_job_id()
+        return True
+
+
+def _rq_job_id() -> str | None:
+    try:
+        from rq.job import get_current_job
+
+        job = get_current_job()
+    except Exception:  # noqa: BLE001 - logging must never fail
+        return None
+    return job.id if job else None
+
+
+def configure(level: str = "INFO", process: str = "web") -> None:
+    """Send every logger (ours, RQ's, gunicorn's) to stdout as JSON lines."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            static_fields={"process": process},
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
+    )
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # RQ configures its own handler on its logger; route it through ours instead.
+    for name in ("rq", "rq.worker", "rq.scheduler", "rq.job", "rq.queue"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True

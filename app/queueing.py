@@ -1,0 +1,564 @@
+"""Offload's one door into RQ and Redis.
+
+Everything that knows RQ's keys, registries, job fields and serializer lives here; the
+HTTP layer and the worker entry point talk to :class:`JobQueue` and :class:`OffloadJob`
+and never to Redis directly.
+
+Three choices made here matter for users:
+
+* Jobs are stored with RQ's :class:`~rq.serializers.JSONSerializer`, never pickle: data in
+  Redis is plain JSON that any process can read and none can use to run code.
+* A worker runs only the tasks in :data:`TASKS`. :meth:`OffloadJob._execute` looks the job's
+  function name up in that table instead of importing it, so a job that names any other
+  function fails with a clear error and nothing is imported or run.
+* A task's arguments are validated again, by the same models the API uses, just before
+  it runs, so a job written to Redis by something else cannot feed a task bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from pydantic import BaseModel, ValidationError
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry as RedisRetry
+from rq import Queue, Retry
+from rq.command import send_stop_job_command
+from rq.defaults import RQ_KEY_PREFIX
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus, get_current_job
+from rq.registry import CanceledJobRegistry, FailedJobRegistry
+from rq.results import Result
+from rq.serializers import JSONSerializer
+
+from . import schemas, tasks
+from .settings import QUEUE_NAMES, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+#: Prefix of every key offload itself writes; it shares RQ's prefix (and so its hash tag).
+KEY_PREFIX = f"{RQ_KEY_PREFIX}:offload"
+EVENTS_CHANNEL = f"{KEY_PREFIX}:events"
+JOB_INDEX_KEY = f"{KEY_PREFIX}:jobs"
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_EXCEPTION_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
+_PROGRESS_INTERVAL = 0.25
+
+
+# --- connections -------------------------------------------------------------------------
+
+
+def connect(settings: Settings, *, for_worker: bool = False) -> redis.Redis:
+    """A Redis client that fails fast when the server is away.
+
+    The web side must answer 503 within a couple of seconds, so it gets short timeouts and
+    one quick retry. Workers block on BLMOVE for longer than any socket timeout, so they get
+    no socket read timeout and rely on RQ's own reconnect loop.
+    """
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_socket_timeout,
+        socket_timeout=None if for_worker else settings.redis_socket_timeout,
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry=RedisRetry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+    )
+
+
+# --- tasks -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    """A job type: its arguments model and how to call the plain function behind it."""
+
+    type: str
+    func: Callable[..., dict]
+    args_model: type[BaseModel]
+    diagnostic: bool = False
+
+    @property
+    def func_name(self) -> str:
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+
+TASKS: dict[str, Task] = {
+    task.type: task
+    for task in (
+        Task("count_words", tasks.count_words, schemas.CountWordsArgs),
+        Task("send_email", tasks.send_email, schemas.SendEmailArgs),
+        Task("sleep", tasks.sleep, schemas.SleepArgs, diagnostic=True),
+        Task("noop", tasks.noop, schemas.NoopArgs, diagnostic=True),
+        Task("fail", tasks.fail, schemas.FailArgs, diagnostic=True),
+    )
+}
+_TASKS_BY_FUNC = {task.func_name: task for task in TASKS.values()}
+
+
+class UnknownTaskError(Exception):
+    """The job names a function that is not one of offload's tasks."""
+
+
+class InvalidArgumentsError(Exception):
+    """The job's stored arguments do not pass the task's validation any more."""
+
+
+class OffloadJob(Job):
+    """An RQ job that only ever runs registered tasks, with validated arguments."""
+
+    def _execute(self) -> Any:
+        task = _TASKS_BY_FUNC.get(self.func_name or "")
+        if task is None:
+            raise UnknownTaskError(f"{self.func_name!r} is not an offload task; it was not run")
+        settings = _worker_settings()
+        if task.diagnostic and not settings.enable_diagnostic_tasks:
+            raise UnknownTaskError(f"{task.type!r} is a diagnostic task and ENABLE_DIAGNOSTIC_TASKS is off")
+        if self.args:
+            raise InvalidArgumentsError("offload tasks take keyword arguments only")
+        try:
+            arguments = task.args_model.model_validate(self.kwargs, context={"settings": settings})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+            raise InvalidArgumentsError(f"arguments no longer valid: {problems}") from None
+        return _run_task(task, arguments.model_dump(), self, settings)
+
+
+def _run_task(task: Task, arguments: dict, job: Job, settings: Settings) -> dict:
+    if task.type == "count_words":
+        return tasks.count_words(arguments["text"], progress=ProgressReporter(job))
+    if task.type == "send_email":
+        return tasks.send_email(
+            **arguments,
+            smtp=settings.smtp,
+            mail_from=settings.mail_from,
+            timeout=settings.smtp_timeout,
+            message_id=f"<{job.id}@{settings.mail_from.rpartition('@')[2] or 'offload'}>",
+        )
+    return task.func(**arguments)
+
+
+def _worker_settings() -> Settings:
+    return get_settings()
+
+
+class ProgressReporter:
+    """Writes ``progress`` into the job's meta, at most four times a second (and at the end)."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < _PROGRESS_INTERVAL:
+            return
+        self.last = now
+        self.job.meta["progress"] = {"done": done, "total": total}
+        try:
+            self.job.save_meta()
+        except redis.RedisError:
+            log.warning("could not save progress of job %s", self.job.id, extra={"job_id": self.job.id})
+
+
+# --- the queue ---------------------------------------------------------------------------
+
+
+class JobNotFound(Exception):
+    """No such job, or not one the caller may see."""
+
+
+class JobStateConflict(Exception):
+    """The job is in a state where the operation makes no sense (409)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a key name, and whether it may see every job."""
+
+    name: str | None
+    is_admin: bool
+
+    def may_see(self, owner: str | None) -> bool:
+        return self.is_admin or self.name == owner
+
+
+ANONYMOUS = Principal(name=None, is_admin=True)
+
+
+class JobQueue:
+    """Submit, look up, wait on, cancel, retry and list offload jobs."""
+
+    serializer = JSONSerializer
+
+    def __init__(self, connection: redis.Redis, settings: Settings) -> None:
+        self.connection = connection
+        self.settings = settings
+        self.queues = {
+            name: Queue(name, connection=connection, serializer=self.serializer, job_class=OffloadJob)
+            for name in QUEUE_NAMES
+        }
+        self._events = JobEvents(connection)
+
+    # -- health --
+
+    def ping(self) -> bool:
+        return bool(self.connection.ping())
+
+    # -- submit --
+
+    def submit(self, request: schemas.JobOptions, *, owner: str | None, request_id: str | None = None) -> dict:
+        """Create the job and put it on its queue (or in the schedule); returns the resource."""
+        task = TASKS[request.type]  # type: ignore[attr-defined]
+        queue = self.queues[request.queue]
+        max_retries = self.settings.default_max_retries if request.max_retries is None else request.max_retries
+        meta = {
+            "type": task.type,
+            "owner": owner,
+            "max_retries": max_retries,
+            "metadata": request.metadata,
+            "callback_url": request.callback_url,
+            "request_id": request_id,
+        }
+        job = queue.create_job(
+            task.func_name,
+            kwargs=request.task_arguments(),
+            timeout=request.timeout_seconds or self.settings.default_timeout_seconds,
+            result_ttl=self.settings.result_ttl_seconds,
+            failure_ttl=self.settings.failure_ttl_seconds,
+            meta=meta,
+            retry=self.retry_policy(max_retries),
+            description=task.type,
+        )
+        run_at = _run_at(request)
+        with self.connection.pipeline() as pipe:
+            if run_at is not None and run_at > datetime.now(UTC):
+                queue.schedule_job(job, run_at, pipeline=pipe)
+            else:
+                queue.enqueue_job(job, pipeline=pipe)
+            self._index(job, owner, pipe)
+            pipe.execute()
+        log.info("job submitted", extra={"job_id": job.id, "job_type": task.type, "queue": queue.name})
+        return self.describe(job)
+
+    def retry_policy(self, max_retries: int) -> Retry | None:
+        """Exponential backoff with ±20% jitter, capped; RQ takes it as a list of intervals."""
+        if max_retries < 1:
+            return None
+        base, cap = self.settings.retry_backoff_base_seconds, self.settings.retry_backoff_max_seconds
+        intervals = [
+            max(1, round(min(cap, base * 2**attempt) * random.uniform(0.8, 1.2))) for attempt in range(max_retries)
+        ]
+        return Retry(max=max_retries, interval=intervals)
+
+    def _index(self, job: Job, owner: str | None, pipe: redis.client.Pipeline) -> None:
+        score = job.created_at.timestamp() if job.created_at else time.time()
+        pipe.zadd(JOB_INDEX_KEY, {job.id: score})
+
+    # -- look up --
+
+    def fetch(self, job_id: str, principal: Principal = ANONYMOUS) -> Job:
+        if not _JOB_ID.match(job_id):
+            raise JobNotFound(job_id)
+        try:
+            job = OffloadJob.fetch(job_id, connection=self.connection, serializer=self.serializer)
+        except NoSuchJobError:
+            raise JobNotFound(job_id) from None
+        if job.meta.get("type") not in TASKS or not principal.may_see(job.meta.get("owner")):
+            raise JobNotFound(job_id)
+        return job
+
+    def get(self, job_id: str, principal: Principal = ANONYMOUS) -> dict:
+        return self.describe(self.fetch(job_id, principal))
+
+    def wait(self, job_id: str, principal: Principal, timeout: float) -> dict:
+        """The job once it is terminal, or as it is after ``timeout`` seconds.
+
+        Waiting is event driven: workers publish a job's id when it ends, and one listener
+        thread per process wakes the waiters. A re-read every couple of seconds covers an
+        event lost to a reconnect.
+        """
+        deadline = time.monotonic() + timeout
+        with self._events.watch(job_id) as event:
+            while True:
+                resource = self.get(job_id, principal)
+                remaining = deadline - time.monotonic()
+                if resource["status"] in schemas.TERMINAL_STATUSES or remaining <= 0:
+                    return resource
+                event.wait(min(remaining, 2.0))
+                event.clear()
+
+    def describe(self, job: Job) -> dict:
+        """The job resource of CONTRACT.md, without ``links`` (the HTTP layer adds those)."""
+        status = _public_status(job.get_status(refresh=False))
+        meta = job.meta
+        result = error = None
+        if status == "finished":
+            result = job.return_value()
+        elif status in ("failed", "stopped") or (status in ("queued", "scheduled") and job.number_of_retries):
+            error = _error_of(job)
+        attempts = (job.number_of_retries or 0) + (1 if status in ("started", "finished", "failed", "stopped") else 0)
+        return {
+            "id": job.id,
+            "type": meta.get("type"),
+            "status": status,
+            "queue": job.origin,
+            "created_at": _rfc3339(job.created_at),
+            "enqueued_at": _rfc3339(job.enqueued_at),
+            "started_at": _rfc3339(job.started_at) if attempts else None,
+            "ended_at": _rfc3339(job.ended_at) if status in schemas.TERMINAL_STATUSES else None,
+            "attempts": attempts,
+            "max_retries": meta.get("max_retries", 0),
+            "progress": meta.get("progress"),
+            "result": result,
+            "error": error,
+            "metadata": meta.get("metadata"),
+        }
+
+    # -- control --
+
+    def cancel(self, job_id: str, principal: Principal) -> dict:
+        """Cancel a queued or scheduled job, or stop a running one."""
+        job = self.fetch(job_id, principal)
+        status = job.get_status(refresh=False)
+        if status == JobStatus.STARTED:
+            try:
+                send_stop_job_command(self.connection, job.id, serializer=self.serializer)
+            except InvalidJobOperation:
+                raise JobStateConflict("the job is between workers; try again") from None
+        elif _public_status(status) in ("queued", "scheduled", "deferred"):
+            job.cancel()
+            self._events.publish(job.id)
+        else:
+            raise JobStateConflict(f"the job is already {_public_status(status)}")
+        job.refresh()
+        return self.describe(job)
+
+    def retry(self, job_id: str, principal: Principal) -> dict:
+        """Put a failed, stopped or canceled job back on its queue."""
+        job = self.fetch(job_id, principal)
+        status = job.get_status(refresh=False)
+        if status in (JobStatus.FAILED, JobStatus.STOPPED):
+            registry = FailedJobRegistry(job.origin, self.connection, job_class=OffloadJob, serializer=self.serializer)
+        elif status == JobStatus.CANCELED:
+            registry = CanceledJobRegistry(
+                job.origin, self.connection, job_class=OffloadJob, serializer=self.serializer
+            )
+        else:
+            raise JobStateConflict(f"only failed, stopped or canceled jobs can be retried; this one is {status.value}")
+        try:
+            registry.requeue(job)
+        except InvalidJobOperation:
+            # Not in the registry (e.g. a stopped job): put it on its queue directly.
+            self.queues[job.origin].enqueue_job(job)
+        job.refresh()
+        return self.describe(job)
+
+    def list(
+        self,
+        principal: Principal,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict], str | None]:
+        """Jobs newest first; the cursor is the (score, id) of the last job returned."""
+        max_score: str = "+inf"
+        after_id: str | None = None
+        if cursor:
+            score_text, _, after_id = cursor.partition(":")
+            max_score = score_text
+        found: list[dict] = []
+        batch = max(limit * 2, 100)
+        offset = 0
+        while len(found) <= limit:
+            entries = self.connection.zrevrangebyscore(
+                JOB_INDEX_KEY, max_score, "-inf", start=offset, num=batch, withscores=True
+            )
+            if not entries:
+                break
+            offset += len(entries)
+            ids = [entry[0].decode() for entry in entries]
+            scores = {entry[0].decode(): entry[1] for entry in entries}
+            jobs = OffloadJob.fetch_many(ids, connection=self.connection, serializer=self.serializer)
+            for job_id, job in zip(ids, jobs, strict=True):
+                if after_id is not None:
+                    # Skip up to and including the cursor's job among equal scores.
+                    if scores[job_id] == float(max_score) and job_id >= after_id:
+                        continue
+                if job is None:
+                    self.connection.zrem(JOB_INDEX_KEY, job_id)  # expired: drop it from the index
+                    continue
+                if not principal.may_see(job.meta.get("owner")) or job.meta.get("type") not in TASKS:
+                    continue
+                resource = self.describe(job)
+                if status and resource["status"] != status:
+                    continue
+                if type and resource["type"] != type:
+                    continue
+                if queue and resource["queue"] != queue:
+                    continue
+                resource["_score"] = scores[job_id]
+                found.append(resource)
+                if len(found) > limit:
+                    break
+            if len(entries) < batch:
+                break
+        page, more = found[:limit], len(found) > limit
+        next_cursor = None
+        if more and page:
+            last = page[-1]
+            next_cursor = f"{last['_score']!r}:{last['id']}"
+        for resource in page:
+            resource.pop("_score", None)
+        return page, next_cursor
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+class JobEvents:
+    """Wakes threads waiting on a job when a worker publishes that the job ended.
+
+    One pub/sub connection and one daemon thread per process serve every waiter, so a
+    waiting request costs a parked thread, not a Redis connection or a polling loop.
+    """
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.connection = connection
+        self._waiters: dict[str, set[threading.Event]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def publish(self, job_id: str) -> None:
+        publish_job_ended(self.connection, job_id)
+
+    class _Watch:
+        def __init__(self, events: JobEvents, job_id: str) -> None:
+            self.events, self.job_id, self.event = events, job_id, threading.Event()
+
+        def __enter__(self) -> threading.Event:
+            self.events._add(self.job_id, self.event)
+            return self.event
+
+        def __exit__(self, *exc: object) -> None:
+            self.events._remove(self.job_id, self.event)
+
+    def watch(self, job_id: str) -> JobEvents._Watch:
+        return JobEvents._Watch(self, job_id)
+
+    def _add(self, job_id: str, event: threading.Event) -> None:
+        with self._lock:
+            self._waiters.setdefault(job_id, set()).add(event)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._listen, name="offload-job-events", daemon=True)
+                self._thread.start()
+
+    def _remove(self, job_id: str, event: threading.Event) -> None:
+        with self._lock:
+            waiters = self._waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[job_id]
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self.connection.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(EVENTS_CHANNEL)
+                backoff = 0.1
+                for message in _messages(pubsub):
+                    job_id = message["data"].decode() if isinstance(message["data"], bytes) else message["data"]
+                    with self._lock:
+                        for event in self._waiters.get(job_id, ()):
+                            event.set()
+            except (redis.RedisError, OSError):
+                # Waiters fall back to re-reading the job until the listener is back.
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                pubsub.close()
+
+
+def _messages(pubsub: redis.client.PubSub) -> Iterator[dict]:
+    while True:
+        message = pubsub.get_message(timeout=30.0)
+        if message is not None and message.get("type") == "message":
+            yield message
+
+
+def publish_job_ended(connection: redis.Redis, job_id: str) -> None:
+    """Called by workers when a job reaches an end state (or is about to be retried)."""
+    try:
+        connection.publish(EVENTS_CHANNEL, job_id)
+    except redis.RedisError:
+        log.warning("could not publish the end of job %s", job_id, extra={"job_id": job_id})
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _run_at(request: schemas.JobOptions) -> datetime | None:
+    if request.delay_seconds:
+        return datetime.now(UTC) + timedelta(seconds=request.delay_seconds)
+    if request.run_at is not None:
+        return request.run_at.astimezone(UTC)
+    return None
+
+
+def _public_status(status: JobStatus | None) -> str:
+    if status is None:
+        return "queued"
+    value = status.value if isinstance(status, JobStatus) else str(status)
+    if value in ("created", "ready_to_enqueue", "rate_limited"):
+        return "queued"
+    return value
+
+
+def _rfc3339(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _error_of(job: Job) -> dict | None:
+    """The last failure as ``{"type", "message"}``, from the traceback RQ keeps."""
+    result = job.latest_result()
+    if result is None or result.type == Result.Type.SUCCESSFUL or not result.exc_string:
+        if job.get_status(refresh=False) == JobStatus.STOPPED:
+            return {"type": "Stopped", "message": "the job was stopped while it ran"}
+        return None
+    return describe_exception(result.exc_string, timeout=job.timeout)
+
+
+def describe_exception(exc_string: str, timeout: int | None = None) -> dict:
+    lines = [line for line in exc_string.strip().splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else "unknown error"
+    match = _EXCEPTION_LINE.match(last)
+    if not match or " " in (match.group("type") or ""):
+        return {"type": "Error", "message": last}
+    exc_type = match.group("type").rpartition(".")[2]
+    message = match.group("message") or exc_type
+    if exc_type == "JobTimeoutException":
+        return {"type": "JobTimeout", "message": f"timed out: the attempt ran longer than {timeout} seconds"}
+    return {"type": exc_type, "message": message}
+
+
+def current_job_id() -> str | None:
+    job = get_current_job()
+    return job.id if job else None

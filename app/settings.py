@@ -1,0 +1,210 @@
+"""Configuration, read from environment variables and validated once at start-up.
+
+Every process (web, worker, dev stack) calls :func:`get_settings` and gets the same
+validated, immutable object. A bad value stops the process at start-up with a message
+naming the variable, instead of surfacing as a strange failure on the first request.
+
+Secrets (the SMTP password, API key secrets) are held as :class:`~pydantic.SecretStr`
+so that ``repr()`` and logs never show them.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from typing import Annotated
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+QUEUE_NAMES: tuple[str, ...] = ("high", "default", "low")
+"""The queues, in the order workers serve them: a worker takes from ``high`` first."""
+
+
+class SmtpTarget(BaseModel):
+    """Where ``send_email`` delivers: parsed from ``SMTP_URL``."""
+
+    model_config = {"frozen": True}
+
+    host: str
+    port: int
+    implicit_tls: bool
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SmtpTarget:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError("SMTP_URL must start with smtp:// or smtps://")
+        if not parts.hostname:
+            raise ValueError("SMTP_URL needs a host")
+        implicit_tls = parts.scheme == "smtps"
+        try:
+            port = parts.port or (465 if implicit_tls else 25)
+        except ValueError as exc:  # urlsplit raises on a non-numeric port
+            raise ValueError("SMTP_URL has an invalid port") from exc
+        return cls(
+            host=parts.hostname,
+            port=port,
+            implicit_tls=implicit_tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=SecretStr(unquote(parts.password)) if parts.password else None,
+        )
+
+    def redacted(self) -> str:
+        """The URL with the password masked, fit for logs and start-up banners."""
+        scheme = "smtps" if self.implicit_tls else "smtp"
+        auth = f"{self.username}:***@" if self.username else ""
+        return f"{scheme}://{auth}{self.host}:{self.port}"
+
+
+class ApiKey(BaseModel):
+    """One entry of ``API_KEYS`` (``name:role:secret``)."""
+
+    model_config = {"frozen": True}
+
+    name: str
+    role: str
+    secret: SecretStr
+
+
+class Settings(BaseSettings):
+    """All of offload's settings. The README has a table of them."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", frozen=True)
+
+    # Where things live.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_socket_timeout: float = Field(2.0, gt=0, le=60)
+    smtp_url: str = "smtp://127.0.0.1:8025"
+    smtp_timeout: float = Field(10.0, gt=0, le=300)
+    mail_from: str = "offload@localhost"
+
+    # HTTP server.
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    web_concurrency: int = Field(2, ge=1, le=64)
+    web_threads: int = Field(16, ge=1, le=256)
+
+    # Access.
+    api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
+    allow_anonymous: bool = False
+
+    # Job contract limits and defaults.
+    max_text_bytes: int = Field(1024 * 1024, ge=1)
+    max_metadata_bytes: int = Field(4096, ge=2)
+    default_timeout_seconds: int = Field(180, ge=1)
+    max_timeout_seconds: int = Field(3600, ge=1)
+    default_max_retries: int = Field(3, ge=0, le=25)
+    max_retries_limit: int = Field(10, ge=0, le=25)
+    retry_backoff_base_seconds: int = Field(5, ge=1)
+    retry_backoff_max_seconds: int = Field(600, ge=1)
+    result_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
+    failure_ttl_seconds: int = Field(30 * 24 * 3600, ge=1)
+    max_wait_seconds: int = Field(30, ge=0, le=30)
+
+    # Workers and the dev stack.
+    worker_count: int = Field(2, ge=1, le=64)
+    job_heartbeat_seconds: int = Field(10, ge=1, le=300)
+    log_level: str = "INFO"
+    enable_diagnostic_tasks: bool = False
+    var_dir: str = "var"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        keys = []
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            name, sep1, rest = entry.partition(":")
+            role, sep2, secret = rest.partition(":")
+            if not (sep1 and sep2 and name and secret):
+                # Never echo the entry: it holds a secret.
+                raise ValueError("API_KEYS entries must look like name:role:secret")
+            if role not in ("client", "admin"):
+                raise ValueError(f"API_KEYS entry {name!r}: role must be 'client' or 'admin'")
+            keys.append(ApiKey(name=name, role=role, secret=SecretStr(secret)))
+        names = [key.name for key in keys]
+        if len(names) != len(set(names)):
+            raise ValueError("API_KEYS names must be unique")
+        return tuple(keys)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: str) -> str:
+        SmtpTarget.parse(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.default_timeout_seconds > self.max_timeout_seconds:
+            raise ValueError("DEFAULT_TIMEOUT_SECONDS must not exceed MAX_TIMEOUT_SECONDS")
+        if self.default_max_retries > self.max_retries_limit:
+            raise ValueError("DEFAULT_MAX_RETRIES must not exceed MAX_RETRIES_LIMIT")
+        return self
+
+    @property
+    def smtp(self) -> SmtpTarget:
+        return SmtpTarget.parse(self.smtp_url)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Largest request body accepted before parsing.
+
+        JSON escaping can double a text (``\\n``, ``\\"``), so the body may be twice the text
+        limit plus room for the other fields. The text itself is measured after parsing.
+        """
+        return 2 * self.max_text_bytes + 64 * 1024
+
+    def redis_url_redacted(self) -> str:
+        parts = urlsplit(self.redis_url)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+            return parts._replace(netloc=netloc).geturl()
+        return self.redis_url
+
+    def check_bind_is_safe(self) -> None:
+        """Refuse to serve anonymously on anything but loopback (see CONTRACT.md, Access)."""
+        if self.auth_enabled or self.allow_anonymous or is_loopback(self.host):
+            return
+        raise RuntimeError(
+            f"refusing to listen on {self.host} without API keys: anyone who can reach it could run jobs. "
+            "Set API_KEYS, or ALLOW_ANONYMOUS=1 if anonymous access is really wanted."
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, validated on first use."""
+    return Settings()

@@ -1,0 +1,139 @@
+"""The work itself: plain functions with no knowledge of RQ or Redis.
+
+Each task takes its validated arguments and returns a JSON-ready dict. Anything a task
+needs from its surroundings (where to send mail, how to report progress) is passed in,
+so a test can call a task directly.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from .settings import SmtpTarget
+
+ProgressCallback = Callable[[int, int], None]
+
+#: Characters handled between two progress reports of ``count_words``.
+PROGRESS_CHUNK = 256 * 1024
+
+
+def count_words(text: str, progress: ProgressCallback | None = None) -> dict:
+    """Count words, characters and lines of ``text``.
+
+    ``words`` is exactly ``len(text.split())``; ``lines`` is ``len(text.splitlines())``.
+    The text is walked in chunks that end on whitespace, so no word is split between
+    chunks and the per-chunk counts add up to the whole; ``progress(done, total)`` is
+    called after each chunk with characters done so far.
+    """
+    total = len(text)
+    words = 0
+    start = 0
+    while start < total:
+        end = min(start + PROGRESS_CHUNK, total)
+        # Move the cut forward to whitespace so a word never straddles two chunks.
+        while end < total and not text[end].isspace():
+            end += 1
+        words += len(text[start:end].split())
+        start = end
+        if progress is not None:
+            progress(start, total)
+    return {"words": words, "characters": total, "lines": len(text.splitlines())}
+
+
+class SmtpError(RuntimeError):
+    """Delivery failed; the message says which SMTP step failed and why."""
+
+
+def send_email(
+    to: str,
+    subject: str,
+    body: str,
+    *,
+    smtp: SmtpTarget,
+    mail_from: str,
+    timeout: float,
+    message_id: str | None = None,
+) -> dict:
+    """Send one plain-text message through ``smtp`` and return its delivery receipt.
+
+    Uses implicit TLS for ``smtps://``, STARTTLS whenever the server offers it, and logs
+    in only when the target carries credentials. ``message_id`` lets the caller make the
+    Message-ID stable across retries of the same job.
+    """
+    message = EmailMessage()
+    message["From"] = mail_from
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = message_id or make_msgid(domain=_domain_of(mail_from))
+    message.set_content(body)
+
+    context = ssl.create_default_context()
+    try:
+        if smtp.implicit_tls:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=context)
+        else:
+            client = smtplib.SMTP(smtp.host, smtp.port, timeout=timeout)
+        with client:
+            client.ehlo()
+            if not smtp.implicit_tls and client.has_extn("starttls"):
+                client.starttls(context=context)
+                client.ehlo()
+            if smtp.username:
+                password = smtp.password.get_secret_value() if smtp.password else ""
+                client.login(smtp.username, password)
+            refused = client.send_message(message)
+    except smtplib.SMTPAuthenticationError as exc:
+        # The server's reply can quote what was sent; say only that login failed.
+        raise SmtpError(f"SMTP login to {smtp.host}:{smtp.port} was refused ({exc.smtp_code})") from None
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise SmtpError(f"SMTP server {smtp.host}:{smtp.port} refused the recipient: {_first_reply(exc)}") from None
+    except smtplib.SMTPResponseException as exc:
+        raise SmtpError(
+            f"SMTP server {smtp.host}:{smtp.port} answered {exc.smtp_code}: {_decode(exc.smtp_error)}"
+        ) from None
+    except (OSError, smtplib.SMTPException) as exc:
+        raise SmtpError(f"could not deliver through SMTP server {smtp.host}:{smtp.port}: {exc}") from None
+
+    accepted = [to] if to not in refused else []
+    return {
+        "message_id": message["Message-ID"],
+        "accepted": accepted,
+        "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+
+
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2] or "localhost"
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _first_reply(exc: smtplib.SMTPRecipientsRefused) -> str:
+    for code, reply in exc.recipients.values():
+        return f"{code} {_decode(reply)}"
+    return "no reply"
+
+
+def noop() -> dict:
+    """Does nothing; for benchmarks of the queue itself."""
+    return {}
+
+
+def fail(message: str) -> dict:
+    """Raises; for tests of failures and retries."""
+    raise RuntimeError(message)
+
+
+def sleep(seconds: float) -> dict:
+    """Waits; for tests of timeouts, cancel and worker shutdown."""
+    time.sleep(seconds)
+    return {"slept": seconds}

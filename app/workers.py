@@ -1,0 +1,110 @@
+"""The worker process: an RQ worker bound to offload's job class, queues and serializer.
+
+:func:`run` is what ``worker.py`` calls. It serves ``high``, then ``default``, then ``low``,
+runs RQ's scheduler alongside (so delayed jobs and retry backoffs fire), shuts down warmly
+on SIGTERM (the job in hand finishes first; a second signal stops it), and when Redis goes
+away it waits for it to come back and starts serving again instead of exiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Sequence
+
+import redis
+from rq import Worker
+from rq.serializers import JSONSerializer
+
+from . import logs
+from .queueing import OffloadJob, connect, publish_job_ended
+from .settings import QUEUE_NAMES, Settings, get_settings
+
+log = logging.getLogger("offload.worker")
+
+
+class OffloadWorker(Worker):
+    """RQ's forking worker, announcing each job's end so ``?wait=`` answers at once."""
+
+    job_class = OffloadJob
+
+    def handle_job_success(self, job, queue, started_job_registry, execution):  # noqa: ANN001
+        super().handle_job_success(job, queue, started_job_registry, execution)
+        publish_job_ended(self.connection, job.id)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):  # noqa: ANN001
+        super().handle_job_failure(
+            job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
+        )
+        publish_job_ended(self.connection, job.id)
+
+
+def build_worker(connection: redis.Redis, settings: Settings, queues: Sequence[str] = QUEUE_NAMES) -> OffloadWorker:
+    return OffloadWorker(
+        list(queues),
+        connection=connection,
+        serializer=JSONSerializer,
+        job_class=OffloadJob,
+        default_result_ttl=settings.result_ttl_seconds,
+        # A dead worker's registration lapses in worker_ttl; its job's heartbeat in
+        # job_heartbeat_seconds + 60 (RQ adds the minute); maintenance then fails or retries it.
+        worker_ttl=max(30, settings.job_heartbeat_seconds * 3),
+        job_monitoring_interval=settings.job_heartbeat_seconds,
+        maintenance_interval=30,
+        log_job_description=False,
+    )
+
+
+def run(queues: Sequence[str] = QUEUE_NAMES, *, burst: bool = False, settings: Settings | None = None) -> None:
+    """Serve jobs until told to stop, surviving Redis outages."""
+    settings = settings or get_settings()
+    logs.configure(settings.log_level, process="worker")
+    connection = connect(settings, for_worker=True)
+    stop = _StopFlag()
+    backoff = 0.5
+    while not stop.requested:
+        try:
+            connection.ping()
+        except redis.RedisError as exc:
+            log.warning("Redis is not answering (%s); retrying in %.1f s", exc, backoff)
+            stop.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+            continue
+        backoff = 0.5
+        worker = build_worker(connection, settings, queues)
+        log.info("worker %s serving queues %s", worker.name, ", ".join(queues))
+        stop.release()  # RQ installs its own SIGTERM/SIGINT handlers for the work loop.
+        try:
+            worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+        except redis.RedisError as exc:
+            log.warning("worker %s lost Redis (%s)", worker.name, exc)
+        if burst or getattr(worker, "_stop_requested", False) or worker._shutdown_requested_date:
+            break
+        stop.install()
+        log.warning("worker %s left its loop; starting again once Redis answers", worker.name)
+    log.info("worker stopped")
+
+
+class _StopFlag:
+    """SIGTERM/SIGINT handling while no RQ work loop is running (e.g. waiting for Redis)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.install()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def release(self) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.requested and time.monotonic() < end:
+            time.sleep(0.1)
