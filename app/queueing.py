@@ -75,6 +75,12 @@ def connect(settings: Settings, *, for_worker: bool = False) -> redis.Redis:
     )
 
 
+def register_queues(connection: redis.Redis) -> None:
+    """Make all of offload's queues known to RQ (and so to the dashboard) before any job exists."""
+    keys = [Queue(name, connection=connection).key for name in QUEUE_NAMES]
+    connection.sadd(Queue.redis_queues_keys, *keys)
+
+
 # --- tasks -------------------------------------------------------------------------------
 
 

@@ -173,10 +173,11 @@ class Settings(BaseSettings):
     def max_request_bytes(self) -> int:
         """Largest request body accepted before parsing.
 
-        JSON escaping can double a text (``\\n``, ``\\"``), so the body may be twice the text
-        limit plus room for the other fields. The text itself is measured after parsing.
+        JSON escaping can make a text up to six times longer (``\\u00e9`` for ``é``, as
+        Python's ``json.dumps`` writes by default), so the body may be six times the text limit
+        plus room for the other fields. The text itself is measured after parsing.
         """
-        return 2 * self.max_text_bytes + 64 * 1024
+        return 6 * self.max_text_bytes + 64 * 1024
 
     def redis_url_redacted(self) -> str:
         parts = urlsplit(self.redis_url)

@@ -18,7 +18,7 @@ from rq import Worker
 from rq.serializers import JSONSerializer
 
 from . import logs
-from .queueing import OffloadJob, connect, publish_job_ended
+from .queueing import OffloadJob, connect, publish_job_ended, register_queues
 from .settings import QUEUE_NAMES, Settings, get_settings
 
 log = logging.getLogger("offload.worker")
@@ -72,6 +72,7 @@ def run(queues: Sequence[str] = QUEUE_NAMES, *, burst: bool = False, settings: S
             backoff = min(backoff * 2, 10.0)
             continue
         backoff = 0.5
+        register_queues(connection)
         worker = build_worker(connection, settings, queues)
         log.info("worker %s serving queues %s", worker.name, ", ".join(queues))
         stop.release()  # RQ installs its own SIGTERM/SIGINT handlers for the work loop.

