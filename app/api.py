@@ -13,9 +13,17 @@ from flask import Blueprint, Response, current_app, g, request, url_for
 from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest
 
-from . import auth, schemas
+from . import auth, schemas, webhooks
 from .problems import ApiProblem, field_errors, problem
-from .queueing import JobNotFound, JobQueue, JobStateConflict, Principal
+from .queueing import (
+    IdempotencyClaim,
+    IdempotencyConflict,
+    IdempotencyInFlight,
+    JobNotFound,
+    JobQueue,
+    JobStateConflict,
+    Principal,
+)
 from .settings import Settings
 
 bp = Blueprint("api", __name__)
@@ -70,8 +78,56 @@ def submit_job() -> Response:
         )
     except ValidationError as exc:
         _raise_validation(exc)
-    resource = job_queue().submit(spec, owner=who.name, request_id=g.get("request_id"))
+    if spec.callback_url is not None:
+        _check_callback(spec.callback_url)
+    claim = _claim_idempotency_key(who, payload)
+    if claim is not None and claim.replay is not None:
+        response = _job_response(claim.replay, status=202)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    try:
+        resource = job_queue().submit(spec, owner=who.name, request_id=g.get("request_id"), idempotency=claim)
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
     return _job_response(resource, status=202)
+
+
+def _check_callback(url: str) -> None:
+    errors = None
+    if settings().webhook_secret is None:
+        errors = [{"field": "callback_url", "message": "callbacks are not enabled on this server (no WEBHOOK_SECRET)"}]
+    else:
+        try:
+            webhooks.check_url(url, settings().allow_private_callbacks)
+        except webhooks.CallbackRefused as exc:
+            errors = [{"field": "callback_url", "message": str(exc)}]
+    if errors:
+        raise ApiProblem(422, "the callback URL cannot be used", title="Validation Failed", errors=errors)
+
+
+def _claim_idempotency_key(who: Principal, payload: dict) -> IdempotencyClaim | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ApiProblem(
+            400, "Idempotency-Key must be 1 to 255 printable characters", errors=[{"field": "Idempotency-Key", "message": "invalid"}]
+        )
+    try:
+        return job_queue().claim_idempotency_key(who.name, key, payload)
+    except IdempotencyConflict:
+        raise ApiProblem(
+            422,
+            "this Idempotency-Key was used with a different request body",
+            title="Idempotency Key Reused",
+            errors=[{"field": "Idempotency-Key", "message": "already used with a different body"}],
+        ) from None
+    except IdempotencyInFlight:
+        raise ApiProblem(
+            409, "a request with this Idempotency-Key is still being handled; retry shortly", headers={"Retry-After": "1"}
+        ) from None
 
 
 @bp.get("/jobs/<job_id>")

@@ -118,6 +118,18 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
 
 
+def _dev_webhook_secret(var: Path) -> str:
+    """A signing secret for callbacks, made once and kept in var/ (mode 0600)."""
+    import secrets
+
+    path = var / "webhook_secret"
+    if not path.exists():
+        var.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 def main() -> None:
     root = Path(__file__).resolve().parent.parent
     embedded_redis = "REDIS_URL" not in os.environ
@@ -127,7 +139,9 @@ def main() -> None:
         env["REDIS_URL"] = f"redis://127.0.0.1:{DEV_REDIS_PORT}/0"
     if embedded_smtp:
         env["SMTP_URL"] = f"smtp://127.0.0.1:{DEV_SMTP_PORT}"
-    # Children inherit the rest of the environment; only what we add goes in the config file.
+    if "WEBHOOK_SECRET" not in os.environ:
+        env["WEBHOOK_SECRET"] = _dev_webhook_secret(root / os.environ.get("VAR_DIR", "var"))
+    # Children inherit the rest of the environment; only what we add goes in the config file (mode 0600).
     os.environ.update(env)
     settings = get_settings()
     try:

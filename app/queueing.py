@@ -17,7 +17,12 @@ Three choices made here matter for users:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
 import logging
+import math
 import random
 import re
 import threading
@@ -40,7 +45,7 @@ from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
-from . import schemas, tasks
+from . import schemas, tasks, webhooks
 from .settings import QUEUE_NAMES, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +111,7 @@ TASKS: dict[str, Task] = {
         Task("sleep", tasks.sleep, schemas.SleepArgs, diagnostic=True),
         Task("noop", tasks.noop, schemas.NoopArgs, diagnostic=True),
         Task("fail", tasks.fail, schemas.FailArgs, diagnostic=True),
+        Task("webhook", webhooks.deliver, schemas.WebhookArgs),
     )
 }
 _TASKS_BY_FUNC = {task.func_name: task for task in TASKS.values()}
@@ -119,8 +125,27 @@ class InvalidArgumentsError(Exception):
     """The job's stored arguments do not pass the task's validation any more."""
 
 
+ATTEMPTS_FIELD = "offload_attempts"
+
+
 class OffloadJob(Job):
-    """An RQ job that only ever runs registered tasks, with validated arguments."""
+    """An RQ job that only ever runs registered tasks, with validated arguments.
+
+    It also counts its attempts in its own hash field, bumped in the same pipeline that
+    marks the job started, so counting costs no extra round trip.
+    """
+
+    attempts: int = 0
+
+    def prepare_for_execution(self, worker_name: str, pipeline: redis.client.Pipeline) -> None:
+        super().prepare_for_execution(worker_name, pipeline)
+        self.attempts += 1
+        pipeline.hincrby(self.key, ATTEMPTS_FIELD, 1)
+
+    def restore(self, raw_data: dict) -> Any:
+        result = super().restore(raw_data)
+        self.attempts = int(raw_data.get(ATTEMPTS_FIELD.encode(), raw_data.get(ATTEMPTS_FIELD, 0)) or 0)
+        return result
 
     def _execute(self) -> Any:
         task = _TASKS_BY_FUNC.get(self.func_name or "")
@@ -149,6 +174,16 @@ def _run_task(task: Task, arguments: dict, job: Job, settings: Settings) -> dict
             mail_from=settings.mail_from,
             timeout=settings.smtp_timeout,
             message_id=f"<{job.id}@{settings.mail_from.rpartition('@')[2] or 'offload'}>",
+        )
+    if task.type == "webhook":
+        if settings.webhook_secret is None:
+            raise webhooks.DeliveryFailed("WEBHOOK_SECRET is not set on the worker; cannot sign the delivery")
+        return webhooks.deliver(
+            **arguments,
+            secret=settings.webhook_secret.get_secret_value(),
+            delivery_id=job.id,
+            allow_private=settings.allow_private_callbacks,
+            timeout=settings.webhook_timeout_seconds,
         )
     return task.func(**arguments)
 
@@ -222,8 +257,19 @@ class JobQueue:
 
     # -- submit --
 
-    def submit(self, request: schemas.JobOptions, *, owner: str | None, request_id: str | None = None) -> dict:
-        """Create the job and put it on its queue (or in the schedule); returns the resource."""
+    def submit(
+        self,
+        request: schemas.JobOptions,
+        *,
+        owner: str | None,
+        request_id: str | None = None,
+        idempotency: IdempotencyClaim | None = None,
+    ) -> dict:
+        """Create the job and put it on its queue (or in the schedule); returns the resource.
+
+        With an idempotency claim, the answer is recorded under the key in the same Redis
+        transaction that enqueues the job: either both happen or neither does.
+        """
         task = TASKS[request.type]  # type: ignore[attr-defined]
         queue = self.queues[request.queue]
         max_retries = self.settings.default_max_retries if request.max_retries is None else request.max_retries
@@ -252,9 +298,12 @@ class JobQueue:
             else:
                 queue.enqueue_job(job, pipeline=pipe)
             self._index(job, owner, pipe)
+            resource = self.describe(job)
+            if idempotency is not None:
+                idempotency.record(resource, pipe)
             pipe.execute()
         log.info("job submitted", extra={"job_id": job.id, "job_type": task.type, "queue": queue.name})
-        return self.describe(job)
+        return resource
 
     def retry_policy(self, max_retries: int) -> Retry | None:
         """Exponential backoff with ±20% jitter, capped; RQ takes it as a list of intervals."""
@@ -269,6 +318,31 @@ class JobQueue:
     def _index(self, job: Job, owner: str | None, pipe: redis.client.Pipeline) -> None:
         score = job.created_at.timestamp() if job.created_at else time.time()
         pipe.zadd(JOB_INDEX_KEY, {job.id: score})
+
+    def enqueue_callback(self, job: Job) -> Job | None:
+        """Queue the delivery of ``job``'s end to its ``callback_url``, if it has one."""
+        url = job.meta.get("callback_url")
+        status = _public_status(job.get_status(refresh=True))
+        if not url or status not in ("finished", "failed"):
+            return None
+        resource = self.describe(job)
+        resource["links"] = {"self": f"/jobs/{job.id}", "cancel": f"/jobs/{job.id}/cancel"}
+        task = TASKS["webhook"]
+        delivery = self.queues["high"].enqueue_call(
+            task.func_name,
+            kwargs={"url": url, "body": json.dumps(resource), "event": f"job.{status}"},
+            timeout=int(self.settings.webhook_timeout_seconds) + 5,
+            result_ttl=self.settings.result_ttl_seconds,
+            failure_ttl=self.settings.failure_ttl_seconds,
+            meta={"type": "webhook", "owner": job.meta.get("owner"), "for_job": job.id, "max_retries": self.settings.webhook_max_retries},
+            retry=self.retry_policy(self.settings.webhook_max_retries),
+            description=f"webhook for {job.id}",
+        )
+        log.info("callback queued", extra={"job_id": job.id, "delivery_id": delivery.id})
+        return delivery
+
+    def claim_idempotency_key(self, owner: str | None, key: str, payload: dict) -> IdempotencyClaim:
+        return claim_idempotency_key(self.connection, owner, key, payload)
 
     # -- look up --
 
@@ -307,12 +381,12 @@ class JobQueue:
         """The job resource of CONTRACT.md, without ``links`` (the HTTP layer adds those)."""
         status = _public_status(job.get_status(refresh=False))
         meta = job.meta
+        attempts = getattr(job, "attempts", 0)
         result = error = None
         if status == "finished":
             result = job.return_value()
-        elif status in ("failed", "stopped") or (status in ("queued", "scheduled") and job.number_of_retries):
+        elif status in ("failed", "stopped") or (status in ("queued", "scheduled") and attempts):
             error = _error_of(job)
-        attempts = (job.number_of_retries or 0) + (1 if status in ("started", "finished", "failed", "stopped") else 0)
         return {
             "id": job.id,
             "type": meta.get("type"),
@@ -383,8 +457,7 @@ class JobQueue:
         max_score: str = "+inf"
         after_id: str | None = None
         if cursor:
-            score_text, _, after_id = cursor.partition(":")
-            max_score = score_text
+            max_score, after_id = _decode_cursor(cursor)
         found: list[dict] = []
         batch = max(limit * 2, 100)
         offset = 0
@@ -425,10 +498,78 @@ class JobQueue:
         next_cursor = None
         if more and page:
             last = page[-1]
-            next_cursor = f"{last['_score']!r}:{last['id']}"
+            next_cursor = _encode_cursor(last["_score"], last["id"])
         for resource in page:
             resource.pop("_score", None)
         return page, next_cursor
+
+
+# --- idempotency -------------------------------------------------------------------------
+
+
+class IdempotencyConflict(Exception):
+    """Same key, different body (422)."""
+
+
+class IdempotencyInFlight(Exception):
+    """Same key while the first request is still being handled (409)."""
+
+
+IDEMPOTENCY_TTL = 24 * 3600 + 3600  # the contract promises at least 24 hours
+_IN_FLIGHT_TTL = 30
+
+
+@dataclass
+class IdempotencyClaim:
+    """The right to answer for an idempotency key; ``replay`` is set when the answer exists."""
+
+    connection: redis.Redis
+    key: str
+    fingerprint: str
+    replay: dict | None = None
+
+    def record(self, resource: dict, pipe: redis.client.Pipeline) -> None:
+        entry = {"state": "done", "fingerprint": self.fingerprint, "resource": resource}
+        pipe.set(self.key, json.dumps(entry), ex=IDEMPOTENCY_TTL)
+
+    def release(self) -> None:
+        """Give the key back after a failed submission, so the client may try again."""
+        try:
+            entry = self.connection.get(self.key)
+            if entry is not None and json.loads(entry).get("state") == "pending":
+                self.connection.delete(self.key)
+        except redis.RedisError:
+            pass  # the in-flight marker expires on its own
+
+
+def claim_idempotency_key(
+    connection: redis.Redis, owner: str | None, key: str, payload: dict
+) -> IdempotencyClaim:
+    """Claim ``key`` for this request, or explain why not.
+
+    Keys are scoped to the caller (two clients may use the same key) and the body is
+    compared by a hash of its canonical JSON. Raises IdempotencyConflict or
+    IdempotencyInFlight; returns a claim whose ``replay`` is the first answer when there is one.
+    """
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    redis_key = f"{KEY_PREFIX}:idempotency:{owner or '-'}:{digest}"
+    fingerprint = hashlib.sha256(
+        json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    ).hexdigest()
+    pending = json.dumps({"state": "pending", "fingerprint": fingerprint})
+    if connection.set(redis_key, pending, nx=True, ex=_IN_FLIGHT_TTL):
+        return IdempotencyClaim(connection, redis_key, fingerprint)
+    raw = connection.get(redis_key)
+    if raw is None:  # expired between the two calls: try once more
+        if connection.set(redis_key, pending, nx=True, ex=_IN_FLIGHT_TTL):
+            return IdempotencyClaim(connection, redis_key, fingerprint)
+        raw = connection.get(redis_key) or pending.encode()
+    entry = json.loads(raw)
+    if entry["fingerprint"] != fingerprint:
+        raise IdempotencyConflict(key)
+    if entry["state"] != "done":
+        raise IdempotencyInFlight(key)
+    return IdempotencyClaim(connection, redis_key, fingerprint, replay=entry["resource"])
 
 
 # --- events ------------------------------------------------------------------------------
@@ -514,15 +655,39 @@ def publish_job_ended(connection: redis.Redis, job_id: str) -> None:
         log.warning("could not publish the end of job %s", job_id, extra={"job_id": job_id})
 
 
-# --- helpers -----------------------------------------------------------------------------
+# --- helpers ---
+
+
+def _encode_cursor(score: float, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{score!r}:{job_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    """Raises ValueError for anything this module did not make."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError("bad cursor") from exc
+    score, _, job_id = text.partition(":")
+    if not _JOB_ID.match(job_id) or not math.isfinite(float(score)):
+        raise ValueError("bad cursor")
+    return score, job_id
+
+
 
 
 def _run_at(request: schemas.JobOptions) -> datetime | None:
+    """When to run, rounded up to a whole second: RQ's schedule keeps whole seconds, and a
+    job must never run before the time the client asked for."""
     if request.delay_seconds:
-        return datetime.now(UTC) + timedelta(seconds=request.delay_seconds)
-    if request.run_at is not None:
-        return request.run_at.astimezone(UTC)
-    return None
+        moment = datetime.now(UTC) + timedelta(seconds=request.delay_seconds)
+    elif request.run_at is not None:
+        moment = request.run_at.astimezone(UTC)
+    else:
+        return None
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
 
 
 def _public_status(status: JobStatus | None) -> str:

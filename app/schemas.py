@@ -237,6 +237,16 @@ class FailRequest(JobOptions, FailArgs):
     type: Literal["fail"]
 
 
+class WebhookArgs(BaseModel):
+    """A callback delivery (internal: enqueued by workers, never by clients)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr
+    body: StrictStr
+    event: Literal["job.finished", "job.failed"]
+
+
 PUBLIC_REQUESTS: tuple[type[JobOptions], ...] = (CountWordsRequest, SendEmailRequest)
 DIAGNOSTIC_REQUESTS: tuple[type[JobOptions], ...] = (SleepRequest, NoopRequest, FailRequest)
 

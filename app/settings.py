@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     failure_ttl_seconds: int = Field(30 * 24 * 3600, ge=1)
     max_wait_seconds: int = Field(30, ge=0, le=30)
 
+    # Webhooks (callback_url).
+    webhook_secret: SecretStr | None = None
+    allow_private_callbacks: bool = False
+    webhook_max_retries: int = Field(8, ge=0, le=25)
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+
     # Workers and the dev stack.
     worker_count: int = Field(2, ge=1, le=64)
     job_heartbeat_seconds: int = Field(10, ge=1, le=300)

@@ -18,26 +18,34 @@ from rq import Worker
 from rq.serializers import JSONSerializer
 
 from . import logs
-from .queueing import OffloadJob, connect, publish_job_ended, register_queues
+from .queueing import JobQueue, OffloadJob, connect, publish_job_ended, register_queues
 from .settings import QUEUE_NAMES, Settings, get_settings
 
 log = logging.getLogger("offload.worker")
 
 
 class OffloadWorker(Worker):
-    """RQ's forking worker, announcing each job's end so ``?wait=`` answers at once."""
+    """RQ's forking worker, announcing each job's end (for ``?wait=``) and queueing its callback."""
 
     job_class = OffloadJob
 
     def handle_job_success(self, job, queue, started_job_registry, execution):  # noqa: ANN001
         super().handle_job_success(job, queue, started_job_registry, execution)
-        publish_job_ended(self.connection, job.id)
+        self._job_ended(job)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):  # noqa: ANN001
         super().handle_job_failure(
             job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
         )
+        self._job_ended(job)
+
+    def _job_ended(self, job) -> None:  # noqa: ANN001
         publish_job_ended(self.connection, job.id)
+        if job.meta.get("callback_url"):
+            try:
+                JobQueue(self.connection, get_settings()).enqueue_callback(job)
+            except redis.RedisError:
+                log.exception("could not queue the callback of job %s", job.id, extra={"job_id": job.id})
 
 
 def build_worker(connection: redis.Redis, settings: Settings, queues: Sequence[str] = QUEUE_NAMES) -> OffloadWorker:

@@ -215,6 +215,9 @@ class Stack:
     def post(self, body: dict, **kwargs) -> requests.Response:
         return requests.post(f"{self.base}/jobs", json=body, timeout=10, **kwargs)
 
+    def session_post(self, path: str, **kwargs) -> requests.Response:
+        return requests.post(f"{self.base}{path}", timeout=10, **kwargs)
+
     def get(self, path: str, **kwargs) -> requests.Response:
         return requests.get(f"{self.base}{path}", timeout=40, **kwargs)
 

@@ -230,3 +230,59 @@ def test_redis_down_is_a_fast_503(settings):
     assert_problem(client.get("/readyz"), 503)
     assert_problem(client.get("/jobs/abc"), 503)
     assert client.get("/healthz").status_code == 200
+
+
+def test_idempotent_replay_returns_the_first_answer(client, job_queue):
+    headers = {"Idempotency-Key": "order-42"}
+    first = client.post("/jobs", json={"type": "count_words", "text": "a b"}, headers=headers)
+    again = client.post("/jobs", json={"text": "a b", "type": "count_words"}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.get_json() == first.get_json()
+    assert again.headers["Location"] == first.headers["Location"]
+    assert queued_count(job_queue) == 1
+
+
+def test_idempotency_key_with_a_different_body_is_422(client, job_queue):
+    headers = {"Idempotency-Key": "order-43"}
+    assert client.post("/jobs", json={"type": "count_words", "text": "a"}, headers=headers).status_code == 202
+    body = assert_problem(client.post("/jobs", json={"type": "count_words", "text": "b"}, headers=headers), 422)
+    assert body["errors"][0]["field"] == "Idempotency-Key"
+    assert queued_count(job_queue) == 1
+
+
+def test_idempotency_key_in_flight_is_409_and_keys_are_kept_a_day(client, job_queue):
+    from app.queueing import claim_idempotency_key
+
+    claim = claim_idempotency_key(job_queue.connection, None, "order-44", {"type": "count_words", "text": "a"})
+    response = client.post("/jobs", json={"type": "count_words", "text": "a"}, headers={"Idempotency-Key": "order-44"})
+    assert_problem(response, 409)
+    assert response.headers["Retry-After"]
+    assert queued_count(job_queue) == 0
+    done = client.post("/jobs", json={"type": "count_words", "text": "z"}, headers={"Idempotency-Key": "order-45"})
+    assert done.status_code == 202
+    ttls = [job_queue.connection.ttl(key) for key in job_queue.connection.keys("rq:offload:idempotency:*")]
+    assert claim.key.encode() in job_queue.connection.keys("rq:offload:idempotency:*")
+    assert max(ttls) >= 24 * 3600
+
+
+def test_idempotency_key_too_long_is_400(client, job_queue):
+    response = client.post("/jobs", json={"type": "count_words", "text": "a"}, headers={"Idempotency-Key": "k" * 256})
+    assert_problem(response, 400)
+    assert queued_count(job_queue) == 0
+
+
+def test_list_filters_and_opaque_cursor(client, job_queue):
+    for n in range(5):
+        client.post("/jobs", json={"type": "count_words", "text": f"t{n}", "queue": "high" if n % 2 else "low"})
+    client.post("/jobs", json={"type": "fail", "message": "x"})
+    run_jobs(job_queue)
+    failed = client.get("/jobs?status=failed").get_json()["jobs"]
+    assert [job["type"] for job in failed] == ["fail"]
+    high = client.get("/jobs?queue=high&type=count_words").get_json()["jobs"]
+    assert len(high) == 2 and all(job["queue"] == "high" for job in high)
+    page = client.get("/jobs?limit=2").get_json()
+    assert len(page["jobs"]) == 2 and page["next"].startswith("/jobs?")
+    rest = client.get(page["next"]).get_json()
+    assert not {job["id"] for job in rest["jobs"]} & {job["id"] for job in page["jobs"]}
+    for query in ("limit=0", "limit=201", "limit=x", "status=done", "queue=urgent", "cursor=nonsense!!", "cursor=Zm9v"):
+        assert_problem(client.get(f"/jobs?{query}"), 422)
