@@ -1,0 +1,88 @@
+"""Gunicorn's configuration for offload: ``gunicorn --config gunicorn.conf.py wsgi:app``.
+
+Everything comes from the same environment variables the app reads, validated by the same
+code (:mod:`app.settings`), so gunicorn and the app never disagree about them:
+
+==================  ========================================================  =============
+variable            gunicorn setting                                          default
+==================  ========================================================  =============
+HOST, PORT          ``bind`` (an IPv6 host is bracketed)                      127.0.0.1:8000
+WEB_CONCURRENCY     ``workers`` (processes)                                   2
+WEB_THREADS         ``threads`` per process, ``worker_class = "gthread"``     16
+MAX_WAIT_SECONDS    ``graceful_timeout`` = MAX_WAIT_SECONDS + 5, so a request 30 (so 35 s)
+                    held by ``?wait=`` still gets its answer on SIGTERM
+LOG_LEVEL           ``loglevel``                                              INFO
+==================  ========================================================  =============
+
+(The Docker image sets ``HOST=0.0.0.0``.) Any other gunicorn option can be given on the
+command line or in ``GUNICORN_CMD_ARGS``, which take precedence over this file.
+
+A bad setting, or a non-loopback HOST without API_KEYS, stops gunicorn here, before it
+binds, with one line per problem on stderr (never the offending value: it may be a secret).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pydantic import ValidationError
+
+from app.settings import get_settings
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"offload: cannot start: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(1)  # not an Exception: gunicorn does not catch it and exits with 1
+
+
+try:
+    _settings = get_settings()
+except ValidationError as exc:
+    _fail(
+        "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']).upper() or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+    )
+try:
+    _settings.check_bind_is_safe()
+except RuntimeError as exc:
+    _fail(str(exc))
+
+
+def _bind_address(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6
+    return f"{host}:{port}"
+
+
+wsgi_app = "wsgi:app"
+proc_name = "offload-web"
+
+bind = [_bind_address(_settings.host, _settings.port)]
+workers = _settings.web_concurrency
+worker_class = "gthread"
+threads = _settings.web_threads
+
+# A gthread worker that stops heart-beating for this long is killed and replaced. Requests
+# may take longer (``?wait=`` holds one up to MAX_WAIT_SECONDS): threads keep the heartbeat.
+timeout = 60
+# On SIGTERM, in-flight requests get this long to finish before workers are killed.
+graceful_timeout = _settings.max_wait_seconds + 5
+keepalive = 5
+
+# The app logs every request itself (with its request id); gunicorn's access log would
+# only duplicate it. Gunicorn's own messages go to stderr.
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+
+# No runtime control socket (gunicorn 25.1+): it would go to $HOME/.gunicorn, which is not
+# writable for the image's user, and two servers on one host would fight over it.
+control_socket_disable = True
+
+# Heartbeat files on a tmpfs when there is one (in containers /tmp may be an overlay).
+if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+    worker_tmp_dir = "/dev/shm"
