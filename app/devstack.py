@@ -30,14 +30,14 @@ def valkey_binary() -> str:
 
 
 def valkey_command(port: int, data_dir: Path, *, host: str = "127.0.0.1") -> list[str]:
-    """Valkey with AOF on: every write is in the append-only file within a second."""
+    """Valkey with AOF on, fsynced before each reply: a job that got a 202 survives a crash."""
     return [
         valkey_binary(),
         "--bind", host,
         "--port", str(port),
         "--dir", str(data_dir),
         "--appendonly", "yes",
-        "--appendfsync", "everysec",
+        "--appendfsync", "always",  # a 202 means the job is on disk: nothing accepted is lost
         "--save", "",
         "--protected-mode", "yes",
         "--maxmemory-policy", "noeviction",

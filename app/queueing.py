@@ -168,13 +168,7 @@ def _run_task(task: Task, arguments: dict, job: Job, settings: Settings) -> dict
     if task.type == "count_words":
         return tasks.count_words(arguments["text"], progress=ProgressReporter(job))
     if task.type == "send_email":
-        return tasks.send_email(
-            **arguments,
-            smtp=settings.smtp,
-            mail_from=settings.mail_from,
-            timeout=settings.smtp_timeout,
-            message_id=f"<{job.id}@{settings.mail_from.rpartition('@')[2] or 'offload'}>",
-        )
+        return _send_email_once(job, arguments, settings)
     if task.type == "webhook":
         if settings.webhook_secret is None:
             raise webhooks.DeliveryFailed("WEBHOOK_SECRET is not set on the worker; cannot sign the delivery")
@@ -186,6 +180,33 @@ def _run_task(task: Task, arguments: dict, job: Job, settings: Settings) -> dict
             timeout=settings.webhook_timeout_seconds,
         )
     return task.func(**arguments)
+
+
+def _send_email_once(job: Job, arguments: dict, settings: Settings) -> dict:
+    """Send at most once per job, across retries and worker deaths.
+
+    The receipt is written to Redis the moment the SMTP server accepts the message; an
+    attempt that finds it (the previous attempt's worker died after sending) returns it
+    instead of sending again. The one window left is between the server's 250 and that
+    write, about a millisecond.
+    """
+    sent_key = f"{KEY_PREFIX}:sent:{job.id}"
+    previous = job.connection.get(sent_key)
+    if previous is not None:
+        log.warning("job %s: message already sent by an earlier attempt; not sending again", job.id)
+        return json.loads(previous)
+
+    def record(receipt: dict) -> None:
+        job.connection.set(sent_key, json.dumps(receipt), ex=settings.result_ttl_seconds)
+
+    return tasks.send_email(
+        **arguments,
+        smtp=settings.smtp,
+        mail_from=settings.mail_from,
+        timeout=settings.smtp_timeout,
+        message_id=f"<{job.id}@{settings.mail_from.rpartition('@')[2] or 'offload'}>",
+        on_sent=record,
+    )
 
 
 def _worker_settings() -> Settings:
@@ -707,13 +728,22 @@ def _rfc3339(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def remember_failure(job: Job, exc_string: str) -> None:
+    """Keep an attempt's error on a job that is about to be retried (RQ keeps only final ones)."""
+    job.meta["last_error"] = describe_exception(exc_string, timeout=job.timeout)
+    try:
+        job.save_meta()
+    except redis.RedisError:
+        log.warning("could not save the error of job %s", job.id, extra={"job_id": job.id})
+
+
 def _error_of(job: Job) -> dict | None:
     """The last failure as ``{"type", "message"}``, from the traceback RQ keeps."""
     result = job.latest_result()
     if result is None or result.type == Result.Type.SUCCESSFUL or not result.exc_string:
         if job.get_status(refresh=False) == JobStatus.STOPPED:
             return {"type": "Stopped", "message": "the job was stopped while it ran"}
-        return None
+        return job.meta.get("last_error")
     return describe_exception(result.exc_string, timeout=job.timeout)
 
 
@@ -721,10 +751,14 @@ def describe_exception(exc_string: str, timeout: int | None = None) -> dict:
     lines = [line for line in exc_string.strip().splitlines() if line.strip()]
     last = lines[-1].strip() if lines else "unknown error"
     match = _EXCEPTION_LINE.match(last)
+    if "AbandonedJobError" in last or last.startswith("Work-horse terminated"):
+        return {"type": "WorkerDied", "message": f"the worker running the job died ({last.rstrip('; ')})"}
     if not match or " " in (match.group("type") or ""):
         return {"type": "Error", "message": last}
     exc_type = match.group("type").rpartition(".")[2]
     message = match.group("message") or exc_type
+    if exc_type == "WorkerShutdown":
+        return {"type": "WorkerDied", "message": message}
     if exc_type == "JobTimeoutException":
         return {"type": "JobTimeout", "message": f"timed out: the attempt ran longer than {timeout} seconds"}
     return {"type": exc_type, "message": message}

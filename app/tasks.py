@@ -59,12 +59,15 @@ def send_email(
     mail_from: str,
     timeout: float,
     message_id: str | None = None,
+    on_sent: Callable[[dict], None] | None = None,
 ) -> dict:
     """Send one plain-text message through ``smtp`` and return its delivery receipt.
 
     Uses implicit TLS for ``smtps://``, STARTTLS whenever the server offers it, and logs
     in only when the target carries credentials. ``message_id`` lets the caller make the
-    Message-ID stable across retries of the same job.
+    Message-ID stable across retries of the same job. ``on_sent(receipt)`` is called as
+    soon as the server has accepted the message, before the connection is closed, so the
+    caller can record the send before anything else can go wrong.
     """
     message = EmailMessage()
     message["From"] = mail_from
@@ -89,6 +92,13 @@ def send_email(
                 password = smtp.password.get_secret_value() if smtp.password else ""
                 client.login(smtp.username, password)
             refused = client.send_message(message)
+            receipt = {
+                "message_id": message["Message-ID"],
+                "accepted": [to] if to not in refused else [],
+                "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            }
+            if on_sent is not None:
+                on_sent(receipt)
     except smtplib.SMTPAuthenticationError as exc:
         # The server's reply can quote what was sent; say only that login failed.
         raise SmtpError(f"SMTP login to {smtp.host}:{smtp.port} was refused ({exc.smtp_code})") from None
@@ -101,12 +111,7 @@ def send_email(
     except (OSError, smtplib.SMTPException) as exc:
         raise SmtpError(f"could not deliver through SMTP server {smtp.host}:{smtp.port}: {exc}") from None
 
-    accepted = [to] if to not in refused else []
-    return {
-        "message_id": message["Message-ID"],
-        "accepted": accepted,
-        "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-    }
+    return receipt
 
 
 def _domain_of(address: str) -> str:

@@ -18,7 +18,7 @@ from rq import Worker
 from rq.serializers import JSONSerializer
 
 from . import logs
-from .queueing import JobQueue, OffloadJob, connect, publish_job_ended, register_queues
+from .queueing import JobQueue, OffloadJob, connect, remember_failure, publish_job_ended, register_queues
 from .settings import QUEUE_NAMES, Settings, get_settings
 
 log = logging.getLogger("offload.worker")
@@ -34,10 +34,56 @@ class OffloadWorker(Worker):
         self._job_ended(job)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):  # noqa: ANN001
+        if exc_string and job.should_retry:
+            # RQ records a failure only when no retry follows; keep this attempt's error so the
+            # job shows why it is being retried.
+            remember_failure(job, exc_string)
         super().handle_job_failure(
             job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
         )
         self._job_ended(job)
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:  # noqa: ANN001
+        """How long a running job's heartbeat lasts: two beats and a margin.
+
+        RQ adds a flat minute, so a job whose worker was SIGKILLed stays ``started`` for well
+        over a minute before maintenance notices. Two missed beats (plus 5 s) is enough: with
+        the default 10 s beat and maintenance every beat, an abandoned job is retried or
+        failed within 35 s.
+        """
+        return self.job_monitoring_interval * 2 + 5
+
+    def setup_work_horse_signals(self) -> None:
+        """The work horse dies with its worker, so a killed worker never leaves an orphan
+        finishing (and duplicating) a job that maintenance is about to retry."""
+        super().setup_work_horse_signals()
+        _die_with_parent()
+
+    def request_force_stop(self, signum: int, frame: object) -> None:
+        """Cold shutdown (a second SIGTERM/SIGINT): the job in hand is retried now, not left
+        ``started`` until its heartbeat lapses."""
+        job = self.get_current_job() if self.horse_pid else None
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            if job is not None:
+                self._requeue_after_cold_shutdown(job)
+            raise
+
+    def _requeue_after_cold_shutdown(self, job) -> None:  # noqa: ANN001
+        try:
+            job.refresh()
+            if job.get_status(refresh=False) != "started":
+                return
+            queue = next((q for q in self.queues if q.name == job.origin), None)
+            if queue is None:
+                return
+            if not job.retries_left:
+                job.retries_left = 1  # a shutdown is not the job's fault: give it its attempt back
+            self.handle_job_failure(job, queue, exc_string="WorkerShutdown: the worker was stopped while the job ran")
+            log.warning("job %s requeued after cold shutdown", job.id, extra={"job_id": job.id})
+        except redis.RedisError:
+            log.exception("could not requeue job %s after cold shutdown; maintenance will", job.id)
 
     def _job_ended(self, job) -> None:  # noqa: ANN001
         publish_job_ended(self.connection, job.id)
@@ -48,6 +94,18 @@ class OffloadWorker(Worker):
                 log.exception("could not queue the callback of job %s", job.id, extra={"job_id": job.id})
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the orphan finishes its job instead
+        pass
+
+
 def build_worker(connection: redis.Redis, settings: Settings, queues: Sequence[str] = QUEUE_NAMES) -> OffloadWorker:
     return OffloadWorker(
         list(queues),
@@ -55,11 +113,11 @@ def build_worker(connection: redis.Redis, settings: Settings, queues: Sequence[s
         serializer=JSONSerializer,
         job_class=OffloadJob,
         default_result_ttl=settings.result_ttl_seconds,
-        # A dead worker's registration lapses in worker_ttl; its job's heartbeat in
-        # job_heartbeat_seconds + 60 (RQ adds the minute); maintenance then fails or retries it.
+        # A dead worker's registration lapses in worker_ttl; its job's heartbeat after two
+        # missed beats (get_heartbeat_ttl); maintenance, run every beat, then retries or fails it.
         worker_ttl=max(30, settings.job_heartbeat_seconds * 3),
         job_monitoring_interval=settings.job_heartbeat_seconds,
-        maintenance_interval=30,
+        maintenance_interval=settings.job_heartbeat_seconds,
         log_job_description=False,
     )
 

@@ -95,4 +95,6 @@ def test_describe_exception():
     }
     timeout = describe_exception("rq.timeouts.JobTimeoutException: Task exceeded maximum timeout value (3 seconds)", 3)
     assert timeout["type"] == "JobTimeout" and "timed out" in timeout["message"]
-    assert describe_exception("Work-horse terminated unexpectedly; waitpid returned 9")["type"] == "Error"
+    assert describe_exception("Work-horse terminated unexpectedly; waitpid returned 9")["type"] == "WorkerDied"
+    assert describe_exception("Moved to FailedJobRegistry, due to AbandonedJobError, at x")["type"] == "WorkerDied"
+    assert describe_exception("something odd happened")["type"] == "Error"

@@ -1,0 +1,204 @@
+"""Fault injection with real processes: workers, the Redis server and the SMTP server are
+killed and restarted for real, and no accepted job is lost or silently left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from aiosmtpd.controller import Controller
+
+from app.smtp_sink import MailSink
+
+from .conftest import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+TERMINAL = ("finished", "failed", "canceled", "stopped")
+
+
+def started(stack, job_id: str) -> bool:
+    return stack.get(f"/jobs/{job_id}").json()["status"] == "started"
+
+
+def test_sigkilled_worker_job_is_retried_within_the_bound(stack_factory):
+    stack = stack_factory(workers=1)  # JOB_HEARTBEAT_SECONDS=2 in the test stack
+    job_id = stack.post({"type": "sleep", "seconds": 2, "max_retries": 1}).json()["id"]
+    wait_until(lambda: started(stack, job_id), what="the job to start")
+    stack.workers[0].send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    stack.start_worker()
+    done = stack.wait_for(job_id, timeout=60)
+    recovered_in = time.monotonic() - killed_at
+    assert done["status"] == "finished", done
+    assert done["attempts"] == 2
+    assert recovered_in < 30, recovered_in  # heartbeat 2 s: lapses after 9 s, maintenance every 2 s
+
+
+def test_sigkilled_worker_job_without_retries_fails_saying_the_worker_died(stack_factory):
+    stack = stack_factory(workers=1)
+    job_id = stack.post({"type": "sleep", "seconds": 30, "max_retries": 0}).json()["id"]
+    wait_until(lambda: started(stack, job_id), what="the job to start")
+    stack.workers[0].send_signal(signal.SIGKILL)
+    stack.start_worker()
+    done = stack.wait_for(job_id, timeout=60)
+    assert done["status"] == "failed"
+    assert done["error"]["type"] == "WorkerDied"
+    assert "died" in done["error"]["message"]
+
+
+def test_the_work_horse_dies_with_its_worker(stack_factory):
+    """No orphan keeps running (and later duplicating) the job of a killed worker."""
+    stack = stack_factory(workers=1)
+    job_id = stack.post({"type": "sleep", "seconds": 30, "max_retries": 0}).json()["id"]
+    wait_until(lambda: started(stack, job_id), what="the job to start")
+    worker = stack.workers[0]
+    horses = [int(pid) for pid in open(f"/proc/{worker.pid}/task/{worker.pid}/children").read().split()]
+    assert horses, "a forking worker runs the job in a child"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(5)
+    wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in horses), timeout=5,
+               what="the work horse to die")  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_second_sigterm_stops_the_job_and_requeues_it(stack_factory):
+    stack = stack_factory(workers=1)
+    job_id = stack.post({"type": "sleep", "seconds": 30, "max_retries": 0}).json()["id"]
+    wait_until(lambda: started(stack, job_id), what="the job to start")
+    worker = stack.workers[0]
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(1.5)  # RQ ignores a repeat within a second
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(15)
+    body = stack.get(f"/jobs/{job_id}").json()
+    assert body["status"] == "queued", body
+    assert body["error"]["type"] == "WorkerDied"
+    stack.start_worker()
+    wait_until(lambda: started(stack, job_id), what="another worker to take the job")
+    assert stack.session_post(f"/jobs/{job_id}/cancel").status_code == 202
+
+
+def test_redis_killed_and_restarted_on_its_aof_loses_no_accepted_job(stack_factory, clean_valkey):
+    stack = stack_factory(workers=2)
+    accepted: list[str] = []
+    refused: list[float] = []
+    stop = threading.Event()
+
+    def submit_forever():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            started_at = time.monotonic()
+            try:
+                response = stack.post({"type": "count_words", "text": f"job number {n}"})
+            except requests.RequestException:
+                continue
+            if response.status_code == 202:
+                accepted.append(response.json()["id"])
+            else:
+                assert response.status_code == 503, response.text
+                assert response.headers["Retry-After"]
+                refused.append(time.monotonic() - started_at)
+                time.sleep(0.05)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(submit_forever) for _ in range(3)]
+        wait_until(lambda: len(accepted) > 50, what="some accepted jobs")
+        clean_valkey.kill()  # SIGKILL
+        time.sleep(2)
+        down_ready = stack.get("/readyz")
+        clean_valkey.start()  # same data dir: replays the AOF
+        time.sleep(1)
+        stop.set()
+        for future in futures:
+            future.result()
+    assert down_ready.status_code == 503
+    assert refused, "submissions during the outage must be refused with 503"
+    assert max(refused) < 2.5, max(refused)
+    # Every job that got a 202 still exists and ends.
+    for job_id in accepted:
+        body = stack.wait_for(job_id, timeout=30)
+        assert body["status"] == "finished", body
+    # Workers came back by themselves and show in the dashboard again.
+    wait_until(lambda: len(stack.get("/dashboard/0/data/workers.json").json()["workers"]) >= 2, timeout=30,
+               what="the workers to re-register")  # fmt: skip
+    assert all(worker.poll() is None for worker in stack.workers)
+
+
+def test_smtp_down_retries_then_fails_naming_the_smtp_failure(stack_factory):
+    dead = f"smtp://127.0.0.1:{free_port()}"
+    stack = stack_factory(SMTP_URL=dead, RETRY_BACKOFF_BASE_SECONDS="1", RETRY_BACKOFF_MAX_SECONDS="1")
+    job_id = stack.post({"type": "send_email", "to": "a@example.com", "body": "x", "max_retries": 2}).json()["id"]
+    done = stack.wait_for(job_id, timeout=40)
+    assert done["status"] == "failed"
+    assert done["attempts"] == 3
+    assert done["error"]["type"] == "SmtpError"
+    assert "could not deliver through SMTP server 127.0.0.1" in done["error"]["message"]
+
+
+class QuitGatedSink(MailSink):
+    """Accepts mail, then holds the QUIT answer until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.quitting = threading.Event()
+
+    async def handle_QUIT(self, server, session, envelope):  # noqa: N802
+        self.quitting.set()
+        await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 30)
+        return "221 Bye"
+
+
+def test_retry_after_a_successful_send_does_not_send_again(stack_factory, clean_valkey):
+    sink = QuitGatedSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        stack = stack_factory(workers=1, SMTP_URL=f"smtp://127.0.0.1:{port}")
+        job_id = stack.post({"type": "send_email", "to": "once@example.com", "body": "only once", "max_retries": 2}).json()["id"]
+        assert sink.quitting.wait(20), "the worker should reach QUIT"
+        assert len(sink.messages) == 1
+        stack.workers[0].send_signal(signal.SIGKILL)  # killed right after the send
+        sink.gate.set()
+        stack.start_worker()
+        done = stack.wait_for(job_id, timeout=60)
+        assert done["status"] == "finished", done
+        assert done["attempts"] == 2
+        assert len(sink.messages) == 1, "the retry must not send the message again"
+        assert done["result"]["message_id"] == sink.messages[0]["Message-ID"]
+    finally:
+        sink.gate.set()
+        controller.stop()
+
+
+def test_raise_timeout_and_invalid_arguments_fail_clearly_and_the_worker_goes_on(stack, clean_valkey):
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    raising = stack.post({"type": "fail", "message": "bad input", "max_retries": 0}).json()["id"]
+    slow = stack.post({"type": "sleep", "seconds": 20, "timeout_seconds": 1, "max_retries": 0}).json()["id"]
+    queue = Queue("default", connection=clean_valkey.client(), serializer=JSONSerializer)
+    stale = queue.enqueue_call("app.tasks.count_words", kwargs={"text": "", "extra": 1}, meta={"type": "count_words"})
+    after = stack.post({"type": "count_words", "text": "still working"}).json()["id"]
+    assert stack.wait_for(raising)["error"] == {"type": "RuntimeError", "message": "bad input"}
+    assert stack.wait_for(slow)["error"]["type"] == "JobTimeout"
+    invalid = stack.wait_for(stale.id)
+    assert invalid["status"] == "failed" and invalid["error"]["type"] == "InvalidArgumentsError"
+    assert stack.wait_for(after)["result"]["words"] == 2
+    assert stack.workers[0].poll() is None
