@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None =
     _install_request_ids(app)
     problems.register(app)
     app.register_blueprint(api.bp)
+    from . import web; app.register_blueprint(web.bp)  # noqa: E702, I001 - the page at / (app/web.py)
     dashboard.mount(app, settings)
     return app
 

@@ -1,0 +1,528 @@
+/* offload's page: submit a job with the JSON API and watch it until it ends.
+ *
+ * Plain JavaScript, no build step, no dependencies. It talks to the same API as any client:
+ * POST /jobs, GET /jobs/{id}?wait=N in a loop until the job is terminal, GET /jobs?limit=20.
+ * With API keys on, the key lives in this tab's sessionStorage only and goes out as
+ * "Authorization: Bearer <key>".
+ */
+(function () {
+  "use strict";
+
+  var AUTH = document.body.dataset.auth === "on";
+  var WAIT = parseInt(document.body.dataset.wait, 10) || 10;
+  var KEY_STORAGE = "offload.apiKey";
+  var TERMINAL = ["finished", "failed", "canceled", "stopped"];
+  var RETRYABLE = ["failed", "canceled", "stopped"];
+  var RECENT_LIMIT = 20;
+
+  function $(id) { return document.getElementById(id); }
+  function isTerminal(status) { return TERMINAL.indexOf(status) >= 0; }
+  function sleep(ms) { return new Promise(function (resolve) { setTimeout(resolve, ms); }); }
+
+  // --- the API key (sessionStorage only) ---------------------------------------------------
+
+  var memoryKey = "";
+  function getKey() {
+    if (!AUTH) return "";
+    try { return window.sessionStorage.getItem(KEY_STORAGE) || ""; } catch (e) { return memoryKey; }
+  }
+  function setKey(value) {
+    memoryKey = value;
+    try {
+      if (value) window.sessionStorage.setItem(KEY_STORAGE, value);
+      else window.sessionStorage.removeItem(KEY_STORAGE);
+    } catch (e) { /* storage refused (private mode): keep it in memory for this page */ }
+  }
+
+  // --- HTTP ----------------------------------------------------------------------------------
+
+  /* One call to the API. Resolves to {status, ok, data, headers}; rejects only when the
+   * network fails (or the call is aborted). */
+  function api(method, path, payload, signal) {
+    var headers = { "Accept": "application/json, application/problem+json" };
+    if (payload !== undefined) headers["Content-Type"] = "application/json";
+    var key = getKey();
+    if (key) headers["Authorization"] = "Bearer " + key;
+    return fetch(path, {
+      method: method,
+      headers: headers,
+      body: payload === undefined ? undefined : JSON.stringify(payload),
+      signal: signal,
+      cache: "no-store",
+      credentials: "same-origin"
+    }).then(function (response) {
+      return response.text().then(function (text) {
+        var data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        return { status: response.status, ok: response.ok, data: data, headers: response.headers };
+      });
+    });
+  }
+
+  /* A sentence for a failed call: the problem's detail, and when to try again. */
+  function describeProblem(answer) {
+    var p = answer.data || {};
+    var text = p.detail || p.title || ("The server answered " + answer.status + ".");
+    var retryAfter = answer.headers && answer.headers.get("Retry-After");
+    if ((answer.status === 429 || answer.status === 503) && retryAfter) {
+      text += " Try again in " + retryAfter + " s.";
+    }
+    return text;
+  }
+
+  function showKeyProblem(answer) {
+    if (!AUTH || (answer.status !== 401 && answer.status !== 403)) return false;
+    var message = !getKey() ? "Enter an API key." : describeProblem(answer);
+    var box = document.querySelector('[data-error-for="api_key"]');
+    var input = $("api-key");
+    if (box) { box.textContent = message; box.hidden = false; }
+    if (input) input.setAttribute("aria-invalid", "true");
+    return true;
+  }
+
+  function clearKeyProblem() {
+    var box = document.querySelector('[data-error-for="api_key"]');
+    if (box) { box.textContent = ""; box.hidden = true; }
+    var input = $("api-key");
+    if (input) input.removeAttribute("aria-invalid");
+  }
+
+  // --- forms ---------------------------------------------------------------------------------
+
+  function clearErrors(form) {
+    form.querySelectorAll("[data-error-for]").forEach(function (box) {
+      box.textContent = "";
+      box.hidden = true;
+    });
+    form.querySelectorAll("[aria-invalid]").forEach(function (el) { el.removeAttribute("aria-invalid"); });
+  }
+
+  function fieldApplies(form, el) {
+    var holder = el.closest("[data-for-type]");
+    return !holder || holder.dataset.forType === jobType(form);
+  }
+
+  function jobType(form) {
+    return form.dataset.type || (form.elements.type && form.elements.type.value) || "";
+  }
+
+  /* The JSON body: the form's named fields that belong to its job type; an empty queue
+   * means "the default", so it is left out. Numbers go as numbers when they parse. */
+  function buildPayload(form) {
+    var payload = { type: jobType(form) };
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (!el.name || el.name === "type" || el.disabled || !fieldApplies(form, el)) return;
+      var value = el.value;
+      if (el.name === "queue" && value === "") return;
+      if (el.type === "number") {
+        if (value === "") return;
+        var number = Number(value);
+        payload[el.name] = isNaN(number) ? value : number;
+        return;
+      }
+      payload[el.name] = value;
+    });
+    return payload;
+  }
+
+  /* Put each of the problem's field errors next to its field; whatever has no field of
+   * its own goes to the form's error line. Focus moves to the first field in error. */
+  function showProblem(form, answer) {
+    var p = answer.data || {};
+    var errors = Array.isArray(p.errors) ? p.errors : [];
+    var unplaced = [];
+    var firstInvalid = null;
+    errors.forEach(function (error) {
+      var field = String(error.field || "");
+      var name = field.split(".")[0];
+      var box = name && form.querySelector('[data-error-for="' + CSS.escape(name) + '"]');
+      var input = name && form.elements[name];
+      if (!box || (input && input.closest && !fieldApplies(form, input))) {
+        unplaced.push(field ? field + ": " + error.message : error.message);
+        return;
+      }
+      box.textContent = box.hidden ? error.message : box.textContent + "; " + error.message;
+      box.hidden = false;
+      if (input && input.setAttribute) {
+        input.setAttribute("aria-invalid", "true");
+        if (!firstInvalid) firstInvalid = input;
+      }
+    });
+    var keyProblem = showKeyProblem(answer);
+    var formBox = form.querySelector('[data-error-for="*"]');
+    if (unplaced.length || !errors.length) {
+      var text = errors.length ? (p.detail || "The job is not valid") + ": " + unplaced.join("; ")
+                               : describeProblem(answer);
+      if (keyProblem) text += " (see the API key field above)";
+      formBox.textContent = text;
+      formBox.hidden = false;
+    }
+    if (firstInvalid) {
+      // Centre the field, so that its error (below it) is on screen too.
+      firstInvalid.focus({ preventScroll: true });
+      firstInvalid.scrollIntoView({ block: "center" });
+    }
+    else if (keyProblem && $("api-key")) $("api-key").focus();
+  }
+
+  function wireForm(form) {
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (form.dataset.busy === "1") return;
+      clearErrors(form);
+      var button = form.querySelector('button[type="submit"]');
+      form.dataset.busy = "1";
+      form.setAttribute("aria-busy", "true");
+      if (button) button.disabled = true;
+      api("POST", "/jobs", buildPayload(form)).then(function (answer) {
+        if (answer.status === 202 && answer.data && answer.data.id) {
+          clearKeyProblem();
+          watch(answer.data);
+          refreshRecent();
+          revealJob();
+        } else {
+          showProblem(form, answer);
+        }
+      }).catch(function (err) {
+        var box = form.querySelector('[data-error-for="*"]');
+        box.textContent = "Could not reach offload: " + err.message;
+        box.hidden = false;
+      }).then(function () {
+        form.dataset.busy = "";
+        form.removeAttribute("aria-busy");
+        if (button) button.disabled = false;
+      });
+    });
+    // Enter submits from a one-line field (the browser does that); Ctrl/Cmd+Enter from a textarea.
+    form.querySelectorAll("textarea").forEach(function (area) {
+      area.addEventListener("keydown", function (event) {
+        if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+          event.preventDefault();
+          form.requestSubmit();
+        }
+      });
+    });
+    // A field's error goes away once the user edits it.
+    form.addEventListener("input", function (event) {
+      var el = event.target;
+      if (!el.name) return;
+      var box = form.querySelector('[data-error-for="' + CSS.escape(el.name) + '"]');
+      if (box) { box.hidden = true; box.textContent = ""; }
+      el.removeAttribute("aria-invalid");
+    });
+    var typeSelect = form.dataset.type ? null : form.elements.type;
+    if (typeSelect) {
+      var sync = function () {
+        form.querySelectorAll("[data-for-type]").forEach(function (holder) {
+          holder.hidden = holder.dataset.forType !== typeSelect.value;
+        });
+      };
+      typeSelect.addEventListener("change", sync);
+      sync();
+    }
+  }
+
+  // --- the watched job -----------------------------------------------------------------------
+
+  var current = null;      // the job resource on show
+  var watcher = null;      // AbortController of the running watch loop
+
+  function label(key) {
+    var text = String(key).replace(/_/g, " ");
+    return text.charAt(0).toUpperCase() + text.slice(1);
+  }
+
+  function formatValue(value) {
+    if (Array.isArray(value)) return value.join(", ");
+    if (value !== null && typeof value === "object") return JSON.stringify(value);
+    return String(value);
+  }
+
+  /* Local time; with short, only the time of day for today's timestamps. */
+  function formatTime(iso, short) {
+    if (!iso) return "";
+    var date = new Date(iso);
+    if (isNaN(date.getTime())) return iso;
+    if (short && date.toDateString() === new Date().toDateString()) return date.toLocaleTimeString();
+    return date.toLocaleString();
+  }
+
+  function render(job) {
+    current = job;
+    $("job-empty").hidden = true;
+    $("job-problem").hidden = true;
+    $("job-details").hidden = false;
+    $("job-id").textContent = job.id;
+    $("job-type").textContent = job.type || "";
+    var status = $("job-status");
+    status.textContent = job.status;
+    status.className = "status status-" + job.status;
+    $("job-queue").textContent = job.queue || "";
+    $("job-attempts").textContent = String(job.attempts) + (job.max_retries ? " (up to " + (job.max_retries + 1) + ")" : "");
+
+    var progress = $("job-progress");
+    if (job.progress && job.progress.total && !isTerminal(job.status)) {
+      progress.max = job.progress.total;
+      progress.value = job.progress.done;
+      progress.hidden = false;
+    } else {
+      progress.hidden = true;
+    }
+
+    var resultList = $("job-result-list");
+    resultList.textContent = "";
+    if (job.result && typeof job.result === "object") {
+      Object.keys(job.result).forEach(function (key) {
+        var dt = document.createElement("dt");
+        dt.textContent = label(key);
+        var dd = document.createElement("dd");
+        dd.dataset.key = key;
+        dd.textContent = formatValue(job.result[key]);
+        resultList.appendChild(dt);
+        resultList.appendChild(dd);
+      });
+      $("job-result").hidden = false;
+    } else {
+      $("job-result").hidden = true;
+    }
+
+    if (job.error) {
+      $("job-error-type").textContent = job.error.type;
+      $("job-error-message").textContent = job.error.message;
+      $("job-error").hidden = false;
+      $("job-error").querySelector("h3").textContent = isTerminal(job.status) ? "Error" : "Last error (retrying)";
+    } else {
+      $("job-error").hidden = true;
+    }
+
+    var self = (job.links && job.links.self) || "/jobs/" + encodeURIComponent(job.id);
+    $("job-json").href = self;
+    $("job-cancel").hidden = isTerminal(job.status);
+    $("job-retry").hidden = RETRYABLE.indexOf(job.status) < 0;
+    $("job-raw").textContent = JSON.stringify(job, null, 2);
+    markRecentRow(job);
+  }
+
+  function showJobProblem(text) {
+    var box = $("job-problem");
+    box.textContent = text;
+    box.hidden = false;
+  }
+
+  function setWatching(on) {
+    $("job-waiting").hidden = !on;
+    $("job-panel").setAttribute("aria-busy", on ? "true" : "false");
+  }
+
+  /* Show the job, then hold GET /jobs/{id}?wait=N until it is terminal. A new watch ends
+   * the previous one. Network trouble is retried with a growing pause. */
+  function watch(job) {
+    if (watcher) watcher.abort();
+    var control = new AbortController();
+    watcher = control;
+    render(job);
+    try { history.replaceState(null, "", "#job=" + encodeURIComponent(job.id)); } catch (e) { /* ignore */ }
+    var failures = 0;
+
+    function step() {
+      if (control.signal.aborted) return;
+      if (isTerminal(current.status)) {
+        setWatching(false);
+        refreshRecent();
+        return;
+      }
+      setWatching(true);
+      var started = Date.now();
+      api("GET", "/jobs/" + encodeURIComponent(job.id) + "?wait=" + WAIT, undefined, control.signal)
+        .then(function (answer) {
+          if (control.signal.aborted) return;
+          if (answer.status === 200 && answer.data) {
+            failures = 0;
+            render(answer.data);
+            // The server holds the request until the job ends or WAIT passes; never spin faster than 1/s.
+            var pause = isTerminal(answer.data.status) ? 0 : Math.max(0, 1000 - (Date.now() - started));
+            return sleep(pause).then(step);
+          }
+          if ([401, 403, 404, 422].indexOf(answer.status) >= 0) {
+            showKeyProblem(answer);
+            setWatching(false);
+            showJobProblem(describeProblem(answer));
+            return;
+          }
+          failures += 1;
+          showJobProblem(describeProblem(answer) + " Still watching…");
+          var retryAfter = parseFloat(answer.headers.get("Retry-After")) || 0;
+          return sleep(Math.max(retryAfter * 1000, backoff(failures))).then(step);
+        })
+        .catch(function (err) {
+          if (control.signal.aborted || err.name === "AbortError") return;
+          failures += 1;
+          showJobProblem("Lost contact with offload (" + err.message + "). Still watching…");
+          return sleep(backoff(failures)).then(step);
+        });
+    }
+    step();
+  }
+
+  /* In the one-column layout the job panel is below the forms: bring it into view. */
+  function revealJob() {
+    var panel = $("job");
+    var top = panel.getBoundingClientRect().top;
+    if (top < 0 || top > window.innerHeight * 0.6) panel.scrollIntoView({ block: "start" });
+  }
+
+  function backoff(failures) { return Math.min(15000, 500 * Math.pow(2, failures)); }
+
+  function control(action) {
+    if (!current) return;
+    var job = current;
+    api("POST", "/jobs/" + encodeURIComponent(job.id) + "/" + action).then(function (answer) {
+      if (answer.status === 202 && answer.data) {
+        watch(answer.data);
+        refreshRecent();
+      } else {
+        showKeyProblem(answer);
+        showJobProblem(describeProblem(answer));
+      }
+    }).catch(function (err) { showJobProblem("Could not reach offload: " + err.message); });
+  }
+
+  // --- recent jobs ---------------------------------------------------------------------------
+
+  var recentSeq = 0;
+
+  function recentMessage(text) {
+    var box = $("recent-message");
+    box.textContent = text || "";
+    box.hidden = !text;
+  }
+
+  function statusBadge(status) {
+    var span = document.createElement("span");
+    span.className = "status status-" + status;
+    span.textContent = status;
+    return span;
+  }
+
+  function recentRow(job) {
+    var row = document.createElement("tr");
+    row.dataset.jobId = job.id;
+    var idCell = document.createElement("td");
+    idCell.className = "c-id";
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "link job-link";
+    button.textContent = job.id;
+    button.title = "Watch job " + job.id;
+    button.addEventListener("click", function () { watch(job); $("job-heading").scrollIntoView({ block: "start" }); });
+    idCell.appendChild(button);
+    var cells = [
+      idCell,
+      textCell(job.type, "c-type"),
+      (function () { var td = document.createElement("td"); td.className = "c-status status-cell"; td.appendChild(statusBadge(job.status)); return td; })(),
+      textCell(job.queue, "opt"),
+      textCell(String(job.attempts), "opt num"),
+      (function () {
+        var td = document.createElement("td");
+        td.className = "c-created";
+        var time = document.createElement("time");
+        time.dateTime = job.created_at || "";
+        time.textContent = formatTime(job.created_at, true);
+        time.title = formatTime(job.created_at);
+        td.appendChild(time);
+        return td;
+      })()
+    ];
+    cells.forEach(function (cell) { row.appendChild(cell); });
+    if (current && current.id === job.id) row.classList.add("current");
+    return row;
+  }
+
+  function textCell(text, className) {
+    var td = document.createElement("td");
+    td.textContent = text == null ? "" : text;
+    if (className) td.className = className;
+    return td;
+  }
+
+  function markRecentRow(job) {
+    document.querySelectorAll("#recent-body tr").forEach(function (row) {
+      var match = row.dataset.jobId === job.id;
+      row.classList.toggle("current", match);
+      if (match) {
+        var cell = row.querySelector(".status-cell");
+        if (cell) { cell.textContent = ""; cell.appendChild(statusBadge(job.status)); }
+      }
+    });
+  }
+
+  function refreshRecent() {
+    var seq = ++recentSeq;
+    var tbody = $("recent-body");
+    if (AUTH && !getKey()) {
+      tbody.textContent = "";
+      $("recent-wrap").hidden = true;
+      recentMessage("Enter an API key to see the recent jobs.");
+      return Promise.resolve();
+    }
+    return api("GET", "/jobs?limit=" + RECENT_LIMIT).then(function (answer) {
+      if (seq !== recentSeq) return;  // a newer refresh is on its way
+      if (!answer.ok || !answer.data) {
+        if (showKeyProblem(answer)) {  // another key's jobs must not stay on show
+          tbody.textContent = "";
+          $("recent-wrap").hidden = true;
+        }
+        recentMessage("Could not list jobs: " + describeProblem(answer));
+        return;
+      }
+      var jobs = answer.data.jobs || [];
+      tbody.textContent = "";
+      jobs.forEach(function (job) { tbody.appendChild(recentRow(job)); });
+      $("recent-wrap").hidden = !jobs.length;
+      recentMessage(jobs.length ? "" : "No jobs yet.");
+    }).catch(function (err) {
+      if (seq === recentSeq) recentMessage("Could not reach offload: " + err.message);
+    });
+  }
+
+  // --- start ---------------------------------------------------------------------------------
+
+  function wireKey() {
+    var input = $("api-key");
+    if (!input) return;
+    input.value = getKey();
+    input.addEventListener("input", function () {
+      setKey(input.value.trim());
+      clearKeyProblem();
+    });
+    input.addEventListener("change", refreshRecent);
+    $("key-form").addEventListener("submit", function (event) {
+      event.preventDefault();
+      refreshRecent();
+    });
+    $("api-key-forget").addEventListener("click", function () {
+      input.value = "";
+      setKey("");
+      clearKeyProblem();
+      refreshRecent();
+      input.focus();
+    });
+  }
+
+  function resumeFromHash() {
+    var match = /^#job=([A-Za-z0-9_-]+)$/.exec(window.location.hash);
+    if (!match) return;
+    if (AUTH && !getKey()) return;
+    api("GET", "/jobs/" + match[1]).then(function (answer) {
+      if (answer.status === 200 && answer.data) watch(answer.data);
+    }).catch(function () { /* nothing to resume */ });
+  }
+
+  document.querySelectorAll("form.job-form").forEach(wireForm);
+  wireKey();
+  $("job-cancel").addEventListener("click", function () { control("cancel"); });
+  $("job-retry").addEventListener("click", function () { control("retry"); });
+  $("recent-refresh").addEventListener("click", refreshRecent);
+  refreshRecent();
+  resumeFromHash();
+})();
