@@ -13,7 +13,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from . import api, dashboard, logs, problems
+from . import api, dashboard, logs, openapi, problems
 from .queueing import JobQueue, connect
 from .settings import Settings, get_settings
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None =
     _install_request_ids(app)
     problems.register(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
     from . import web; app.register_blueprint(web.bp)  # noqa: E702, I001 - the page at / (app/web.py)
     dashboard.mount(app, settings)
     return app
