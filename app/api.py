@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Response, current_app, g, request, url_for
 from pydantic import ValidationError
@@ -79,8 +78,6 @@ def submit_job() -> Response:
         )
     except ValidationError as exc:
         _raise_validation(exc)
-    if spec.run_at is not None:
-        _check_run_at(spec.run_at)
     if spec.callback_url is not None:
         _check_callback(spec.callback_url)
     claim = _claim_idempotency_key(who, payload)
@@ -297,19 +294,6 @@ def _raise_validation(exc: ValidationError) -> None:
         limit = settings().max_text_bytes
         raise ApiProblem(413, f"text must be at most {limit} bytes of UTF-8", errors=field_errors(exc))
     raise ApiProblem(422, "the job is not valid", title="Validation Failed", errors=field_errors(exc))
-
-
-def _check_run_at(run_at: datetime) -> None:
-    """A run_at that has no UTC form (e.g. 9999-12-31T23:59:59-01:00) is a 422, not an OverflowError."""
-    try:
-        run_at.astimezone(UTC) + timedelta(seconds=1)
-    except OverflowError:
-        raise ApiProblem(
-            422,
-            "the job is not valid",
-            title="Validation Failed",
-            errors=[{"field": "run_at", "message": "out of range: must fall within the years 1 to 9999 in UTC"}],
-        ) from None
 
 
 def _wait_seconds(value: str) -> float:

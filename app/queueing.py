@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = f"{RQ_KEY_PREFIX}:offload"
 EVENTS_CHANNEL = f"{KEY_PREFIX}:events"
 JOB_INDEX_KEY = f"{KEY_PREFIX}:jobs"
+METRICS_KEY = f"{KEY_PREFIX}:metrics"
+#: Upper bounds (seconds) of the job run-time histogram buckets.
+RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _EXCEPTION_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
@@ -141,6 +144,7 @@ class OffloadJob(Job):
         super().prepare_for_execution(worker_name, pipeline)
         self.attempts += 1
         pipeline.hincrby(self.key, ATTEMPTS_FIELD, 1)
+        pipeline.hincrby(METRICS_KEY, f"started:{self.meta.get('type', 'unknown')}", 1)
 
     def restore(self, raw_data: dict) -> Any:
         result = super().restore(raw_data)
@@ -339,6 +343,33 @@ class JobQueue:
     def _index(self, job: Job, owner: str | None, pipe: redis.client.Pipeline) -> None:
         score = job.created_at.timestamp() if job.created_at else time.time()
         pipe.zadd(JOB_INDEX_KEY, {job.id: score})
+        pipe.hincrby(METRICS_KEY, f"enqueued:{job.meta['type']}", 1)
+
+    def queue_depths(self) -> dict[str, int]:
+        with self.connection.pipeline(transaction=False) as pipe:
+            for queue in self.queues.values():
+                pipe.llen(queue.key)
+            return dict(zip(self.queues, pipe.execute(), strict=True))
+
+    def stats(self) -> dict:
+        """Counters and gauges for /metrics, read from Redis so that every web process
+        reports the same figures for jobs run by any worker on any host."""
+        from rq import Worker
+
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hgetall(METRICS_KEY)
+            for queue in self.queues.values():
+                pipe.llen(queue.key)
+                pipe.zcard(queue.scheduled_job_registry.key)
+                pipe.zcard(queue.started_job_registry.key)
+            replies = pipe.execute()
+        counters = {key.decode(): float(value) for key, value in replies[0].items()}
+        depth = {}
+        for index, name in enumerate(self.queues):
+            queued, scheduled, started = replies[1 + 3 * index : 4 + 3 * index]
+            depth[name] = {"queued": queued, "scheduled": scheduled, "started": started}
+        workers = Worker.all(connection=self.connection, serializer=self.serializer)
+        return {"counters": counters, "queues": depth, "workers": len(workers)}
 
     def enqueue_callback(self, job: Job) -> Job | None:
         """Queue the delivery of ``job``'s end to its ``callback_url``, if it has one."""
@@ -726,6 +757,22 @@ def _rfc3339(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record_outcome(connection: redis.Redis, job: Job, outcome: str) -> None:
+    """Count a job's end (``finished``, ``failed`` or ``retried``) and its run time, by type."""
+    job_type = job.meta.get("type", "unknown")
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hincrby(METRICS_KEY, f"{outcome}:{job_type}", 1)
+        if job.started_at and job.ended_at and outcome != "retried":
+            seconds = max(0.0, (job.ended_at - job.started_at).total_seconds())
+            bucket = next((str(le) for le in RUNTIME_BUCKETS if seconds <= le), "+Inf")
+            pipe.hincrby(METRICS_KEY, f"runtime_bucket:{job_type}:{bucket}", 1)
+            pipe.hincrbyfloat(METRICS_KEY, f"runtime_sum:{job_type}", seconds)
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            log.warning("could not count the end of job %s", job.id, extra={"job_id": job.id})
 
 
 def remember_failure(job: Job, exc_string: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Union
 
 from email_validator import EmailNotValidError, validate_email
@@ -82,6 +82,17 @@ class JobOptions(BaseModel):
         if self.delay_seconds is not None and self.run_at is not None:
             raise PydanticCustomError("schedule_conflict", "give delay_seconds or run_at, not both")
         return self
+
+    @field_validator("run_at")
+    @classmethod
+    def _run_at_in_range(cls, value: datetime | None) -> datetime | None:
+        # A time with no UTC form (9999-12-31T23:59:59-01:00) would overflow when scheduled.
+        if value is not None:
+            try:
+                value.astimezone(UTC) + timedelta(seconds=1)
+            except OverflowError:
+                raise PydanticCustomError("datetime_range", "out of range: must fall within the years 1 to 9999 in UTC") from None
+        return value
 
     @field_validator("timeout_seconds")
     @classmethod

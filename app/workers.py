@@ -18,7 +18,7 @@ from rq import Worker
 from rq.serializers import JSONSerializer
 
 from . import logs
-from .queueing import JobQueue, OffloadJob, connect, remember_failure, publish_job_ended, register_queues
+from .queueing import JobQueue, OffloadJob, connect, record_outcome, remember_failure, publish_job_ended, register_queues
 from .settings import QUEUE_NAMES, Settings, get_settings
 
 log = logging.getLogger("offload.worker")
@@ -31,13 +31,16 @@ class OffloadWorker(Worker):
 
     def handle_job_success(self, job, queue, started_job_registry, execution):  # noqa: ANN001
         super().handle_job_success(job, queue, started_job_registry, execution)
+        record_outcome(self.connection, job, "finished")
         self._job_ended(job)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):  # noqa: ANN001
-        if exc_string and job.should_retry:
+        retrying = job.should_retry and self._stopped_job_id != job.id
+        if exc_string and retrying:
             # RQ records a failure only when no retry follows; keep this attempt's error so the
             # job shows why it is being retried.
             remember_failure(job, exc_string)
+        record_outcome(self.connection, job, "retried" if retrying else "failed")
         super().handle_job_failure(
             job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
         )
