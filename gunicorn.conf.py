@@ -26,9 +26,18 @@ from __future__ import annotations
 import os
 import sys
 
-from pydantic import ValidationError
+# Prometheus multiprocess mode: each gunicorn process writes its HTTP metrics to files in a
+# directory of this server's own (made fresh at start), and /metrics sums them, whichever
+# process answers the scrape. Job metrics come from Redis instead (see app/metrics.py).
+# Set before anything imports prometheus_client (importing app.settings imports the app).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
 
-from app.settings import get_settings
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="offload-metrics-")
+
+from pydantic import ValidationError  # noqa: E402
+
+from app.settings import get_settings  # noqa: E402
 
 
 def _fail(message: str) -> None:
@@ -86,3 +95,9 @@ control_socket_disable = True
 # Heartbeat files on a tmpfs when there is one (in containers /tmp may be an overlay).
 if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
     worker_tmp_dir = "/dev/shm"
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -13,7 +13,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from . import api, dashboard, logs, openapi, problems
+from . import api, dashboard, logs, metrics, openapi, problems, ratelimit, web
 from .queueing import JobQueue, connect
 from .settings import Settings, get_settings
 
@@ -22,8 +22,14 @@ log = logging.getLogger("offload.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, job_queue: JobQueue | None = None, rate_limit_storage: str | None = None
+) -> Flask:
+    """The offload app. Tests pass their own ``job_queue`` (on fakeredis); its rate limits
+    are then kept in memory unless ``rate_limit_storage`` names a store."""
     settings = settings or get_settings()
+    if job_queue is not None and rate_limit_storage is None:
+        rate_limit_storage = "memory://"
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -32,9 +38,11 @@ def create_app(settings: Settings | None = None, *, job_queue: JobQueue | None =
 
     _install_request_ids(app)
     problems.register(app)
+    metrics.install(app)
+    ratelimit.install(app, settings, rate_limit_storage)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
-    from . import web; app.register_blueprint(web.bp)  # noqa: E702, I001 - the page at / (app/web.py)
+    app.register_blueprint(web.bp)
     dashboard.mount(app, settings)
     return app
 

@@ -23,13 +23,16 @@ from .queueing import (
     JobQueue,
     JobStateConflict,
     Principal,
+    QueueFull,
 )
+from .ratelimit import limiter, read_limit, submit_limit
 from .settings import Settings
 
 bp = Blueprint("api", __name__)
 
 #: Seconds a client should wait before polling a job that is not finished.
 POLL_AFTER = 1
+QUEUE_FULL_RETRY_AFTER = 10
 _NUMERIC_FORM_FIELDS = {"delay_seconds": float, "timeout_seconds": int, "max_retries": int}
 
 
@@ -69,6 +72,7 @@ def readyz() -> Response:
 
 
 @bp.post("/jobs")
+@limiter.limit(submit_limit)
 def submit_job() -> Response:
     who = principal()
     payload = _read_submission()
@@ -87,6 +91,12 @@ def submit_job() -> Response:
         return response
     try:
         resource = job_queue().submit(spec, owner=who.name, request_id=g.get("request_id"), idempotency=claim)
+    except QueueFull as exc:
+        if claim is not None:
+            claim.release()
+        return problem(
+            503, f"queue {exc} is over its depth limit; try again later", headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)}
+        )
     except BaseException:
         if claim is not None:
             claim.release()
@@ -131,6 +141,7 @@ def _claim_idempotency_key(who: Principal, payload: dict) -> IdempotencyClaim | 
 
 
 @bp.get("/jobs/<job_id>")
+@limiter.limit(read_limit)
 def get_job(job_id: str) -> Response:
     who = principal()
     wait = request.args.get("wait")
@@ -145,6 +156,7 @@ def get_job(job_id: str) -> Response:
 
 
 @bp.post("/jobs/<job_id>/cancel")
+@limiter.limit(read_limit)
 def cancel_job(job_id: str) -> Response:
     who = principal()
     try:
@@ -157,6 +169,7 @@ def cancel_job(job_id: str) -> Response:
 
 
 @bp.post("/jobs/<job_id>/retry")
+@limiter.limit(read_limit)
 def retry_job(job_id: str) -> Response:
     who = principal()
     try:
@@ -169,6 +182,7 @@ def retry_job(job_id: str) -> Response:
 
 
 @bp.get("/jobs")
+@limiter.limit(read_limit)
 def list_jobs() -> Response:
     who = principal()
     args = request.args
@@ -211,6 +225,9 @@ def _read_submission() -> dict:
     mimetype = request.mimetype
     if mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raw = request.get_data(cache=False)
+        if request.content_length is not None and len(raw) != request.content_length:
+            # The server hands over what arrived; a body shorter than announced was cut off.
+            raise ApiProblem(400, f"the body has {len(raw)} bytes, not the {request.content_length} Content-Length announced")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -43,6 +43,15 @@ def _match(secret: str, keys: tuple[ApiKey, ...]) -> ApiKey | None:
     return found
 
 
+def identify(request: Request, settings: Settings) -> str | None:
+    """The name of the key presented, if it is a valid one; never raises (for rate limits)."""
+    if not settings.auth_enabled:
+        return None
+    secret = _presented_secret(request)
+    key = _match(secret, settings.api_keys) if secret else None
+    return f"key:{key.name}" if key else None
+
+
 def authenticate(request: Request, settings: Settings, *, admin: bool = False, basic: bool = False) -> Principal:
     """The caller's principal, or a 401/403 problem.
 

@@ -43,6 +43,8 @@ def valkey_command(port: int, data_dir: Path, *, host: str = "127.0.0.1") -> lis
         "--appendfsync", os.environ.get("REDIS_APPENDFSYNC", "everysec"),
         "--save", "",
         "--protected-mode", "yes",
+        "--maxmemory", os.environ.get("REDIS_MAXMEMORY", "1gb"),
+        # Full means refuse writes (the API answers 503), never drop a queued job.
         "--maxmemory-policy", "noeviction",
     ]  # fmt: skip
 

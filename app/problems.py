@@ -101,6 +101,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
+        if exc.response is not None:  # already a problem (e.g. the rate limiter's 429)
+            return exc.response  # type: ignore[return-value]
         headers = {}
         if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]

@@ -243,6 +243,10 @@ class JobNotFound(Exception):
     """No such job, or not one the caller may see."""
 
 
+class QueueFull(Exception):
+    """The queue holds MAX_QUEUE_DEPTH jobs already (503: backpressure)."""
+
+
 class JobStateConflict(Exception):
     """The job is in a state where the operation makes no sense (409)."""
 
@@ -297,6 +301,8 @@ class JobQueue:
         """
         task = TASKS[request.type]  # type: ignore[attr-defined]
         queue = self.queues[request.queue]
+        if self.connection.llen(queue.key) >= self.settings.max_queue_depth:
+            raise QueueFull(queue.name)
         max_retries = self.settings.default_max_retries if request.max_retries is None else request.max_retries
         meta = {
             "type": task.type,

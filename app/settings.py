@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[ApiKey, ...], NoDecode] = ()
     allow_anonymous: bool = False
 
+    # Rate limits and backpressure.
+    rate_limit_enabled: bool = True
+    rate_limit_submit: str = "50/second;2000/minute"
+    rate_limit_read: str = "200/second"
+    max_queue_depth: int = Field(100_000, ge=1)
+
     # Job contract limits and defaults.
     max_text_bytes: int = Field(1024 * 1024, ge=1)
     max_metadata_bytes: int = Field(4096, ge=2)
@@ -151,6 +157,17 @@ class Settings(BaseSettings):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("rate_limit_submit", "rate_limit_read")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("rate limits look like '50/second;2000/minute'") from None
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -170,6 +187,12 @@ class Settings(BaseSettings):
     @property
     def smtp(self) -> SmtpTarget:
         return SmtpTarget.parse(self.smtp_url)
+
+    @property
+    def rate_limit_key_prefix(self) -> str:
+        from rq.defaults import RQ_KEY_PREFIX  # same hash tag as every other key (Redis Cluster)
+
+        return f"{RQ_KEY_PREFIX}:offload:ratelimit"
 
     @property
     def auth_enabled(self) -> bool:

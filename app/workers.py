@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 import redis
-from rq import Worker
+from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
 from . import logs
@@ -24,10 +24,23 @@ from .settings import QUEUE_NAMES, Settings, get_settings
 log = logging.getLogger("offload.worker")
 
 
-class OffloadWorker(Worker):
-    """RQ's forking worker, announcing each job's end (for ``?wait=``) and queueing its callback."""
+class OffloadWorkerMixin:
+    """What offload adds to an RQ worker: it announces each job's end (for ``?wait=``),
+    counts it for /metrics, queues its callback, logs with its ids, and shortens the time
+    an abandoned job stays ``started``."""
 
     job_class = OffloadJob
+
+    def execute_job(self, job, queue) -> None:  # noqa: ANN001
+        """Run the job with its id (and the id of the request that submitted it) in every
+        log line written meanwhile, by this process and by the work horse."""
+        job_token = logs.job_id_var.set(job.id)
+        request_token = logs.request_id_var.set(job.meta.get("request_id"))
+        try:
+            super().execute_job(job, queue)
+        finally:
+            logs.job_id_var.reset(job_token)
+            logs.request_id_var.reset(request_token)
 
     def handle_job_success(self, job, queue, started_job_registry, execution):  # noqa: ANN001
         super().handle_job_success(job, queue, started_job_registry, execution)
@@ -35,12 +48,13 @@ class OffloadWorker(Worker):
         self._job_ended(job)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):  # noqa: ANN001
-        retrying = job.should_retry and self._stopped_job_id != job.id
+        stopped = self._stopped_job_id == job.id
+        retrying = job.should_retry and not stopped
         if exc_string and retrying:
             # RQ records a failure only when no retry follows; keep this attempt's error so the
             # job shows why it is being retried.
             remember_failure(job, exc_string)
-        record_outcome(self.connection, job, "retried" if retrying else "failed")
+        record_outcome(self.connection, job, "stopped" if stopped else "retried" if retrying else "failed")
         super().handle_job_failure(
             job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
         )
@@ -95,6 +109,14 @@ class OffloadWorker(Worker):
                 JobQueue(self.connection, get_settings()).enqueue_callback(job)
             except redis.RedisError:
                 log.exception("could not queue the callback of job %s", job.id, extra={"job_id": job.id})
+
+
+class OffloadWorker(OffloadWorkerMixin, Worker):
+    """The production worker: RQ's forking worker, each job in a work horse of its own."""
+
+
+class OffloadSimpleWorker(OffloadWorkerMixin, SimpleWorker):
+    """Runs jobs in the worker process itself (tests on fakeredis)."""
 
 
 def _die_with_parent() -> None:

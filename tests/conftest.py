@@ -15,7 +15,6 @@ import fakeredis
 import pytest
 import redis
 import requests
-from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from app import create_app
@@ -23,6 +22,7 @@ from app.devstack import valkey_command
 from app.queueing import JobQueue, OffloadJob
 from app.settings import Settings, get_settings
 from app.smtp_sink import start as start_smtp
+from app.workers import OffloadSimpleWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +83,7 @@ def client(app):
 
 def run_jobs(queue: JobQueue) -> None:
     """Run every queued job in this process, as a worker would (burst mode)."""
-    worker = SimpleWorker(
+    worker = OffloadSimpleWorker(
         list(queue.queues.values()), connection=queue.connection, serializer=JSONSerializer, job_class=OffloadJob
     )
     worker.work(burst=True)
@@ -176,6 +176,7 @@ class Stack:
             "ENABLE_DIAGNOSTIC_TASKS": "1",
             "DEFAULT_MAX_RETRIES": "0",
             "JOB_HEARTBEAT_SECONDS": "2",
+            "RATE_LIMIT_ENABLED": "0",  # tests of limits set their own; the rest must not hit them
             "PYTHONUNBUFFERED": "1",
             **extra_env,
         }
@@ -214,6 +215,9 @@ class Stack:
 
     def post(self, body: dict, **kwargs) -> requests.Response:
         return requests.post(f"{self.base}/jobs", json=body, timeout=10, **kwargs)
+
+    def post_raw(self, data: bytes, content_type: str = "application/json") -> requests.Response:
+        return requests.post(f"{self.base}/jobs", data=data, headers={"Content-Type": content_type}, timeout=10)
 
     def session_post(self, path: str, **kwargs) -> requests.Response:
         return requests.post(f"{self.base}{path}", timeout=10, **kwargs)

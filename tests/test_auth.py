@@ -77,3 +77,22 @@ def test_secrets_never_appear_in_answers(keyed_client):
     ):
         text = response.get_data(as_text=True)
         assert CLIENT not in text and ADMIN not in text and OTHER not in text
+
+
+def test_dashboard_actions_need_post_from_the_same_origin(keyed_client):
+    basic = {"Authorization": "Basic " + base64.b64encode(f"any:{ADMIN}".encode()).decode()}
+    # rq-dashboard itself serves requeue-all over GET: refused.
+    assert keyed_client.get("/dashboard/requeue/default", headers=basic).status_code == 405
+    # A browser POST from another site carries the Basic credentials too: refused.
+    cross = keyed_client.post("/dashboard/requeue/default", headers=basic | {"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403
+    no_origin = keyed_client.post("/dashboard/job/abc/delete", headers=basic)
+    assert no_origin.status_code == 403
+    evil = keyed_client.post("/dashboard/job/abc/delete", headers=basic | {"Origin": "https://evil.example"})
+    assert evil.status_code == 403
+    # From the dashboard's own page (or a script with a Bearer key): past the guard.
+    same = keyed_client.post("/dashboard/job/abc/delete", headers=basic | {"Sec-Fetch-Site": "same-origin"})
+    assert same.status_code not in (401, 403, 405)
+    origin = keyed_client.post("/dashboard/job/abc/delete", headers=basic | {"Origin": "http://localhost"})
+    assert origin.status_code not in (401, 403, 405)
+    assert keyed_client.post("/dashboard/job/abc/delete", headers=bearer(ADMIN)).status_code not in (401, 403, 405)

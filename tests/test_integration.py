@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -182,6 +183,15 @@ def test_make_run_dev_stack_starts_and_stops_cleanly(tmp_path):
             lambda: len(_workers(base)) == 2 and _workers(base), timeout=20, what="two workers in the dashboard"
         )
         assert len(workers) == 2
+        # A crashed process is restarted, as compose's restart policy does: Valkey and a worker.
+        config = str(tmp_path / "var" / "supervisord.conf")
+        for program in ("valkey", "worker:worker-0"):
+            pid = _supervised_pid(config, program)
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: _supervised_pid(config, program) not in (0, pid), timeout=30, what=f"{program} restarted")
+        wait_until(lambda: _ok(f"{base}/readyz"), timeout=30, what="Redis back")
+        job = requests.post(f"{base}/jobs", json={"type": "count_words", "text": "after the crash"}, timeout=5).json()
+        assert requests.get(f"{base}/jobs/{job['id']}?wait=20", timeout=30).json()["status"] == "finished"
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(60)
@@ -191,6 +201,12 @@ def test_make_run_dev_stack_starts_and_stops_cleanly(tmp_path):
     for name in ("valkey", "smtp", "worker-0", "worker-1", "web"):
         assert f"stopped: {name}" in output, name
     assert not _ok(f"{base}/healthz")
+
+
+def _supervised_pid(config: str, program: str) -> int:
+    supervisorctl = str(Path(sys.executable).with_name("supervisorctl"))
+    out = subprocess.run([supervisorctl, "-c", config, "pid", program], capture_output=True, text=True).stdout.strip()
+    return int(out) if out.isdigit() else 0
 
 
 def _ok(url: str) -> bool:

@@ -189,3 +189,16 @@ def test_private_callback_urls_are_refused_by_default(stack_factory):
         response = stack.post({"type": "noop", "callback_url": url})
         assert response.status_code == 422, url
         assert response.json()["errors"][0]["field"] == "callback_url"
+
+
+def test_finished_and_failed_jobs_expire_and_then_read_as_404(stack_factory):
+    stack = stack_factory(RESULT_TTL_SECONDS="2", FAILURE_TTL_SECONDS="3")
+    finished = stack.post({"type": "noop"}).json()["id"]
+    failed = stack.post({"type": "fail", "message": "x", "max_retries": 0}).json()["id"]
+    assert stack.wait_for(finished)["status"] == "finished"
+    assert stack.wait_for(failed)["status"] == "failed"
+    wait_until(lambda: stack.get(f"/jobs/{finished}").status_code == 404, timeout=10, what="the result to expire")
+    assert stack.get(f"/jobs/{failed}").status_code == 200  # kept longer
+    wait_until(lambda: stack.get(f"/jobs/{failed}").status_code == 404, timeout=10, what="the failure to expire")
+    listed = {job["id"] for job in stack.get("/jobs?limit=200").json()["jobs"]}
+    assert finished not in listed and failed not in listed

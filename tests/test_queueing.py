@@ -98,3 +98,18 @@ def test_describe_exception():
     assert describe_exception("Work-horse terminated unexpectedly; waitpid returned 9")["type"] == "WorkerDied"
     assert describe_exception("Moved to FailedJobRegistry, due to AbandonedJobError, at x")["type"] == "WorkerDied"
     assert describe_exception("something odd happened")["type"] == "Error"
+
+
+def test_list_pages_through_thousands_while_jobs_come_and_go(job_queue, settings):
+    ids = [submit(job_queue, settings, type="noop")["id"] for _ in range(1500)]
+    seen, cursor, pages = [], None, 0
+    while True:
+        page, cursor = job_queue.list(Principal(None, True), limit=200, cursor=cursor)
+        seen += [job["id"] for job in page]
+        pages += 1
+        if pages == 2:  # newer jobs arriving meanwhile do not disturb the pages after the cursor
+            submit(job_queue, settings, type="noop")
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    assert len(set(seen)) == 1500 and pages == 8
