@@ -17,7 +17,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-RUN python -m venv /opt/venv
+# --upgrade-deps: a current pip, whatever the base ships; old resolvers (pip 23) can backtrack
+# for many minutes through conflicting extras that a current one settles in seconds.
+RUN python -m venv --upgrade-deps /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 

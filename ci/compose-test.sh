@@ -25,6 +25,7 @@
 # Run as root (dockerd needs it). Knobs (environment):
 #   OFFLOAD_CI_DIR=/tmp/offload-docker   engine state, stand-in rootfs, logs
 #   OFFLOAD_CI_CACHE=/var/cache/offload-ci  debootstrap's package cache, kept between runs
+#   OFFLOAD_CI_BUILD_TIMEOUT=600          seconds allowed for each image build and debootstrap
 #   OFFLOAD_CI_REUSE=1                   keep the engine's image store between runs and
 #                                        reuse stand-in base images already in it (faster
 #                                        reruns; the default starts from an empty store)
@@ -35,6 +36,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 W=${OFFLOAD_CI_DIR:-/tmp/offload-docker}
 REUSE=${OFFLOAD_CI_REUSE:-0}
 CACHE=${OFFLOAD_CI_CACHE:-/var/cache/offload-ci}
+BUILD_TIMEOUT=${OFFLOAD_CI_BUILD_TIMEOUT:-600}
 PROJECT=offloadci
 IMAGE=offload:latest
 # Debian's docker client (the one in /usr/local/bin, if any, lacks buildx/BuildKit support).
@@ -310,7 +312,7 @@ PY
     rm -rf "$W/rootfs"
     # Downloaded packages are kept in a cache outside the work tree, for the next run on this machine.
     mkdir -p "$CACHE/debootstrap"
-    debootstrap --variant=minbase --include=ca-certificates --cache-dir="$CACHE/debootstrap" \
+    timeout "$BUILD_TIMEOUT" debootstrap --variant=minbase --include=ca-certificates --cache-dir="$CACHE/debootstrap" \
         bookworm "$W/rootfs" "$MIRROR" >"$W/debootstrap.log" 2>&1 \
         || die "debootstrap failed; see $W/debootstrap.log: $(tail -n 5 "$W/debootstrap.log")"
     # Outgoing HTTPS here passes a proxy whose CA the host trusts: the images must trust it too.
@@ -366,7 +368,7 @@ CMD ["redis-server"]
 EOF
 build_standin() {  # TAG DIR
     if [[ $REUSE == 1 ]] && have_image "$1"; then log "reusing $1"; return 0; fi
-    docker build --progress=plain -t "$1" "$2" >"$2/build.log" 2>&1
+    timeout "$BUILD_TIMEOUT" docker build --progress=plain -t "$1" "$2" >"$2/build.log" 2>&1
 }
 build_standin python:3.11-slim "$W/ctx/python" & py_pid=$!
 build_standin redis:7-bookworm "$W/ctx/redis" & redis_pid=$!
@@ -374,8 +376,8 @@ wait "$py_pid" || die "building the python:3.11-slim stand-in failed: $(tail -n 
 wait "$redis_pid" || die "building the redis:7-bookworm stand-in failed: $(tail -n 15 "$W/ctx/redis/build.log")"
 
 step "build the project image ($IMAGE)"
-docker build --progress=plain -t "$IMAGE" "$ROOT" >"$W/build.log" 2>&1 \
-    || die "docker build failed: $(tail -n 30 "$W/build.log")"
+timeout "$BUILD_TIMEOUT" docker build --progress=plain -t "$IMAGE" "$ROOT" >"$W/build.log" 2>&1 \
+    || die "docker build failed or took over ${BUILD_TIMEOUT}s: $(tail -n 30 "$W/build.log")"
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 base=$(docker image inspect -f '{{.Size}}' python:3.11-slim)
 IMAGE_MB=$(( size / 1000000 ))
@@ -408,6 +410,10 @@ WEB_THREADS=8
 LOG_LEVEL=INFO
 EOF
 chmod 600 "$W/ci.env"
+# The committed template must be a working env file for the compose file as it stands.
+OFFLOAD_ENV_FILE="$ROOT/.env.example" docker-compose -f "$ROOT/docker-compose.yml" --project-directory "$ROOT" \
+    --env-file "$ROOT/.env.example" config -q 2>"$W/compose-config.log" \
+    || die "docker-compose config with .env.example failed: $(cat "$W/compose-config.log")"
 STACK_UP=1
 compose up -d --no-build >"$W/compose-up.log" 2>&1 || die "docker-compose up failed: $(cat "$W/compose-up.log")"
 until_ok 60 "GET /readyz to answer 200 on $BASE" http_ok /readyz
