@@ -436,11 +436,11 @@ ALL_IDS=("$id_words" "$id_mail")
 
 step "pages, docs and their assets are served from the image"
 # Templates and static files are package data: a wheel without them serves 500s here.
-for path in / /static/offload.js /static/offload.css /docs /openapi.json /dashboard/; do
+for path in / /static/offload.js /static/offload.css /docs /openapi.json /dashboard/ /metrics; do
     req GET "$path"
     [[ $HTTP_STATUS == 200 ]] || die "GET $path answered $HTTP_STATUS (package data such as app/templates or app/static missing from the wheel?): $(head -c 300 "$W/resp.json")"
 done
-log "/, /docs, /openapi.json, /dashboard/ and static assets answer 200"
+log "/, /docs, /openapi.json, /dashboard/, /metrics and static assets answer 200"
 
 step "scale to 3 workers, all three in the dashboard"
 compose up -d --no-build --scale worker=3 >"$W/compose-scale.log" 2>&1 || die "docker-compose up --scale worker=3 failed: $(cat "$W/compose-scale.log")"
