@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv clean soak
+.PHONY: run test venv clean soak test-compose k8s-validate
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "offload needs Python 3.11 or newer")'
@@ -29,3 +29,11 @@ clean:
 # Reliability soak (5,000 jobs, workers killed, Redis restarted): prints figures, writes bench/results/soak.json.
 soak: $(STAMP)
 	$(BIN)/python tests/soak.py
+
+# The Dockerfile and docker-compose.yml built and run on a real Docker engine (see ci/compose-test.sh).
+test-compose:
+	bash ci/compose-test.sh
+
+# The Kubernetes manifests checked against the Kubernetes and KEDA schemas.
+k8s-validate:
+	bash ci/k8s-validate.sh

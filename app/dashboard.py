@@ -11,10 +11,13 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Flask, request
+from rq import Worker
 from rq.serializers import JSONSerializer
 
 from . import auth
+from .connections import dashboard_connection
 from .problems import ApiProblem
+from .queueing import OffloadJob
 from .settings import Settings
 
 URL_PREFIX = "/dashboard"
@@ -58,12 +61,27 @@ def _refuse_unsafe_actions() -> None:
     raise ApiProblem(403, "dashboard actions need a same-origin Origin or Referer header")
 
 
+class _JsonWorker(Worker):
+    @classmethod
+    def all(cls, connection=None, job_class=None, queue_class=None, queue=None, serializer=None):  # noqa: ANN001, ANN206
+        return super().all(
+            connection=connection,
+            job_class=job_class or OffloadJob,
+            queue_class=queue_class,
+            queue=queue,
+            serializer=serializer or JSONSerializer,
+        )
+
+
 def mount(app: Flask, settings: Settings) -> None:
     import rq_dashboard
     from rq_dashboard import web
 
     web.config.serializer = JSONSerializer
-    app.config["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url
+    # Its worker views call Worker.all() without a serializer, so reading a busy worker's
+    # current job would unpickle JSON (a 500); give the module a Worker that reads JSON.
+    web.Worker = _JsonWorker
+    app.config["RQ_DASHBOARD_REDIS_URL"] = dashboard_connection(app, settings)
     app.config["RQ_DASHBOARD_POLL_INTERVAL"] = 2500
     with app.app_context():
         web.setup_rq_connection(app)

@@ -21,6 +21,7 @@ from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter, RequestLimit
 
 from . import auth
+from .connections import limiter_storage_options, limiter_storage_uri
 from .problems import problem
 from .settings import Settings
 
@@ -63,8 +64,8 @@ limiter = Limiter(key_func=_client_identity, headers_enabled=False, swallow_erro
 
 def install(app: Flask, settings: Settings, storage_uri: str | None = None) -> None:
     app.config["RATELIMIT_ENABLED"] = settings.rate_limit_enabled
-    app.config["RATELIMIT_STORAGE_URI"] = storage_uri or settings.redis_url
-    app.config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_timeout": settings.redis_socket_timeout}
+    app.config["RATELIMIT_STORAGE_URI"] = storage_uri or limiter_storage_uri(settings)
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = limiter_storage_options(settings)
     app.config["RATELIMIT_KEY_PREFIX"] = settings.rate_limit_key_prefix
     app.config["RATELIMIT_STRATEGY"] = "moving-window"
     limiter.init_app(app)

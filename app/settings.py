@@ -73,7 +73,10 @@ class ApiKey(BaseModel):
 class Settings(BaseSettings):
     """All of offload's settings. The README has a table of them."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", frozen=True)
+    # hide_input_in_errors: a bad value may be a secret; errors name the variable, not the value.
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # Where things live.
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -223,6 +226,69 @@ class Settings(BaseSettings):
             f"refusing to listen on {self.host} without API keys: anyone who can reach it could run jobs. "
             "Set API_KEYS, or ALLOW_ANONYMOUS=1 if anonymous access is really wanted."
         )
+
+    # --- High availability (docs/ha.md): Sentinel or Cluster instead of one server. ---
+    # Appended as one block; app/connections.py is what uses them.
+    redis_sentinels: Annotated[tuple[tuple[str, int], ...], NoDecode] = ()
+    redis_sentinel_master: str = "mymaster"
+    redis_sentinel_password: SecretStr | None = None
+    redis_password: SecretStr | None = None
+    redis_cluster: bool = False
+    # WAIT after each submission: replicas that must hold a job before its 202 (default: 1
+    # with Sentinel, 0 otherwise), and how long to wait for them before answering 503.
+    redis_wait_replicas: int | None = Field(None, ge=0, le=16)
+    redis_wait_timeout: float = Field(0.5, gt=0, le=30)
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _parse_sentinels(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        sentinels = []
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            parts = urlsplit(f"//{entry}")
+            try:
+                port = parts.port or 26379
+            except ValueError:
+                raise ValueError(f"REDIS_SENTINELS entry {entry!r}: the port must be a number") from None
+            if not parts.hostname:
+                raise ValueError(f"REDIS_SENTINELS entry {entry!r} must look like host:port")
+            sentinels.append((parts.hostname, port))
+        return tuple(sentinels)
+
+    @model_validator(mode="after")
+    def _check_redis_topology(self) -> Settings:
+        if self.redis_sentinels and self.redis_cluster:
+            raise ValueError("REDIS_SENTINELS and REDIS_CLUSTER=1 exclude each other")
+        if (self.redis_sentinels or self.redis_cluster) and self.redis_url.startswith("unix:"):
+            raise ValueError("with REDIS_SENTINELS or REDIS_CLUSTER, REDIS_URL must be redis:// or rediss://")
+        if self.redis_cluster and not redis_hash_tag():
+            raise ValueError(
+                "REDIS_CLUSTER=1 needs RQ_KEY_PREFIX with a hash tag, e.g. RQ_KEY_PREFIX='{offload}', "
+                "so that all of offload's keys share one cluster slot"
+            )
+        if self.redis_wait_replicas_effective and self.redis_wait_timeout >= self.redis_socket_timeout:
+            raise ValueError("REDIS_WAIT_TIMEOUT must be shorter than REDIS_SOCKET_TIMEOUT")
+        return self
+
+    @property
+    def redis_wait_replicas_effective(self) -> int:
+        if self.redis_wait_replicas is not None:
+            return self.redis_wait_replicas
+        return 1 if self.redis_sentinels else 0
+
+
+def redis_hash_tag() -> str | None:
+    """The hash tag of RQ's key prefix (``offload`` for ``{offload}``), or None.
+
+    RQ reads ``RQ_KEY_PREFIX`` from the environment when it is first imported, and offload's
+    own keys start with that prefix, so the tag is the same for every key of the service.
+    """
+    from rq.defaults import RQ_KEY_PREFIX
+
+    start = RQ_KEY_PREFIX.find("{")
+    end = RQ_KEY_PREFIX.find("}", start + 1)
+    return RQ_KEY_PREFIX[start + 1 : end] or None if start >= 0 and end > start else None
 
 
 def is_loopback(host: str) -> bool:

@@ -15,10 +15,13 @@ from collections.abc import Sequence
 
 import redis
 from rq import SimpleWorker, Worker
+from rq import worker_registration
+from rq.registry import clean_registries
 from rq.serializers import JSONSerializer
+from rq.utils import now
 
 from . import logs
-from .queueing import JobQueue, OffloadJob, connect, record_outcome, remember_failure, publish_job_ended, register_queues
+from .queueing import JobQueue, OffloadJob, OffloadQueue, connect, requeue_stranded, record_outcome, remember_failure, publish_job_ended, register_queues
 from .settings import QUEUE_NAMES, Settings, get_settings
 
 log = logging.getLogger("offload.worker")
@@ -59,6 +62,34 @@ class OffloadWorkerMixin:
             job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
         )
         self._job_ended(job)
+
+    queue_class = OffloadQueue
+
+    def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:  # noqa: ANN001
+        # OffloadQueue always dequeues through the intermediate list, whatever the number of
+        # queues (RQ does only for one), so the job always leaves it here.
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
+
+    def clean_registries(self) -> None:
+        """RQ's maintenance, with a lock that lapses in one maintenance interval.
+
+        RQ holds its per-queue maintenance lock for 15 minutes; a worker killed while holding
+        it stops all maintenance (and so the recovery of abandoned jobs) for that long. Ours
+        lapses by the next pass. Jobs stranded on intermediate lists are put back too.
+        """
+        lock_seconds = max(5, int(self.maintenance_interval))
+        for queue in self.queues:
+            if not self.connection.set(queue.registry_cleaning_key, self.name, nx=True, ex=lock_seconds):
+                continue
+            try:
+                self.log.debug("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
+                clean_registries(queue, self._exc_handlers)
+                worker_registration.clean_worker_registry(queue)
+                requeue_stranded(queue, self.connection, grace_seconds=lock_seconds)
+            finally:
+                if self.connection.get(queue.registry_cleaning_key) == self.name.encode():
+                    self.connection.delete(queue.registry_cleaning_key)
+        self.last_cleaned_at = now()
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:  # noqa: ANN001
         """How long a running job's heartbeat lasts: two beats and a margin.
@@ -133,7 +164,8 @@ def _die_with_parent() -> None:
 
 def build_worker(connection: redis.Redis, settings: Settings, queues: Sequence[str] = QUEUE_NAMES) -> OffloadWorker:
     return OffloadWorker(
-        list(queues),
+        [OffloadQueue(name, connection=connection, serializer=JSONSerializer, job_class=OffloadJob) for name in queues],
+        queue_class=OffloadQueue,
         connection=connection,
         serializer=JSONSerializer,
         job_class=OffloadJob,

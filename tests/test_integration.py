@@ -155,6 +155,13 @@ def test_dashboard_shows_queues_and_workers_with_json_serializer(stack):
     assert "count_words" in job["description"]
     finished = stack.get("/dashboard/0/data/jobs/default/finished/8/asc/1.json").json()
     assert job_id in {entry["id"] for entry in finished["jobs"]}
+    # A busy worker's current job is read with the JSON serializer too.
+    busy = stack.post({"type": "sleep", "seconds": 3}).json()["id"]
+    wait_until(lambda: stack.get(f"/jobs/{busy}").json()["status"] == "started", what="the job to start")
+    response = stack.get("/dashboard/0/data/workers.json")
+    assert response.status_code == 200
+    assert response.json()["workers"][0]["current_job"]["job_id"] == busy
+    assert stack.get("/dashboard/0/view/workers").status_code == 200
 
 
 def test_make_run_dev_stack_starts_and_stops_cleanly(tmp_path):
