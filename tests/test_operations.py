@@ -187,3 +187,18 @@ def test_header_and_body_injection_and_lies_get_4xx_and_reach_no_worker(stack, c
     for name in ("high", "default", "low"):
         assert clean_valkey.client().llen(f"rq:queue:{name}") == 0
     assert requests.get(f"{stack.base}/healthz", timeout=5).status_code == 200
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", [["-m", "gunicorn", "wsgi:app"], ["-m", "app.devstack"]])
+def test_anonymous_server_refuses_a_non_loopback_interface(command, tmp_path):
+    import os
+    import sys
+
+    from .conftest import ROOT
+
+    env = {key: value for key, value in os.environ.items() if key not in ("API_KEYS", "ALLOW_ANONYMOUS")}
+    env |= {"HOST": "0.0.0.0", "PORT": "1", "VAR_DIR": str(tmp_path / "var"), "REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "ALLOW_ANONYMOUS" in result.stdout + result.stderr
