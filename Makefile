@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv clean soak test-compose k8s-validate
+.PHONY: run test venv clean soak test-compose k8s-validate bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "offload needs Python 3.11 or newer")'
@@ -25,6 +25,12 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# Performance (issue 8): its own servers, offload against plain RQ and Celery; prints a table and
+# writes bench/results/bench.{json,txt,png}. BENCH_ARGS=--quick for a one-minute smoke run.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Reliability soak (5,000 jobs, workers killed, Redis restarted): prints figures, writes bench/results/soak.json.
 soak: $(STAMP)

@@ -1,0 +1,50 @@
+"""``make bench`` works: a cut-down ``--quick`` run (its own Valkey and gunicorn, the fast
+worker, the asyncio load generator) writes a well-formed results file. No figure is judged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_quick_bench_writes_well_formed_results(tmp_path):
+    command = [
+        sys.executable, "-m", "bench", "--quick", "--phases", "intake,drain,latency", "--contenders", "offload-fast",
+        "--python-load", "--no-install", "--no-chart", "--wait-quiet", "0", "--out", str(tmp_path), "--name", "smoke",
+    ]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "smoke.json").read_text())
+    assert "TARGETS" in (tmp_path / "smoke.txt").read_text()
+
+    assert results["schema"] == 1 and results["mode"] == "quick"
+    assert results["machine"]["cpus"] >= 1
+    assert results["versions"]["rq"] and results["versions"]["valkey"]
+    assert set(results["load"]) == {"intake", "drain", "latency"}
+    for phase in results["load"].values():
+        assert {"busy_cores", "bench_cores", "foreign_cores", "loadavg_1m_at_start"} <= set(phase)
+
+    intake = results["intake"]
+    for which in ("healthz", "submit"):
+        assert intake[which]["rps"] > 0 and intake[which]["p50_ms"] > 0 and intake[which]["p99_ms"] >= intake[which]["p50_ms"]
+        assert intake[which]["non_2xx"] == 0, "every submission is accepted: the raised rate limit never bites"
+    assert isinstance(intake["ratio"], float)
+
+    for kind in ("noop", "count_words"):
+        cell = results["drain"][kind]["offload-fast"]
+        assert cell["jobs_per_s"] > 0 and cell["rounds"][0]["measured_jobs"] > 0
+
+    latency = results["latency"]["offload-fast"]
+    assert latency["n"] > 0 and 0 < latency["p50_ms"] <= latency["p99_ms"]
+
+    assert results["memory"]["web_peak_rss_mib"]["max_worker"] > 0
+    assert results["memory"]["worker_peak_rss_mib"]["offload-fast"]["main_mib"] > 0
+    assert all({"name", "value", "target", "met"} <= set(t) for t in results["targets"])
+    assert any(t["name"].startswith("intake") for t in results["targets"])
