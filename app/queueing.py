@@ -216,6 +216,10 @@ class UnknownTaskError(Exception):
     """The job names a function that is not one of offload's tasks."""
 
 
+class DeliveryUnknown(Exception):
+    """A previous attempt died mid-transfer; the message is not sent again (at most once)."""
+
+
 class InvalidArgumentsError(Exception):
     """The job's stored arguments do not pass the task's validation any more."""
 
@@ -287,13 +291,28 @@ def _send_email_once(job: Job, arguments: dict, settings: Settings) -> dict:
     write, about a millisecond.
     """
     sent_key = f"{KEY_PREFIX}:sent:{job.id}"
-    previous = job.connection.get(sent_key)
+    sending_key = f"{KEY_PREFIX}:sending:{job.id}"
+    previous, in_doubt = job.connection.mget(sent_key, sending_key)
     if previous is not None:
         log.warning("job %s: message already sent by an earlier attempt; not sending again", job.id)
         return json.loads(previous)
+    if in_doubt is not None:
+        # An attempt died while the message itself was being transferred: it may have been
+        # delivered. Sending again could duplicate it, so say so and stop (no more retries).
+        job.retries_left = 0
+        raise DeliveryUnknown(
+            "an earlier attempt died while the SMTP server was receiving the message; it may or may not "
+            "have been delivered, and it is not sent again to avoid a duplicate"
+        )
+
+    def sending() -> None:
+        job.connection.set(sending_key, 1, ex=settings.result_ttl_seconds)
 
     def record(receipt: dict) -> None:
-        job.connection.set(sent_key, json.dumps(receipt), ex=settings.result_ttl_seconds)
+        with job.connection.pipeline() as pipe:
+            pipe.set(sent_key, json.dumps(receipt), ex=settings.result_ttl_seconds)
+            pipe.delete(sending_key)
+            pipe.execute()
 
     return tasks.send_email(
         **arguments,
@@ -302,6 +321,7 @@ def _send_email_once(job: Job, arguments: dict, settings: Settings) -> dict:
         timeout=settings.smtp_timeout,
         message_id=f"<{job.id}@{settings.mail_from.rpartition('@')[2] or 'offload'}>",
         on_sent=record,
+        on_sending=sending,
     )
 
 

@@ -60,6 +60,7 @@ def send_email(
     timeout: float,
     message_id: str | None = None,
     on_sent: Callable[[dict], None] | None = None,
+    on_sending: Callable[[], None] | None = None,
 ) -> dict:
     """Send one plain-text message through ``smtp`` and return its delivery receipt.
 
@@ -67,7 +68,9 @@ def send_email(
     in only when the target carries credentials. ``message_id`` lets the caller make the
     Message-ID stable across retries of the same job. ``on_sent(receipt)`` is called as
     soon as the server has accepted the message, before the connection is closed, so the
-    caller can record the send before anything else can go wrong.
+    caller can record the send before anything else can go wrong. ``on_sending()`` is called
+    once the server has accepted sender and recipient, just before the message itself goes:
+    from then until ``on_sent`` the outcome of a crash is unknown.
     """
     message = EmailMessage()
     message["From"] = mail_from
@@ -91,7 +94,16 @@ def send_email(
             if smtp.username:
                 password = smtp.password.get_secret_value() if smtp.password else ""
                 client.login(smtp.username, password)
-            refused = client.send_message(message)
+            client.mail(mail_from)
+            code, reply = client.rcpt(to)
+            if code not in (250, 251):
+                raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
+            if on_sending is not None:
+                on_sending()
+            code, reply = client.data(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
+            if code != 250:
+                raise smtplib.SMTPDataError(code, reply)
+            refused: dict = {}
             receipt = {
                 "message_id": message["Message-ID"],
                 "accepted": [to] if to not in refused else [],

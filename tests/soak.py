@@ -40,6 +40,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--kill-every", type=float, default=4.0, help="seconds between worker kills")
+    parser.add_argument("--drain-timeout", type=float, default=1800, help="seconds to wait for every job to end")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="offload-soak-"))
@@ -124,22 +125,28 @@ def _soak(args: argparse.Namespace, valkey: ValkeyProcess, sink, stack: Stack) -
     submitted_in = time.monotonic() - started
 
     statuses: Counter = Counter()
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + args.drain_timeout
     final: dict[str, dict] = {}
+    session = requests.Session()
+
+    def check(job_id: str) -> None:
+        try:
+            response = session.get(f"{stack.base}/jobs/{job_id}", timeout=10)
+        except requests.RequestException:
+            return
+        if response.status_code == 200 and response.json()["status"] in ("finished", "failed", "canceled", "stopped"):
+            final[job_id] = response.json()
+        elif response.status_code == 404:
+            final[job_id] = {"status": "lost"}
+
     while time.monotonic() < deadline:
         remaining = [job_id for job_id in accepted.values() if job_id not in final]
-        for job_id in remaining:
-            try:
-                response = requests.get(f"{stack.base}/jobs/{job_id}", timeout=10)
-            except requests.RequestException:
-                break
-            if response.status_code == 200 and response.json()["status"] in ("finished", "failed", "canceled", "stopped"):
-                final[job_id] = response.json()
-            elif response.status_code == 404:
-                final[job_id] = {"status": "lost"}
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(check, remaining))
+        print(f"[{time.monotonic() - started:6.0f}s] terminal {len(final)}/{len(accepted)}, kills {kills}", flush=True)
         if len(final) == len(accepted):
             break
-        time.sleep(1)
+        time.sleep(2)
     elapsed = time.monotonic() - started
     finished.set()
     chaos_thread.join(timeout=args.kill_every * 3)
@@ -154,6 +161,7 @@ def _soak(args: argparse.Namespace, valkey: ValkeyProcess, sink, stack: Stack) -
         1 for n, job_id in accepted.items() if n % 2 == 0 and final.get(job_id, {}).get("status") == "finished"
     )
     attempts = Counter(body.get("attempts", 0) for body in final.values())
+    failures = Counter((body.get("error") or {}).get("type", "?") for body in final.values() if body["status"] == "failed")
     figures = {
         "jobs_submitted": args.jobs,
         "jobs_accepted": len(accepted),
@@ -167,7 +175,8 @@ def _soak(args: argparse.Namespace, valkey: ValkeyProcess, sink, stack: Stack) -
         "emails_finished": emails_finished,
         "emails_delivered": len(sink.messages),
         "emails_duplicated": duplicated,
-        "emails_missing": emails_finished - len(subjects),
+        "emails_missing": max(0, emails_finished - len(subjects)),
+        "failures_by_error": dict(failures),
         "attempts_histogram": dict(sorted(attempts.items())),
         "submit_seconds": round(submitted_in, 1),
         "total_seconds": round(elapsed, 1),
@@ -177,7 +186,10 @@ def _soak(args: argparse.Namespace, valkey: ValkeyProcess, sink, stack: Stack) -
     out.mkdir(parents=True, exist_ok=True)
     (out / "soak.json").write_text(json.dumps(figures, indent=2) + "\n")
 
-    ok = figures["lost"] == 0 and duplicated == 0 and statuses.get("failed", 0) == 0
+    # A send_email whose worker died mid-transfer fails as DeliveryUnknown (at most once): a
+    # clear terminal state, counted above. Any other failure, a loss or a duplicate fails the soak.
+    unexplained = sum(count for kind, count in failures.items() if kind != "DeliveryUnknown")
+    ok = figures["lost"] == 0 and duplicated == 0 and unexplained == 0
     print("soak:", "PASS" if ok else "FAIL")
     return 0 if ok else 1
 

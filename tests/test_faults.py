@@ -202,3 +202,39 @@ def test_raise_timeout_and_invalid_arguments_fail_clearly_and_the_worker_goes_on
     assert invalid["status"] == "failed" and invalid["error"]["type"] == "InvalidArgumentsError"
     assert stack.wait_for(after)["result"]["words"] == 2
     assert stack.workers[0].poll() is None
+
+
+class DataGatedSink(MailSink):
+    """Holds its answer to the message itself (DATA) until the gate opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.receiving = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.receiving.set()
+        await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 30)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_worker_dying_mid_transfer_leaves_a_clear_failure_not_a_duplicate(stack_factory):
+    sink = DataGatedSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        stack = stack_factory(workers=1, SMTP_URL=f"smtp://127.0.0.1:{port}")
+        job_id = stack.post({"type": "send_email", "to": "x@example.com", "body": "b", "max_retries": 3}).json()["id"]
+        assert sink.receiving.wait(20)
+        stack.workers[0].send_signal(signal.SIGKILL)  # the outcome of this transfer is unknown
+        sink.gate.set()
+        stack.start_worker()
+        done = stack.wait_for(job_id, timeout=60)
+        assert done["status"] == "failed", done
+        assert done["error"]["type"] == "DeliveryUnknown"
+        assert done["attempts"] == 2  # no further retries: each could send a duplicate
+        assert len(sink.messages) <= 1
+    finally:
+        sink.gate.set()
+        controller.stop()
