@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv clean soak test-compose k8s-validate bench
+.PHONY: run test venv clean soak test-compose k8s-validate bench test-fast-worker
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "offload needs Python 3.11 or newer")'
@@ -43,3 +43,7 @@ test-compose:
 # The Kubernetes manifests checked against the Kubernetes and KEDA schemas.
 k8s-validate:
 	bash ci/k8s-validate.sh
+
+# The fault, integration and lifecycle tests again, against the opt-in fast worker (app/fastworker.py).
+test-fast-worker: $(STAMP)
+	$(BIN)/python -m pytest -m fastworker tests/test_fastworker.py $(PYTEST_ARGS)

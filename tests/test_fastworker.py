@@ -18,7 +18,7 @@ from . import test_faults, test_integration, test_lifecycle
 from .conftest import ROOT, Stack, wait_until
 from .test_lifecycle import receiver  # noqa: F401 - a fixture the re-run lifecycle tests use
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.fastworker]
 
 # The same tests, collected again in this module so that the stack_factory below serves them.
 _RERUN = {
