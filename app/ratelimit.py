@@ -74,5 +74,8 @@ def install(app: Flask, settings: Settings, storage_uri: str | None = None) -> N
     def _rate_limit_headers(response: Response) -> Response:
         current = limiter.current_limit
         if current is not None and "RateLimit" not in response.headers:
-            response.headers.update(_headers(current))
+            try:  # reads the window from Redis again: when Redis is away, answer without the headers
+                response.headers.update(_headers(current))
+            except Exception:  # noqa: BLE001 - as the limiter itself (swallow_errors): never a 500 for this
+                pass
         return response
