@@ -445,6 +445,8 @@ class JobQueue:
             if idempotency is not None:
                 idempotency.record(resource, pipe)
             pipe.execute()
+        # Under Sentinel: no 202 before a replica holds the job (NotReplicated is a 503).
+        connections.wait_for_replicas(self.connection, self.settings)
         log.info("job submitted", extra={"job_id": job.id, "job_type": task.type, "queue": queue.name})
         return resource
 

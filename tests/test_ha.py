@@ -449,6 +449,7 @@ def _final_states(base: str, job_ids: list[str], timeout: float) -> dict[str, st
 
 
 @pytest.mark.integration
+@pytest.mark.ha
 @pytest.mark.timeout(200)
 @pytest.mark.parametrize(
     "wait_replicas",
@@ -670,6 +671,7 @@ def redis_cluster(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.ha
 @pytest.mark.timeout(120)
 def test_the_whole_service_runs_on_a_redis_cluster(redis_cluster, smtp, tmp_path):
     """Web, two workers, the scheduler, the limiter, the dashboard and the job events on a
