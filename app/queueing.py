@@ -306,7 +306,11 @@ def _send_email_once(job: Job, arguments: dict, settings: Settings) -> dict:
         )
 
     def sending() -> None:
-        job.connection.set(sending_key, 1, ex=settings.result_ttl_seconds)
+        # NX: if two attempts of one job ever run at once (a worker starved past its heartbeat
+        # and was presumed dead), only the first may transfer the message.
+        if not job.connection.set(sending_key, 1, nx=True, ex=settings.result_ttl_seconds):
+            job.retries_left = 0
+            raise DeliveryUnknown("another attempt of this job is sending (or died sending) this message; not sending it twice")
 
     def record(receipt: dict) -> None:
         with job.connection.pipeline() as pipe:
