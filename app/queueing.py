@@ -318,15 +318,20 @@ def _send_email_once(job: Job, arguments: dict, settings: Settings) -> dict:
             pipe.delete(sending_key)
             pipe.execute()
 
-    return tasks.send_email(
-        **arguments,
-        smtp=settings.smtp,
-        mail_from=settings.mail_from,
-        timeout=settings.smtp_timeout,
-        message_id=f"<{job.id}@{settings.mail_from.rpartition('@')[2] or 'offload'}>",
-        on_sent=record,
-        on_sending=sending,
-    )
+    try:
+        return tasks.send_email(
+            **arguments,
+            smtp=settings.smtp,
+            mail_from=settings.mail_from,
+            timeout=settings.smtp_timeout,
+            message_id=f"<{job.id}@{settings.mail_from.rpartition('@')[2] or 'offload'}>",
+            on_sent=record,
+            on_sending=sending,
+        )
+    except tasks.SmtpError as exc:
+        if not exc.in_doubt:  # the server refused or never got the message: a retry may send it
+            job.connection.delete(sending_key)
+        raise
 
 
 def _worker_settings() -> Settings:

@@ -47,7 +47,15 @@ def count_words(text: str, progress: ProgressCallback | None = None) -> dict:
 
 
 class SmtpError(RuntimeError):
-    """Delivery failed; the message says which SMTP step failed and why."""
+    """Delivery failed; the message says which SMTP step failed and why.
+
+    ``in_doubt`` is true when the connection failed while the message itself was being
+    transferred, so the server may have accepted it; a server's error reply is never in doubt.
+    """
+
+    def __init__(self, message: str, in_doubt: bool = False) -> None:
+        super().__init__(message)
+        self.in_doubt = in_doubt
 
 
 def send_email(
@@ -81,6 +89,7 @@ def send_email(
     message.set_content(body)
 
     context = ssl.create_default_context()
+    transferring = False
     try:
         if smtp.implicit_tls:
             client: smtplib.SMTP = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=context)
@@ -100,8 +109,10 @@ def send_email(
                 raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
             if on_sending is not None:
                 on_sending()
+            transferring = True
             code, reply = client.data(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
             if code != 250:
+                transferring = False  # the server answered: it did not take the message
                 raise smtplib.SMTPDataError(code, reply)
             refused: dict = {}
             receipt = {
@@ -121,7 +132,9 @@ def send_email(
             f"SMTP server {smtp.host}:{smtp.port} answered {exc.smtp_code}: {_decode(exc.smtp_error)}"
         ) from None
     except (OSError, smtplib.SMTPException) as exc:
-        raise SmtpError(f"could not deliver through SMTP server {smtp.host}:{smtp.port}: {exc}") from None
+        raise SmtpError(
+            f"could not deliver through SMTP server {smtp.host}:{smtp.port}: {exc}", in_doubt=transferring
+        ) from None
 
     return receipt
 
