@@ -3,8 +3,9 @@
 
 Starts the benchmark's servers (offload's real gunicorn configuration), drives each endpoint
 with wrk for a few seconds while py-spy samples both gunicorn workers, and prints the
-hottest frames grouped into a few buckets (Redis round trips, logging, metrics, rate limit,
-validation, RQ job creation, ...). Also counts Redis commands per request. Writes
+hottest frames attributed to their owner (rate limiter, logging, metrics, queueing and RQ, validation,
+Flask, gunicorn), Redis I/O counting for whoever made the call. Also counts Redis commands per request, and runs both endpoints in-process (Flask's test
+client, cProfile) for the CPU a request costs and where it goes. Writes
 ``bench/results/profile-web.json``; ``bench/FINDINGS.md`` discusses it.
 """
 
@@ -25,32 +26,111 @@ from bench import loadgen, system  # noqa: E402
 from bench.profile import _hot_frames  # noqa: E402
 from bench.run import Bench, parse_args  # noqa: E402
 
-BUCKETS = [
-    ("redis round trips", ("redis/connection.py", "redis/_parsers", "redis/client.py", "redis/retry.py")),
-    ("rate limit (flask-limiter, limits)", ("flask_limiter", "limits/")),
-    ("logging (JSON lines)", ("logging/__init__.py", "pythonjsonlogger", "app/logs.py")),
-    ("metrics (prometheus_client)", ("prometheus_client",)),
-    ("RQ job creation / zlib / serialization", ("rq/job.py", "rq/queue.py", "zlib", "json/")),
-    ("validation (pydantic)", ("pydantic",)),
-    ("Flask / Werkzeug", ("flask/", "werkzeug/")),
-    ("gunicorn", ("gunicorn/",)),
+#: Who a sample's time belongs to: the innermost frame that matches one of these, walking
+#: out from where the sample was taken (so Redis I/O counts for whoever made the call, and
+#: the limiter's decorator around the view does not claim the view's own work).
+OWNERS = [
+    ("rate limiter (flask_limiter, limits)", ("(limits/", "(flask_limiter/", "(app/ratelimit.py")),
+    ("logging (JSON lines)", ("(logging/", "(pythonjsonlogger/", "(app/logs.py")),
+    ("metrics (prometheus_client)", ("(prometheus_client/", "(app/metrics.py")),
+    ("submit: queueing, RQ, idempotency", ("(app/queueing.py", "(rq/")),
+    ("validation, auth, API (pydantic, app/api.py)", ("(pydantic", "(app/api.py", "(app/auth.py", "(app/schemas.py", "(app/problems.py")),
+    ("Flask / Werkzeug", ("(flask/", "(werkzeug/", "(app/__init__.py")),
+    ("gunicorn and waiting threads", ("(gunicorn/", "(selectors.py", "(threading.py", "(concurrent/", "(queue.py")),
 ]
+_IDLE = "gunicorn and waiting threads"
+_SKIP = ("(redis/", "(json/", "(socket.py", "(uuid.py", "(hmac.py", "(<frozen", "(contextlib.py", "(functools.py")
 
 
-def bucket_shares(raw: Path) -> dict:
-    """Share of samples whose stack passes through each bucket (a sample may be in several)."""
-    totals = {name: 0 for name, _ in BUCKETS}
-    samples = 0
+def owner_shares(raw: Path) -> dict:
+    """Per owner (see OWNERS), its share of the samples that were not gunicorn waiting for
+    work, and the share of those spent in Redis I/O."""
+    totals = {name: 0 for name, _ in OWNERS}
+    totals["other"] = 0
+    redis_io = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
         n = int(count)
-        samples += n
-        for name, needles in BUCKETS:
-            if any(needle in stack for needle in needles):
-                totals[name] += n
-    return {name: round(100 * n / samples, 1) for name, n in totals.items()} if samples else {}
+        frames = stack.split(";")[1:]
+        owner = "other"
+        for frame in reversed(frames):
+            if any(skip in frame for skip in _SKIP):
+                continue
+            owner = next((name for name, needles in OWNERS if any(needle in frame for needle in needles)), "other")
+            break
+        totals[owner] += n
+        if owner != _IDLE and frames and "(redis/" in frames[-1]:
+            redis_io += n
+    busy = sum(n for name, n in totals.items() if name != _IDLE)
+    if not busy:
+        return {}
+    shares = {name: round(100 * n / busy, 1) for name, n in totals.items() if name != _IDLE}
+    shares["(of these: waiting in Redis I/O)"] = round(100 * redis_io / busy, 1)
+    return shares
+
+
+def in_process(requests: int = 1000) -> dict:
+    """The same two endpoints through Flask's test client in this process (no gunicorn, no
+    load generator), against the benchmark's Valkey: CPU per request, and cProfile's self
+    time per owner for ``POST /jobs``."""
+    import cProfile
+    import os
+    import pstats
+    import secrets
+
+    from app import create_app, logs
+    from app.settings import get_settings
+
+    get_settings.cache_clear()
+    settings = get_settings()
+    logs.configure("INFO", process="web")
+    import logging
+
+    logging.getLogger().handlers[0].stream = open(os.devnull, "w")  # noqa: SIM115 - formatted, then dropped
+    client = create_app(settings).test_client()
+    keys = [key.secret.get_secret_value() for key in settings.api_keys if key.role == "client"]
+    body = json.dumps({"type": "count_words", "text": "the quick brown fox jumps over the lazy dog"})
+
+    def post(i: int) -> None:
+        headers = {"Authorization": f"Bearer {keys[i % len(keys)]}", "Content-Type": "application/json"}
+        response = client.post("/jobs", data=body, headers={**headers, "Idempotency-Key": secrets.token_hex(8)})
+        assert response.status_code == 202, response.data
+
+    for i in range(100):
+        post(i)
+    out: dict = {}
+    for name, call in (("submit", post), ("healthz", lambda i: client.get("/healthz"))):
+        started, cpu = time.perf_counter(), time.process_time()
+        for i in range(requests):
+            call(i)
+        out[f"{name}_wall_ms"] = round((time.perf_counter() - started) * 1000 / requests, 3)
+        out[f"{name}_cpu_ms"] = round((time.process_time() - cpu) * 1000 / requests, 3)
+    profile = cProfile.Profile(time.process_time)
+    profile.enable()
+    for i in range(requests):
+        post(i)
+    profile.disable()
+    stats = pstats.Stats(profile).stats
+
+    def inclusive(suffix: str, function: str) -> float:
+        # the largest entry: a wrapper and the function it wraps may share a name
+        return max((ct for (filename, _line, func), (_cc, _nc, _tt, ct, _callers) in stats.items() if filename.endswith(suffix) and func == function), default=0.0)
+
+    whole = inclusive("flask/app.py", "wsgi_app")
+    parts = {
+        "rate limiter: the two limit checks (flask_limiter)": inclusive("flask_limiter/_extension.py", "_check_request_limit"),
+        "rate limiter: RateLimit headers (get_window_stats)": inclusive("app/ratelimit.py", "_rate_limit_headers"),
+        "API key matching (auth._match, all calls)": inclusive("app/auth.py", "_match"),
+        "idempotency claim (SET NX)": inclusive("app/queueing.py", "claim_idempotency_key"),
+        "JobQueue.submit (depth check, RQ job, transaction)": inclusive("app/queueing.py", "submit"),
+        "validation (pydantic request model)": inclusive("pydantic/type_adapter.py", "validate_python"),
+        "JSON log lines (Logger.info)": inclusive("logging/__init__.py", "info"),
+        "metrics (after_request counters)": inclusive("app/metrics.py", "_count"),
+    }
+    out["submit_inclusive_pct"] = {label: round(100 * t / whole, 1) for label, t in parts.items()} if whole else {}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             before = {k: v["calls"] for k, v in bench.r0.info("commandstats").items()}
             spies = [
                 subprocess.Popen(
-                    [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "250", "-f", "raw", "-o", str(tmp / f"{name}-{pid}.txt"), "--pid", str(pid)],
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "-r", "100", "-f", "raw", "-o", str(tmp / f"{name}-{pid}.txt"), "--pid", str(pid)],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -90,12 +170,16 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = {
                 "load": load.as_dict(),
                 "redis_commands_per_request": dict(sorted(commands.items(), key=lambda kv: -kv[1])),
-                "buckets_pct": bucket_shares(merged),
+                "owners_pct": owner_shares(merged),
                 "py_spy": _hot_frames(merged, top=30),
             }
             print(f"{name}: {load.rps:.0f} req/s, p50 {load.p50_ms:.2f} ms; Redis commands/request {sum(commands.values()):.1f}")
-            for bucket, pct in results[name]["buckets_pct"].items():
+            for bucket, pct in results[name]["owners_pct"].items():
                 print(f"    {bucket:42s} {pct:5.1f} %")
+        results["in_process"] = in_process()
+        print(f"in process: POST /jobs {results['in_process']['submit_cpu_ms']} ms CPU, GET /healthz {results['in_process']['healthz_cpu_ms']} ms CPU")
+        for owner, pct in results["in_process"]["submit_inclusive_pct"].items():
+            print(f"    {owner:46s} {pct:5.1f} %")
     finally:
         bench.close()
     results["load_after"] = [round(x, 2) for x in __import__("os").getloadavg()]

@@ -27,6 +27,7 @@ def targets(results: dict) -> list[dict]:
 
     def add(name: str, contender: str | None, value, target: str, met) -> None:  # noqa: ANN001
         if value is not None:
+            value = round(value, 3 if abs(value) < 10 else 1)
             out.append({"name": name, "contender": contender, "value": value, "target": target, "met": bool(met)})
 
     ratio = _get(results, "intake", "ratio")
@@ -43,8 +44,8 @@ def targets(results: dict) -> list[dict]:
         for part in ("worker_rss", "horse_rss"):
             g = mem.get(f"{part}_growth_pct")
             if g is not None:
-                jobs = _get(mem, "at_end", "jobs")
-                add(f"{part.replace('_', ' ')} growth 1,000 -> {jobs:,} jobs (%)", name, g, "< 10", g < 10)
+                first, last = _get(mem, "at_baseline", "jobs"), _get(mem, "at_end", "jobs")
+                add(f"{part.replace('_', ' ')} growth {first:,} -> {last:,} jobs (%)", name, g, "< 10", g < 10)
     return out
 
 
@@ -101,10 +102,16 @@ def table(results: dict) -> str:
         lines.append("")
     latency = results.get("latency")
     if latency:
-        lines += ["LATENCY (submit to finished through HTTP, POST then GET ?wait=, idle workers)", f"  {'':44s} {'n':>6s} {'p50 ms':>8s} {'p99 ms':>8s}"]
+        lines += [
+            "LATENCY (submit to finished through HTTP, POST then GET ?wait=, idle workers; p50 of each part)",
+            f"  {'':44s} {'n':>6s} {'p50 ms':>8s} {'p99 ms':>8s} {'POST':>7s} {'GET':>7s} {'enq->end':>9s}",
+        ]
         for name, d in latency.items():
             if isinstance(d, dict):
-                lines.append(f"  {LABELS.get(name, name):44s} {d['n']:>6d} {_fmt(d['p50_ms'], 2):>8s} {_fmt(d['p99_ms'], 2):>8s}")
+                lines.append(
+                    f"  {LABELS.get(name, name):44s} {d['n']:>6d} {_fmt(d['p50_ms'], 2):>8s} {_fmt(d['p99_ms'], 2):>8s}"
+                    f" {_fmt(d.get('post_p50_ms'), 2):>7s} {_fmt(d.get('wait_p50_ms'), 2):>7s} {_fmt(d.get('queue_to_end_p50_ms'), 1):>9s}"
+                )
         lines.append("")
     bulk = results.get("bulk")
     if bulk:
