@@ -111,8 +111,12 @@ def register(app: Flask) -> None:
             detail = "the request body is larger than this server accepts"
         return problem(exc.code or 500, detail, headers=headers)
 
+    # redis-py raises some Redis Cluster troubles (SlotNotCoveredError, "no node for slot",
+    # too many redirections) as RedisClusterException, which is not a RedisError: they are
+    # the same outage to a client.
     @app.errorhandler(redis.RedisError)
-    def _redis_down(exc: redis.RedisError) -> Response:
+    @app.errorhandler(redis.exceptions.RedisClusterException)
+    def _redis_down(exc: Exception) -> Response:
         log.error("Redis unavailable: %s", exc.__class__.__name__)
         return problem(
             503,
