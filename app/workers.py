@@ -9,14 +9,18 @@ away it waits for it to come back and starts serving again instead of exiting.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import time
 from collections.abc import Sequence
+from uuid import uuid4
 
 import redis
 from rq import SimpleWorker, Worker
 from rq import worker_registration
 from rq.registry import clean_registries
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
@@ -27,12 +31,90 @@ from .settings import QUEUE_NAMES, Settings, get_settings
 log = logging.getLogger("offload.worker")
 
 
+class OffloadScheduler(RQScheduler):
+    """RQ's scheduler (moves due delayed jobs and retries onto their queues), surviving a
+    Redis outage or a Sentinel failover instead of dying with its connection.
+
+    RQ's scheduler process exits at the first Redis error while holding its per-queue locks
+    (``rq:scheduler-lock:<queue>``, 61 s); those are replicated, so after a failover the new
+    primary holds them for a scheduler that is gone, and no scheduler of another name can move
+    a delayed job until they lapse. This one keeps its process, its name and its locks through
+    the outage, and carries on (refreshing its locks) as soon as Redis answers again.
+    """
+
+    def work(self) -> None:
+        self._install_signal_handlers()
+        self._until_redis_answers(self.register_birth)
+        backoff = 0.25
+        while True:
+            if self._stop_requested:
+                try:
+                    self.stop()
+                except redis.RedisError as exc:  # the locks then lapse by themselves
+                    self.log.warning("scheduler %s stopped without releasing its locks (%s)", self.name, exc)
+                break
+            try:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+                backoff = 0.25
+                time.sleep(self.interval)
+            except redis.RedisError as exc:
+                self.log.warning("scheduler %s lost Redis (%s); retrying in %.2f s", self.name, exc, backoff)
+                self._scheduled_job_registries = []  # rebuilt on the next pass
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _until_redis_answers(self, action) -> None:  # noqa: ANN001
+        while not self._stop_requested:
+            try:
+                action()
+                return
+            except redis.RedisError:
+                time.sleep(0.5)
+
+
+def scheduler_name() -> str:
+    """One scheduler name for the whole life of a worker process: a worker that had to start
+    over after losing Redis gets a new worker name, but its scheduler keeps the locks its
+    predecessor held (same owner: refreshed, not waited out)."""
+    return f"{socket.gethostname()}.{os.getpid()}.{uuid4().hex[:12]}"
+
+
 class OffloadWorkerMixin:
     """What offload adds to an RQ worker: it announces each job's end (for ``?wait=``),
-    counts it for /metrics, queues its callback, logs with its ids, and shortens the time
-    an abandoned job stays ``started``."""
+    counts it for /metrics, queues its callback, logs with its ids, shortens the time
+    an abandoned job stays ``started``, and runs a scheduler that survives failovers."""
 
     job_class = OffloadJob
+    #: Set by :func:`run` (one name per process); ``None``: a fresh name, as RQ does.
+    scheduler_name: str | None = None
+
+    def _start_scheduler(self, burst=False, logging_level="INFO", date_format=None, log_format=None) -> None:  # noqa: ANN001
+        """RQ's, with :class:`OffloadScheduler` and this process's scheduler name."""
+        from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+
+        self.scheduler = OffloadScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format or DEFAULT_LOGGING_DATE_FORMAT,
+            log_format=log_format or DEFAULT_LOGGING_FORMAT,
+            serializer=self.serializer,
+            name=self.scheduler_name,
+        )
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            if burst:
+                try:
+                    self.scheduler.register_birth()
+                    self.scheduler.enqueue_scheduled_jobs()
+                finally:
+                    self.scheduler.release_locks()
+                    self.scheduler.register_death()
+            else:
+                self.scheduler.start()
 
     def execute_job(self, job, queue) -> None:  # noqa: ANN001
         """Run the job with its id (and the id of the request that submitted it) in every
@@ -186,6 +268,7 @@ def run(queues: Sequence[str] = QUEUE_NAMES, *, burst: bool = False, settings: S
     connection = connect(settings, for_worker=True)
     stop = _StopFlag()
     backoff = 0.5
+    scheduler = scheduler_name()
     while not stop.requested:
         try:
             connection.ping()
@@ -197,6 +280,7 @@ def run(queues: Sequence[str] = QUEUE_NAMES, *, burst: bool = False, settings: S
         backoff = 0.5
         register_queues(connection)
         worker = build_worker(connection, settings, queues)
+        worker.scheduler_name = scheduler
         log.info("worker %s serving queues %s", worker.name, ", ".join(queues))
         stop.release()  # RQ installs its own SIGTERM/SIGINT handlers for the work loop.
         try:
