@@ -286,3 +286,42 @@ def test_list_filters_and_opaque_cursor(client, job_queue):
     assert not {job["id"] for job in rest["jobs"]} & {job["id"] for job in page["jobs"]}
     for query in ("limit=0", "limit=201", "limit=x", "status=done", "queue=urgent", "cursor=nonsense!!", "cursor=Zm9v"):
         assert_problem(client.get(f"/jobs?{query}"), 422)
+
+
+@pytest.mark.parametrize("store", ["redis", "memory"])
+def test_rate_limits_in_one_script_per_request_with_headers_from_the_hit(monkeypatch, fake_redis, store):
+    """Both limits of "3/second;5/minute" are checked and counted in one script call; the
+    headers describe the narrowest limit (or the breached one) without a second read."""
+    from app import create_app, ratelimit
+    from app.queueing import JobQueue
+    from app.settings import get_settings
+
+    monkeypatch.setenv("RATE_LIMIT_SUBMIT", "3/second;5/minute")
+    monkeypatch.setenv("ENABLE_DIAGNOSTIC_TASKS", "1")
+    settings = get_settings()
+    app = create_app(settings, job_queue=JobQueue(fake_redis, settings))
+    if store == "redis":
+        app.extensions["offload.ratelimit"].store = ratelimit.RedisWindows(fake_redis)
+    client = app.test_client()
+    clock = [1_000_000.0]
+    monkeypatch.setattr(ratelimit.time, "time", lambda: clock[0])
+    first = client.post("/jobs", json={"type": "noop"})
+    assert first.headers["RateLimit-Policy"] == "3;w=1"
+    assert first.headers["RateLimit"] == "limit=3, remaining=2, reset=1"
+    answers = [client.post("/jobs", json={"type": "noop"}).status_code for _ in range(3)]
+    assert answers == [202, 202, 429]  # the fourth within the second
+    clock[0] += 1.5
+    assert client.post("/jobs", json={"type": "noop"}).status_code == 202  # 4 of 5 in the minute
+    assert client.post("/jobs", json={"type": "noop"}).status_code == 202  # 5 of 5
+    clock[0] += 1.5
+    breached = client.post("/jobs", json={"type": "noop"})
+    assert_problem(breached, 429)
+    assert breached.headers["RateLimit-Policy"] == "5;w=60"
+    assert breached.headers["RateLimit"] == "limit=5, remaining=0, reset=57"  # the oldest leaves at +60 s
+    assert breached.headers["Retry-After"] == "57"
+    if store == "redis":
+        keys = sorted(key.decode() for key in fake_redis.keys("LIMITS:*"))
+        # (the one-second window's list has expired by the server's own clock)
+        assert [key.rpartition("/api.submit_job/")[2] for key in keys][-1] == "5/1/minute"
+        assert all(":offload:ratelimit/addr:" in key for key in keys)
+        assert fake_redis.llen(keys[-1]) == 5  # the refused requests were not counted
