@@ -84,7 +84,7 @@ def submit_job() -> Response:
         _raise_validation(exc)
     if spec.callback_url is not None:
         _check_callback(spec.callback_url)
-    claim = _claim_idempotency_key(who, payload)
+    claim = _claim_idempotency_key(who, payload, spec.queue)
     if claim is not None and claim.replay is not None:
         response = _job_response(claim.replay, status=202)
         response.headers["Idempotent-Replayed"] = "true"
@@ -117,7 +117,7 @@ def _check_callback(url: str) -> None:
         raise ApiProblem(422, "the callback URL cannot be used", title="Validation Failed", errors=errors)
 
 
-def _claim_idempotency_key(who: Principal, payload: dict) -> IdempotencyClaim | None:
+def _claim_idempotency_key(who: Principal, payload: dict, queue: str) -> IdempotencyClaim | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -126,7 +126,7 @@ def _claim_idempotency_key(who: Principal, payload: dict) -> IdempotencyClaim | 
             400, "Idempotency-Key must be 1 to 255 printable characters", errors=[{"field": "Idempotency-Key", "message": "invalid"}]
         )
     try:
-        return job_queue().claim_idempotency_key(who.name, key, payload)
+        return job_queue().claim_idempotency_key(who.name, key, payload, queue)
     except IdempotencyConflict:
         raise ApiProblem(
             422,

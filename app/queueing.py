@@ -422,7 +422,10 @@ class JobQueue:
         """
         task = TASKS[request.type]  # type: ignore[attr-defined]
         queue = self.queues[request.queue]
-        if self.connection.llen(queue.key) >= self.settings.max_queue_depth:
+        depth = idempotency.queue_depth if idempotency is not None else None
+        if depth is None:
+            depth = self.connection.llen(queue.key)
+        if depth >= self.settings.max_queue_depth:
             raise QueueFull(queue.name)
         max_retries = self.settings.default_max_retries if request.max_retries is None else request.max_retries
         meta = {
@@ -522,8 +525,11 @@ class JobQueue:
         log.info("callback queued", extra={"job_id": job.id, "delivery_id": delivery.id})
         return delivery
 
-    def claim_idempotency_key(self, owner: str | None, key: str, payload: dict) -> IdempotencyClaim:
-        return claim_idempotency_key(self.connection, owner, key, payload)
+    def claim_idempotency_key(self, owner: str | None, key: str, payload: dict, queue: str | None = None) -> IdempotencyClaim:
+        """Claim ``key``; with ``queue``, the claim also carries that queue's depth, read in the
+        same round trip (:meth:`submit` then needs no LLEN of its own)."""
+        depth_key = self.queues[queue].key if queue in self.queues else None
+        return claim_idempotency_key(self.connection, owner, key, payload, depth_key=depth_key)
 
     # -- look up --
 
@@ -708,6 +714,8 @@ class IdempotencyClaim:
     key: str
     fingerprint: str
     replay: dict | None = None
+    #: The queue's length when the key was claimed (read in the same round trip), if asked for.
+    queue_depth: int | None = None
 
     def record(self, resource: dict, pipe: redis.client.Pipeline) -> None:
         entry = {"state": "done", "fingerprint": self.fingerprint, "resource": resource}
@@ -724,7 +732,7 @@ class IdempotencyClaim:
 
 
 def claim_idempotency_key(
-    connection: redis.Redis, owner: str | None, key: str, payload: dict
+    connection: redis.Redis, owner: str | None, key: str, payload: dict, depth_key: str | None = None
 ) -> IdempotencyClaim:
     """Claim ``key`` for this request, or explain why not.
 
@@ -738,8 +746,15 @@ def claim_idempotency_key(
         json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
     ).hexdigest()
     pending = json.dumps({"state": "pending", "fingerprint": fingerprint})
-    if connection.set(redis_key, pending, nx=True, ex=_IN_FLIGHT_TTL):
-        return IdempotencyClaim(connection, redis_key, fingerprint)
+    if depth_key is None:
+        claimed, depth = connection.set(redis_key, pending, nx=True, ex=_IN_FLIGHT_TTL), None
+    else:  # one round trip for the claim and the queue's depth (same hash tag: one node)
+        with connection.pipeline(transaction=False) as pipe:
+            pipe.set(redis_key, pending, nx=True, ex=_IN_FLIGHT_TTL)
+            pipe.llen(depth_key)
+            claimed, depth = pipe.execute()
+    if claimed:
+        return IdempotencyClaim(connection, redis_key, fingerprint, queue_depth=depth)
     raw = connection.get(redis_key)
     if raw is None:  # expired between the two calls: try once more
         if connection.set(redis_key, pending, nx=True, ex=_IN_FLIGHT_TTL):
