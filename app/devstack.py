@@ -6,8 +6,8 @@ append-only file under ``var/valkey``, a development SMTP sink keeping mail in `
 of them that crashes (as compose's ``restart: unless-stopped`` does) and stops them all on
 Ctrl-C or SIGTERM, workers last so their jobs can finish.
 
-Set ``REDIS_URL`` or ``SMTP_URL`` to use servers of your own; the embedded ones are then
-not started.
+Set ``REDIS_URL`` (or ``REDIS_SENTINELS``) or ``SMTP_URL`` to use servers of your own; the
+embedded ones are then not started, and the banner says which Redis is used.
 """
 
 from __future__ import annotations
@@ -135,9 +135,31 @@ def _dev_webhook_secret(var: Path) -> str:
     return path.read_text().strip()
 
 
+def _redis_banner(settings: Settings, embedded: bool) -> str:
+    """Where the stack's Redis is, as the banner says it (no secrets)."""
+    from .connections import describe
+
+    if embedded:
+        return f"{settings.redis_url_redacted()} (embedded Valkey, data in var/valkey)"
+    if settings.redis_sentinels:
+        count = len(settings.redis_sentinels)
+        return f"{describe(settings)} (the primary named {settings.redis_sentinel_master!r} by {count} sentinel{'s' if count != 1 else ''}; no embedded Valkey)"
+    if settings.redis_cluster:
+        return f"{describe(settings)} (Redis Cluster, key prefix {_rq_prefix()!r})"
+    return settings.redis_url_redacted()
+
+
+def _rq_prefix() -> str:
+    from rq.defaults import RQ_KEY_PREFIX
+
+    return RQ_KEY_PREFIX
+
+
 def main() -> None:
     root = Path(__file__).resolve().parent.parent
-    embedded_redis = "REDIS_URL" not in os.environ
+    # With sentinels the service follows their primary: no embedded Valkey (REDIS_URL then
+    # gives only the database number and credentials).
+    embedded_redis = "REDIS_URL" not in os.environ and not os.environ.get("REDIS_SENTINELS", "").strip()
     embedded_smtp = "SMTP_URL" not in os.environ
     env = {"PYTHONUNBUFFERED": "1"}
     if embedded_redis:
@@ -167,7 +189,7 @@ def main() -> None:
         f"  page       {base}/\n"
         f"  dashboard  {base}/dashboard/\n"
         f"  docs       {base}/docs\n"
-        f"  Redis      {settings.redis_url_redacted()}{' (embedded Valkey, data in var/valkey)' if embedded_redis else ''}\n"
+        f"  Redis      {_redis_banner(settings, embedded_redis)}\n"
         f"  SMTP       {settings.smtp.redacted()}{' (dev sink, mail in var/mail)' if embedded_smtp else ''}\n"
         f"  workers    {settings.worker_count}\n"
         "Ctrl-C stops everything.",

@@ -181,6 +181,34 @@ def test_a_redis_cluster_outage_is_a_503_with_retry_after_not_a_500(client, job_
     assert response.get_json()["status"] == 503
 
 
+def test_make_run_with_sentinels_uses_them_and_says_so(monkeypatch, tmp_path, capsys):
+    """`make run` with REDIS_SENTINELS: no embedded Valkey is started, and the banner names
+    the sentinels and the primary's name (not an embedded server's URL)."""
+    from app import devstack
+
+    for name in ("REDIS_URL", "REDIS_CLUSTER", "SMTP_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_SENTINELS", "10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379")
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "jobs")
+    monkeypatch.setenv("REDIS_PASSWORD", "never-printed")
+    monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("WEBHOOK_SECRET", "x" * 32)
+
+    def no_exec(path, args):
+        raise SystemExit(0)
+
+    monkeypatch.setattr(devstack.os, "execv", no_exec)
+    with pytest.raises(SystemExit):
+        devstack.main()
+    banner = capsys.readouterr().out
+    line = next(line for line in banner.splitlines() if line.strip().startswith("Redis"))
+    assert "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/jobs/0" in line, banner
+    assert "3 sentinels" in line and "embedded" not in banner.split("SMTP")[0].replace("no embedded Valkey", ""), banner
+    assert "never-printed" not in banner
+    config = (tmp_path / "var" / "supervisord.conf").read_text()
+    assert "[program:valkey]" not in config and "[program:worker]" in config
+
+
 # --- servers ---------------------------------------------------------------------------------
 
 
