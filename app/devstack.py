@@ -30,17 +30,19 @@ def valkey_binary() -> str:
 
 
 def valkey_command(port: int, data_dir: Path, *, host: str = "127.0.0.1") -> list[str]:
-    """Valkey with AOF on: a job that got a 202 survives a crash of the server."""
+    """Valkey with AOF on and fsynced before each reply: a job that got a 202 survives a crash of the server."""
     return [
         valkey_binary(),
         "--bind", host,
         "--port", str(port),
         "--dir", str(data_dir),
         "--appendonly", "yes",
-        # The AOF is written (to the kernel) before Valkey replies, so a job that got a 202
-        # survives a crash or kill of the server; fsync each second bounds what a power loss
-        # can take. "always" fsyncs before every reply and costs ~5 ms per write here.
-        "--appendfsync", os.environ.get("REDIS_APPENDFSYNC", "everysec"),
+        # "always": every write reaches the AOF and is fsynced before Valkey replies, so a job
+        # that got its 202 survives a crash, a kill or a power loss. With "everysec" Valkey
+        # postpones the write (and still replies) while a slow background fsync runs, so a
+        # kill during a disk stall loses up to ~2 s of acknowledged jobs: seen in tests.
+        # Measured cost here: +0.3 ms per write transaction (0.58 against 0.27 ms p50).
+        "--appendfsync", os.environ.get("REDIS_APPENDFSYNC", "always"),
         "--save", "",
         "--protected-mode", "yes",
         "--maxmemory", os.environ.get("REDIS_MAXMEMORY", "1gb"),

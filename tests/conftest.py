@@ -102,7 +102,9 @@ class ValkeyProcess:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            valkey_command(self.port, self.data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*valkey_command(self.port, self.data_dir), "--logfile", str(self.data_dir / "valkey.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis.from_url(self.url)
         wait_until(lambda: _pings(client), what="Valkey to answer")
