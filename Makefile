@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv clean soak test-compose k8s-validate bench test-fast-worker test-ha
+.PHONY: run test venv clean soak test-compose k8s-validate bench test-fast-worker test-ha test-compose-ha
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "offload needs Python 3.11 or newer")'
@@ -51,3 +51,8 @@ test-fast-worker: $(STAMP)
 # Sentinel failover and Redis Cluster, with real servers (tests/test_ha.py).
 test-ha: $(STAMP)
 	$(BIN)/python -m pytest -m ha tests/test_ha.py $(PYTEST_ARGS)
+
+# docker-compose.ha.yml on a real Docker engine: a Sentinel failover drill (ci/compose-ha-test.sh;
+# ~2 min warm, longer on the first run, which builds the stand-in base images).
+test-compose-ha:
+	bash ci/compose-ha-test.sh

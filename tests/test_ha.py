@@ -10,6 +10,8 @@ Run with ``-s`` to see them: ``.venv/bin/python -m pytest -s tests/test_ha.py``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import json
 import select
@@ -782,13 +784,13 @@ def _cluster_port() -> int:
             return port
 
 
-@pytest.fixture
-def redis_cluster(tmp_path):
+@contextlib.contextmanager
+def _cluster(base: Path):
     """Three primaries from the same binary: --cluster-enabled yes, CLUSTER ADDSLOTSRANGE, MEET."""
     nodes = []
     try:
         for index in range(3):
-            node = Node(f"node-{index}", tmp_path, port=_cluster_port())
+            node = Node(f"node-{index}", base, port=_cluster_port())
             node.bus_port = _cluster_port()  # type: ignore[attr-defined]
             nodes.append(node)
             node.start(
@@ -819,6 +821,12 @@ def redis_cluster(tmp_path):
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path):
+    with _cluster(tmp_path) as nodes:
+        yield nodes
 
 
 @pytest.mark.integration
@@ -913,3 +921,100 @@ def test_the_whole_service_runs_on_a_redis_cluster(redis_cluster, smtp, tmp_path
     finally:
         stack.stop()
         print(stack.logs()[-3000:] if stack.web and stack.web.returncode not in (None, 0, -15) else "")
+
+
+# --- the integration suite again, on the cluster ----------------------------------------------
+#
+# The real-process tests of tests/test_integration.py and tests/test_lifecycle.py, collected
+# again here, where `clean_valkey` is the 3-primary cluster above (REDIS_CLUSTER=1,
+# RQ_KEY_PREFIX={offload} in the environment of gunicorn and the workers). Left out: the three
+# that read or write RQ's keys from the test process under the default "rq:" prefix
+# (worker_refuses_a_function..., jobs_are_stored_as_json..., racing_identical_requests...), the
+# one that restarts the single server (worker_waits_for_redis...), and make run.
+
+from . import test_integration as _integration, test_lifecycle as _lifecycle  # noqa: E402
+from .test_lifecycle import receiver  # noqa: E402,F401 - a fixture of the re-run callback tests
+
+_ON_CLUSTER = {
+    _integration: [
+        "test_count_words_round_trip_over_http",
+        "test_email_arrives_at_the_smtp_server",
+        "test_smtp_refusal_fails_the_job_with_an_smtp_error",
+        "test_wait_returns_as_soon_as_the_job_ends",
+        "test_wait_gives_up_after_n_seconds",
+        "test_priority_queues_are_served_high_first",
+        "test_worker_warm_shutdown_finishes_the_job",
+        "test_dashboard_shows_queues_and_workers_with_json_serializer",
+    ],
+    _lifecycle: [
+        "test_delayed_job_is_scheduled_then_runs_on_time",
+        "test_run_at_in_the_past_runs_now",
+        "test_retries_with_backoff_count_attempts_and_keep_the_last_error",
+        "test_timeout_fails_the_attempt_and_says_so",
+        "test_cancel_a_running_job_stops_it",
+        "test_cancel_a_scheduled_job",
+        "test_progress_is_reported_while_count_words_runs",
+        "test_callback_is_signed_and_retried_until_delivered",
+        "test_callback_of_a_failed_job",
+        "test_private_callback_urls_are_refused_by_default",
+        "test_finished_and_failed_jobs_expire_and_then_read_as_404",
+    ],
+}
+
+
+def _on_cluster(test):
+    @functools.wraps(test)  # the same fixtures; marks of its own (the original keeps its own)
+    def rerun(*args, **kwargs):
+        return test(*args, **kwargs)
+
+    return pytest.mark.ha(pytest.mark.integration(rerun))
+
+
+for _module, _names in _ON_CLUSTER.items():
+    for _name in _names:
+        globals()[f"{_name}__on_cluster"] = _on_cluster(getattr(_module, _name))
+
+
+class _ClusterAsValkey:
+    """The cluster, where the re-run tests expect the single server: REDIS_URL names the node
+    that serves the {offload} slot, so its plain client reaches every key offload writes."""
+
+    def __init__(self, nodes: list[Node]) -> None:
+        slot = redis.cluster.key_slot(b"{offload}")
+        ranges = [(0, 5460), (5461, 10922), (10923, 16383)]
+        self.owner = next(node for node, (low, high) in zip(nodes, ranges, strict=True) if low <= slot <= high)
+        self.nodes = nodes
+        self.url = f"redis://127.0.0.1:{self.owner.port}/0"
+        self.process = self.owner.process
+
+    def client(self) -> redis.Redis:
+        return self.owner.client()
+
+
+@pytest.fixture(scope="module")
+def _suite_cluster(tmp_path_factory):
+    with _cluster(tmp_path_factory.mktemp("cluster")) as nodes:
+        yield _ClusterAsValkey(nodes)
+
+
+@pytest.fixture
+def clean_valkey(request, monkeypatch):
+    """For the re-run tests only (no other test of this module asks for it): the cluster,
+    emptied, with the cluster settings in the environment the stack's processes inherit."""
+    cluster = request.getfixturevalue("_suite_cluster")
+    for node in cluster.nodes:
+        node.client().flushall()
+    monkeypatch.setenv("REDIS_CLUSTER", "1")
+    monkeypatch.setenv("RQ_KEY_PREFIX", "{offload}")
+    return cluster
+
+
+@pytest.mark.integration
+@pytest.mark.ha
+def test_rate_limits_answer_429_on_the_cluster(stack_factory):
+    stack = stack_factory(workers=0, RATE_LIMIT_ENABLED="1", RATE_LIMIT_SUBMIT="3/minute")
+    codes = [stack.post({"type": "noop"}).status_code for _ in range(4)]
+    assert codes == [202, 202, 202, 429], codes
+    limited = stack.post({"type": "noop"})
+    assert limited.headers["Retry-After"] and limited.headers["Content-Type"].startswith("application/problem+json")
+    assert stack.valkey.client().keys("LIMITS:LIMITER/{offload}:offload:ratelimit/*")
