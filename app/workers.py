@@ -25,6 +25,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from . import logs
+from .connections import check_server_settings
 from .queueing import JobQueue, OffloadJob, OffloadQueue, connect, requeue_stranded, record_outcome, remember_failure, publish_job_ended, register_queues
 from .settings import QUEUE_NAMES, Settings, get_settings
 
@@ -42,8 +43,17 @@ class OffloadScheduler(RQScheduler):
     the outage, and carries on (refreshing its locks) as soon as Redis answers again.
     """
 
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self._worker_pid = os.getpid()  # built in the worker, run in a child of it
+
     def work(self) -> None:
+        # RQ forks this process with no parent-death signal: a SIGKILLed worker would leave it
+        # running, holding the locks. SIGTERM makes it release them and stop within a second.
+        _die_with_parent(signal.SIGTERM)
         self._install_signal_handlers()
+        if os.getppid() != self._worker_pid:  # the worker died before the signal was armed
+            return
         self._until_redis_answers(self.register_birth)
         backoff = 0.25
         while True:
@@ -232,20 +242,25 @@ class OffloadSimpleWorker(OffloadWorkerMixin, SimpleWorker):
     """Runs jobs in the worker process itself (tests on fakeredis)."""
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+def _die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(pr_set_pdeathsig, sig, 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: the orphan finishes its job instead
         pass
 
 
 def build_worker(connection: redis.Redis, settings: Settings, queues: Sequence[str] = QUEUE_NAMES) -> OffloadWorker:
-    return OffloadWorker(
+    worker_class: type[Worker] = OffloadWorker
+    if settings.worker_class == "fast":
+        from .fastworker import OffloadFastWorker  # it imports this module: not at the top
+
+        worker_class = OffloadFastWorker
+    return worker_class(
         [OffloadQueue(name, connection=connection, serializer=JSONSerializer, job_class=OffloadJob) for name in queues],
         queue_class=OffloadQueue,
         connection=connection,
@@ -268,6 +283,7 @@ def run(queues: Sequence[str] = QUEUE_NAMES, *, burst: bool = False, settings: S
     connection = connect(settings, for_worker=True)
     stop = _StopFlag()
     backoff = 0.5
+    checked = False
     scheduler = scheduler_name()
     while not stop.requested:
         try:
@@ -278,6 +294,9 @@ def run(queues: Sequence[str] = QUEUE_NAMES, *, burst: bool = False, settings: S
             backoff = min(backoff * 2, 10.0)
             continue
         backoff = 0.5
+        if not checked:
+            check_server_settings(connection)
+            checked = True
         register_queues(connection)
         worker = build_worker(connection, settings, queues)
         worker.scheduler_name = scheduler

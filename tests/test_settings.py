@@ -68,3 +68,17 @@ def test_anonymous_bind_to_non_loopback_is_refused(monkeypatch):
 
 def test_redis_password_is_redacted():
     assert "hunter2" not in Settings(redis_url="redis://:hunter2@db:6379/0").redis_url_redacted()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("forking", "OffloadWorker"), ("fast", "OffloadFastWorker")])
+def test_worker_class_chooses_the_worker(monkeypatch, fake_redis, value, expected):
+    from app.workers import build_worker
+
+    monkeypatch.setenv("WORKER_CLASS", value)
+    assert type(build_worker(fake_redis, Settings())).__name__ == expected
+
+
+def test_an_unknown_worker_class_stops_start_up(monkeypatch):
+    monkeypatch.setenv("WORKER_CLASS", "threads")
+    with pytest.raises(ValidationError, match="worker_class"):
+        Settings()
