@@ -59,6 +59,13 @@ WAKE_KEY = f"{KEY_PREFIX}:wake"
 #: Upper bounds (seconds) of the job run-time histogram buckets.
 RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
+#: A ``count_words`` text longer than this (characters) is kept in a key of its own
+#: (:func:`text_key`), written in the submit transaction, instead of inside RQ's job payload,
+#: where it would be JSON-encoded and zlib-compressed by the web process and decompressed and
+#: decoded again by the worker. The job's meta says so (:data:`TEXT_FIELD`: its size in bytes).
+TEXT_INLINE_MAX_CHARS = 64 * 1024
+TEXT_FIELD = "text_bytes"
+
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _EXCEPTION_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
 _PROGRESS_INTERVAL = 0.25
@@ -224,6 +231,15 @@ class InvalidArgumentsError(Exception):
     """The job's stored arguments do not pass the task's validation any more."""
 
 
+class MissingTextError(Exception):
+    """The job's text, kept in a key of its own, is not in Redis any more."""
+
+
+def text_key(job_id: str) -> str:
+    """Where a large ``count_words`` text is kept: offload's prefix, so RQ's hash tag too."""
+    return f"{KEY_PREFIX}:text:{job_id}"
+
+
 ATTEMPTS_FIELD = "offload_attempts"
 
 
@@ -247,6 +263,39 @@ class OffloadJob(Job):
         self.attempts = int(raw_data.get(ATTEMPTS_FIELD.encode(), raw_data.get(ATTEMPTS_FIELD, 0)) or 0)
         return result
 
+    def cleanup(self, ttl: int | None = None, pipeline: redis.client.Pipeline | None = None, remove_from_queue: bool = True) -> None:
+        """RQ's, and the job's text key (if it has one) goes with the job: deleted once the job
+        has finished (nothing can run it again), else it expires when the job does (a failed
+        job can be retried until then)."""
+        super().cleanup(ttl, pipeline=pipeline, remove_from_queue=remove_from_queue)
+        if ttl and ttl > 0 and self.meta.get(TEXT_FIELD) is not None:
+            connection = pipeline if pipeline is not None else self.connection
+            if self.get_status(refresh=False) == JobStatus.FINISHED:
+                connection.delete(text_key(self.id))
+            else:
+                connection.expire(text_key(self.id), ttl)
+
+    def delete(self, pipeline: redis.client.Pipeline | None = None, remove_from_queue: bool = True, delete_dependents: bool = False) -> None:
+        super().delete(pipeline=pipeline, remove_from_queue=remove_from_queue, delete_dependents=delete_dependents)
+        if self.meta.get(TEXT_FIELD) is not None:
+            (pipeline if pipeline is not None else self.connection).delete(text_key(self.id))
+
+    def _stored_arguments(self) -> dict:
+        """The job's keyword arguments, with a text kept in a key of its own put back."""
+        if self.meta.get(TEXT_FIELD) is None:
+            return self.kwargs
+        raw = self.connection.get(text_key(self.id))
+        if raw is None:
+            raise MissingTextError(
+                f"the text of job {self.id} (key {text_key(self.id)}) is no longer in Redis: it expired or was "
+                "deleted, so there is nothing to count; submit the text again"
+            )
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            raise InvalidArgumentsError(f"the text kept in {text_key(self.id)} is not UTF-8") from None
+        return {**self.kwargs, "text": text}
+
     def _execute(self) -> Any:
         task = _TASKS_BY_FUNC.get(self.func_name or "")
         if task is None:
@@ -256,8 +305,9 @@ class OffloadJob(Job):
             raise UnknownTaskError(f"{task.type!r} is a diagnostic task and ENABLE_DIAGNOSTIC_TASKS is off")
         if self.args:
             raise InvalidArgumentsError("offload tasks take keyword arguments only")
+        stored = self._stored_arguments()
         try:
-            arguments = task.args_model.model_validate(self.kwargs, context={"settings": settings})
+            arguments = task.args_model.model_validate(stored, context={"settings": settings})
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
             raise InvalidArgumentsError(f"arguments no longer valid: {problems}") from None
@@ -436,9 +486,14 @@ class JobQueue:
             "callback_url": request.callback_url,
             "request_id": request_id,
         }
+        kwargs = request.task_arguments()
+        text = None
+        if task.type == "count_words" and len(kwargs["text"]) > TEXT_INLINE_MAX_CHARS:
+            text = kwargs.pop("text").encode("utf-8")
+            meta[TEXT_FIELD] = len(text)
         job = queue.create_job(
             task.func_name,
-            kwargs=request.task_arguments(),
+            kwargs=kwargs,
             timeout=request.timeout_seconds or self.settings.default_timeout_seconds,
             result_ttl=self.settings.result_ttl_seconds,
             failure_ttl=self.settings.failure_ttl_seconds,
@@ -453,6 +508,8 @@ class JobQueue:
             else:
                 queue.enqueue_job(job, pipeline=pipe)
             self._index(job, owner, pipe)
+            if text is not None:  # in the job's transaction (after RQ's WATCH): both exist or neither
+                pipe.set(text_key(job.id), text)
             resource = self.describe(job)
             if idempotency is not None:
                 idempotency.record(resource, pipe)
