@@ -36,3 +36,26 @@ def test_settings_that_can_lose_jobs_are_reported(clean_valkey, caplog, name, va
         client.config_set(name, before)
     assert len(problems) == 1 and name in problems[0] and says in problems[0], problems
     assert [record.getMessage() for record in caplog.records] == problems
+
+
+def test_connections_give_up_on_a_silent_server_in_seconds(clean_valkey, monkeypatch):
+    """A vanished server (no FIN, no RST) is noticed by keepalive probes, not after hours."""
+    import socket
+
+    from app.connections import redis_client
+    from app.settings import Settings
+
+    monkeypatch.setenv("REDIS_URL", clean_valkey.url)
+    for for_worker in (False, True):
+        client = redis_client(Settings(), for_worker=for_worker)
+        client.ping()
+        connection = client.connection_pool.get_connection()
+        try:
+            sock = connection._sock
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            idle = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+            interval = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL)
+            probes = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)
+            assert idle + interval * probes <= 15, (idle, interval, probes)
+        finally:
+            client.connection_pool.release(connection)
