@@ -393,10 +393,12 @@ class PersistentHorseWorker(Worker):
     def _dequeued(self, job: Job, queue: Queue) -> None:
         self.reorder_queues(reference_queue=queue)
         job.redis_server_version = self.get_redis_server_version()
-        if self.log_job_description:
-            self.log.info("Worker %s: %s: %s (%s)", self.name, green(queue.name), blue(job.description), job.id)
-        else:
-            self.log.info("Worker %s: %s: %s", self.name, green(queue.name), job.id)
+        # DEBUG: the line at the end (with the duration) is the one a job gets at INFO.
+        if self.log.isEnabledFor(logging.DEBUG):
+            if self.log_job_description:
+                self.log.debug("Worker %s: %s: %s (%s)", self.name, green(queue.name), blue(job.description), job.id)
+            else:
+                self.log.debug("Worker %s: %s: %s", self.name, green(queue.name), job.id)
 
     def _blocking_dequeue(self, timeout: int | None, max_idle_time: int | None):  # noqa: ANN202
         """RQ's ``dequeue_job_and_maintain_ttl`` with its heartbeats pipelined and without the
@@ -561,8 +563,8 @@ class PersistentHorseWorker(Worker):
         )
 
     def _log_success(self, job: Job) -> None:
-        """One line per finished job (with the dequeue line, two a job). RQ writes three more
-        that say the same ("Job OK", how long the result is kept): at a few hundred jobs a
+        """One line per finished job at INFO (the dequeue line is DEBUG). RQ writes four that
+        say the same (dequeued, "Job OK", how long the result is kept): at a few hundred jobs a
         second, JSON log lines are a tenth of the worker's CPU."""
         self.log.info("Successfully completed job %s in %ss on worker %s", job.id, job.ended_at - job.started_at, self.name)
 

@@ -75,6 +75,19 @@ class JobCollector:
         yield GaugeMetricFamily("offload_workers", "Workers registered and alive", value=stats["workers"])
 
 
+_CHILDREN: dict[tuple[str, str, str], tuple] = {}
+
+
+def _children(route: str, method: str, status: str) -> tuple:
+    """The (counter, histogram) children of one label set, looked up once per process
+    (``labels()`` takes a lock and validates the labels on every call)."""
+    key = (route, method, status)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = (HTTP_REQUESTS.labels(route, method, status), HTTP_LATENCY.labels(route))
+    return found
+
+
 def install(app: Flask) -> None:
     """Count every request; register /metrics."""
 
@@ -87,10 +100,11 @@ def install(app: Flask) -> None:
         route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
         if route.startswith("/dashboard"):
             route = "/dashboard"  # its many routes would only add noise
-        HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        requests, latency = _children(route, request.method, str(response.status_code))
+        requests.inc()
         started = g.get("metrics_started")
         if started is not None:
-            HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+            latency.observe(time.perf_counter() - started)
         return response
 
     app.register_blueprint(bp)
