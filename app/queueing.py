@@ -389,11 +389,15 @@ def _worker_settings() -> Settings:
 
 
 class ProgressReporter:
-    """Writes ``progress`` into the job's meta, at most four times a second (and at the end)."""
+    """Writes ``progress`` into the job's meta, at most four times a second (and at the end).
+
+    The first report comes a quarter of a second in: a text counted faster than that (1 MiB
+    takes ~15 ms) saves its progress once, at the end, instead of paying a Redis round trip
+    for its first chunk too."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        self.last = 0.0
+        self.last = time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
