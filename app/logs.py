@@ -8,10 +8,10 @@ followed from its POST to its end with a single grep.
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import sys
-import time
+
+from pythonjsonlogger.json import JsonFormatter
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
@@ -36,51 +36,6 @@ def _rq_job_id() -> str | None:
     except Exception:  # noqa: BLE001 - logging must never fail
         return None
     return job.id if job else None
-
-
-#: What every LogRecord carries by itself; anything else on a record came from ``extra=``.
-_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
-
-
-class JsonLineFormatter(logging.Formatter):
-    """One JSON object a record: ``time``, ``level``, ``logger``, ``message``, ``process``,
-    then ``exc_info``/``stack_info`` when present and every ``extra=`` field.
-
-    The same lines python-json-logger's JsonFormatter wrote with offload's options, at a
-    fraction of its cost (every HTTP answer writes one: it was most of what ``/healthz`` cost).
-    """
-
-    def __init__(self, process: str) -> None:
-        super().__init__()
-        self.process = process
-        self._second = -1
-        self._stamp = ""
-
-    def _time(self, created: float) -> str:
-        second = int(created)
-        if second != self._second:  # one strftime a second (races only rewrite the same value)
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(second))
-            self._second = second
-        return self._stamp
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": self._time(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "process": self.process,
-        }
-        if record.exc_info:
-            line["exc_info"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            line["exc_info"] = record.exc_text
-        if record.stack_info:
-            line["stack_info"] = self.formatStack(record.stack_info)
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_FIELDS:
-                line[key] = value
-        return json.dumps(line, default=str)
 
 
 #: RQ's default worker writes four INFO lines a job; the one kept at INFO is "Successfully
@@ -108,7 +63,15 @@ class RqPerJobLinesToDebug(logging.Filter):
 def configure(level: str = "INFO", process: str = "web") -> None:
     """Send every logger (ours, RQ's, gunicorn's) to stdout as JSON lines."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonLineFormatter(process))
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            static_fields={"process": process},
+            datefmt="%Y-%m-%dT%H:%M:%S%z",
+        )
+    )
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
