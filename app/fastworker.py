@@ -39,10 +39,10 @@ see ``_HORSE_STATE``), so the outcome is recorded as RQ's horse would record it.
 compressed payload is decompressed only in the horse, and written back as read instead of
 compressed again (RQ re-saves the whole job on success: ~30 ms of zlib for a 1 MiB text).
 
-Differences you can see: two log lines per job instead of RQ's four (the dequeue line and
-"Successfully completed job ... in ..."); no ``RQ_JOB_ID`` environment variable (glibc keeps
-every value ever set, a leak of ~50 bytes a job; ``rq.get_current_job()`` still works); RQ's
-scheduler process, which RQ leaves running when its worker is SIGKILLed, stops with it.
+Differences you can see: one INFO line per job ("Successfully completed job ... in ...");
+no ``RQ_JOB_ID`` environment variable (glibc keeps every value ever set, a leak of ~50 bytes a
+job; ``rq.get_current_job()`` still works). The scheduler is offload's (``OffloadScheduler``,
+from the mixin): it survives failovers and dies with its worker, as with the forking worker.
 
 Jobs that use RQ features offload never sets (dependents, RQ webhooks, repeats, RQ rate
 limits, a ``Retry`` return value) and every failure take RQ's own code paths unchanged.
@@ -69,7 +69,6 @@ from rq.job import Job, JobStatus, Retry
 from rq.job_lifecycle import format_exc_info
 from rq.logutils import blue, green
 from rq.queue import Queue
-from rq.scheduler import RQScheduler
 from rq.suspension import WORKERS_SUSPENDED
 from rq.timeouts import JobTimeoutException
 from rq.utils import now, utcformat
@@ -308,34 +307,6 @@ class PersistentHorseWorker(Worker):
         finally:
             self.teardown()
         return bool(completed_jobs)
-
-    def _start_scheduler(
-        self,
-        burst: bool = False,
-        logging_level: str | None = "INFO",
-        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
-        log_format: str = DEFAULT_LOGGING_FORMAT,
-    ) -> None:
-        """RQ's, with a scheduler process that dies with this worker."""
-        self.scheduler = _SchedulerDiesWithWorker(
-            self.queues,
-            connection=self.connection,
-            logging_level=logging_level if logging_level is not None else self.log.level,
-            date_format=date_format,
-            log_format=log_format,
-            serializer=self.serializer,
-        )
-        self.scheduler.acquire_locks()
-        if self.scheduler.acquired_locks:
-            if burst:
-                try:
-                    self.scheduler.register_birth()
-                    self.scheduler.enqueue_scheduled_jobs()
-                finally:
-                    self.scheduler.release_locks()
-                    self.scheduler.register_death()
-            else:
-                self.scheduler.start()
 
     def teardown(self) -> None:
         if not self.is_horse:
@@ -782,35 +753,6 @@ class PersistentHorseWorker(Worker):
         finally:
             logs.job_id_var.reset(job_token)
             logs.request_id_var.reset(request_token)
-
-
-class _SchedulerDiesWithWorker(RQScheduler):
-    """RQ's scheduler process, which also stops when its worker dies.
-
-    RQ forks it with no parent-death signal, so a SIGKILLed worker leaves it running as an
-    orphan. Here it gets SIGTERM when the worker dies, which RQ's scheduler handles by
-    releasing its locks within a second, so the next worker's scheduler takes over at its
-    next maintenance pass (a SIGKILL would leave the locks held for their 60 s and more)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._worker_pid = os.getpid()
-
-    def work(self) -> None:
-        _set_parent_death_signal(signal.SIGTERM)
-        if os.getppid() != self._worker_pid:  # the worker died before the signal was armed
-            self.release_locks()
-            return
-        super().work()
-
-
-def _set_parent_death_signal(sig: int) -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux
-        pass
 
 
 #: What a task may change on its own job, handed back from the horse so that the worker
