@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv clean soak test-compose k8s-validate bench test-fast-worker test-ha test-compose-ha
+.PHONY: run test venv clean soak test-compose k8s-validate bench test-forking-worker test-ha test-compose-ha
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "offload needs Python 3.11 or newer")'
@@ -44,9 +44,9 @@ test-compose:
 k8s-validate:
 	bash ci/k8s-validate.sh
 
-# The fault, integration and lifecycle tests again, against the opt-in fast worker (app/fastworker.py).
-test-fast-worker: $(STAMP)
-	$(BIN)/python -m pytest -m fastworker tests/test_fastworker.py $(PYTEST_ARGS)
+# The fault, integration and lifecycle tests again, against RQ's forking worker (WORKER_CLASS=forking).
+test-forking-worker: $(STAMP)
+	$(BIN)/python -m pytest -m forkingworker tests/test_forkingworker.py $(PYTEST_ARGS)
 
 # Sentinel failover and Redis Cluster, with real servers (tests/test_ha.py).
 test-ha: $(STAMP)

@@ -235,7 +235,7 @@ class OffloadWorkerMixin:
 
 
 class OffloadWorker(OffloadWorkerMixin, Worker):
-    """The production worker: RQ's forking worker, each job in a work horse of its own."""
+    """RQ's forking worker, each job in a work horse of its own (``WORKER_CLASS=forking``)."""
 
 
 class OffloadSimpleWorker(OffloadWorkerMixin, SimpleWorker):

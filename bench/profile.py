@@ -81,11 +81,7 @@ def _run_worker(kind: str, jobs: int, redis_url: str, out: Path) -> None:
         os.fork = timed_fork
 
     connection = connect(settings, for_worker=True)
-    if kind == "fast":
-        from app.fastworker import OffloadFastWorker
-        import app.workers as workers
-
-        workers.OffloadWorker = OffloadFastWorker  # what WORKER_CLASS=fast selects
+    settings = settings.model_copy(update={"worker_class": "fast" if kind == "fast" else "forking"})
     worker = build_worker(connection, settings)
     if kind == "simple":
         worker.__class__ = type("ProfiledSimpleWorker", (OffloadSimpleWorker,), {})

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 LABELS = {
-    "offload-forking": "offload, forking worker (default)",
-    "offload-fast": "offload, fast worker (WORKER_CLASS=fast)",
+    "offload-forking": "offload, forking worker (WORKER_CLASS=forking)",
+    "offload-fast": "offload, fast worker (default)",
     "rq-forking": "plain rq worker (forking)",
     "rq-simple": "plain rq worker (SimpleWorker)",
     "celery": "Celery prefork",

@@ -238,6 +238,7 @@ class Bench:
             logfile = self.logs / f"{name}-{i}.log"
             if name == "offload-forking":
                 command = [PYTHON, "worker.py"]
+                env["WORKER_CLASS"] = "forking"
             elif name == "offload-fast":
                 command = [PYTHON, "bench/launch_worker.py"]
                 env["WORKER_CLASS"] = "fast"

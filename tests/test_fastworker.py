@@ -1,85 +1,18 @@
-"""The fast worker (``app/fastworker.py``, ``WORKER_CLASS=fast``) keeps the default worker's
-promises: every fault-injection test, and the worker-facing integration and lifecycle tests,
-run again here with the fast worker; then a few tests of its own (one horse for many jobs,
-three round trips a job, the stored payload kept as it was).
-
-Workers start through ``bench/launch_worker.py``, which is ``worker.py`` with ``WORKER_CLASS``
-honoured whether or not ``app.workers.build_worker`` reads the setting yet."""
+"""The fast worker (``app/fastworker.py``, the default ``WORKER_CLASS=fast``): what it does
+differently from RQ's forking worker (one horse for many jobs, three round trips a job, the
+stored payload kept as it was). Every other integration, lifecycle and fault-injection test
+runs against it too, as the default; ``tests/test_forkingworker.py`` runs them again against
+the forking worker (``make test-forking-worker``)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
 
-from . import test_faults, test_integration, test_lifecycle
-from .conftest import ROOT, Stack, wait_until
-from .test_lifecycle import receiver  # noqa: F401 - a fixture the re-run lifecycle tests use
+from .conftest import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.fastworker]
-
-# The same tests, collected again in this module so that the stack_factory below serves them.
-_RERUN = {
-    test_faults: [name for name in dir(test_faults) if name.startswith("test_")],
-    test_integration: [
-        "test_count_words_round_trip_over_http",
-        "test_email_arrives_at_the_smtp_server",
-        "test_smtp_refusal_fails_the_job_with_an_smtp_error",
-        "test_wait_returns_as_soon_as_the_job_ends",
-        "test_worker_refuses_a_function_that_is_not_an_offload_task",
-        "test_priority_queues_are_served_high_first",
-        "test_worker_warm_shutdown_finishes_the_job",
-        "test_worker_waits_for_redis_and_reconnects",
-        "test_dashboard_shows_queues_and_workers_with_json_serializer",
-    ],
-    test_lifecycle: [
-        "test_delayed_job_is_scheduled_then_runs_on_time",
-        "test_retries_with_backoff_count_attempts_and_keep_the_last_error",
-        "test_timeout_fails_the_attempt_and_says_so",
-        "test_cancel_a_running_job_stops_it",
-        "test_progress_is_reported_while_count_words_runs",
-        "test_callback_is_signed_and_retried_until_delivered",
-        "test_callback_of_a_failed_job",
-    ],
-}
-for _module, _names in _RERUN.items():
-    for _name in _names:
-        if hasattr(_module, _name):
-            globals()[f"{_name}__fast"] = getattr(_module, _name)
-
-
-class FastStack(Stack):
-    def start_worker(self, *args: str) -> subprocess.Popen:
-        log = self._log(f"worker-{len(self.workers)}")
-        process = subprocess.Popen(
-            [sys.executable, "bench/launch_worker.py", *args],
-            cwd=ROOT,
-            env={**self.env, "WORKER_CLASS": "fast"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.workers.append(process)
-        return process
-
-
-@pytest.fixture
-def stack_factory(clean_valkey, smtp, tmp_path):
-    stacks: list[Stack] = []
-
-    def make(workers: int = 1, web: bool = True, **extra_env: str) -> Stack:
-        stack = FastStack(clean_valkey, smtp.url, tmp_path, extra_env)
-        stacks.append(stack)
-        if web:
-            stack.start_web()
-        for _ in range(workers):
-            stack.start_worker()
-        return stack
-
-    yield make
-    for stack in stacks:
-        stack.stop()
+pytestmark = pytest.mark.integration
 
 
 def _children(pid: int) -> set[int]:
@@ -88,7 +21,7 @@ def _children(pid: int) -> set[int]:
 
 
 def test_one_horse_runs_many_jobs_and_a_killed_one_is_replaced(stack_factory):
-    stack = stack_factory(workers=1)
+    stack = stack_factory(workers=1, WORKER_CLASS="fast")
     worker = stack.workers[0]
     first = stack.wait_for(stack.post({"type": "noop"}).json()["id"])
     assert first["status"] == "finished"
@@ -107,7 +40,7 @@ def test_one_horse_runs_many_jobs_and_a_killed_one_is_replaced(stack_factory):
 
 def test_a_job_costs_three_round_trips(stack_factory, clean_valkey):
     """One EVALSHA (dequeue) and two MULTI/EXEC (start, outcome) per job."""
-    stack = stack_factory(workers=0)
+    stack = stack_factory(workers=0, WORKER_CLASS="fast")
     jobs = 60
     ids = [stack.post({"type": "noop"}).json()["id"] for _ in range(jobs)]
     client = clean_valkey.client()
@@ -129,7 +62,7 @@ def test_a_job_costs_three_round_trips(stack_factory, clean_valkey):
 
 
 def test_metrics_and_events_match_the_default_worker(stack_factory):
-    stack = stack_factory(workers=1)
+    stack = stack_factory(workers=1, WORKER_CLASS="fast")
     ok = stack.post({"type": "count_words", "text": "one two"}).json()["id"]
     bad = stack.post({"type": "fail", "message": "no", "max_retries": 0}).json()["id"]
     started = time.monotonic()
