@@ -364,12 +364,12 @@ class PersistentHorseWorker(Worker):
     def _dequeued(self, job: Job, queue: Queue) -> None:
         self.reorder_queues(reference_queue=queue)
         job.redis_server_version = self.get_redis_server_version()
-        # DEBUG: the line at the end (with the duration) is the one a job gets at INFO.
-        if self.log.isEnabledFor(logging.DEBUG):
+        # As RQ's: the worker that takes a job says so (the other INFO line is at its end).
+        if self.log.isEnabledFor(logging.INFO):
             if self.log_job_description:
-                self.log.debug("Worker %s: %s: %s (%s)", self.name, green(queue.name), blue(job.description), job.id)
+                self.log.info("Worker %s: %s: %s (%s)", self.name, green(queue.name), blue(job.description), job.id)
             else:
-                self.log.debug("Worker %s: %s: %s", self.name, green(queue.name), job.id)
+                self.log.info("Worker %s: %s: %s", self.name, green(queue.name), job.id)
 
     def _blocking_dequeue(self, timeout: int | None, max_idle_time: int | None):  # noqa: ANN202
         """RQ's ``dequeue_job_and_maintain_ttl`` with its heartbeats pipelined and without the

@@ -42,7 +42,6 @@ def _rq_job_id() -> str | None:
 #: completed job <id> in <duration>". These three go to DEBUG (dropped unless it is on).
 _RQ_PER_JOB_TEMPLATES = frozenset(
     {
-        "Worker %s: %s: %s",  # dequeued
         "Worker %s: %s: %s (%s)",  # dequeued (with the description), and "Job OK"
         "Worker %s: job %s result is kept for %s seconds",
         "Worker %s: job %s result discarded immediately",

@@ -129,10 +129,13 @@ def test_one_job_can_be_followed_from_post_to_end_in_json_logs(stack):
     assert any(line["process"] == "web" and line["request_id"] == "trace-42" for line in mine), mine
     worker_lines = [line for line in mine if line["process"] == "worker"]
     assert worker_lines and all(line["request_id"] == "trace-42" for line in worker_lines)
-    # One INFO line a job from the worker, at its end, with the duration (RQ's dequeue,
-    # "Job OK" and "result is kept" lines are DEBUG).
+    # Two INFO lines a job from the worker: when it takes the job (operators and
+    # ci/compose-test.sh find the worker running a job by it) and at its end, with the
+    # duration; RQ's "Job OK" and "result is kept" lines are DEBUG.
+    # (The first is written before the job's ids are in the log context: grep finds it by its text.)
+    takes = [line for line in lines if line["process"] == "worker" and line["message"].endswith(f": {job_id}")]
     ends = [line for line in worker_lines if line["message"].startswith(f"Successfully completed job {job_id} in ")]
-    assert len(ends) == 1, worker_lines
+    assert len(takes) == 1 and len(ends) == 1, worker_lines
     assert not any("Job OK" in line["message"] or "result is kept" in line["message"] for line in worker_lines)
 
 
