@@ -39,7 +39,7 @@ see ``_HORSE_STATE``), so the outcome is recorded as RQ's horse would record it.
 compressed payload is decompressed only in the horse, and written back as read instead of
 compressed again (RQ re-saves the whole job on success: ~30 ms of zlib for a 1 MiB text).
 
-Differences you can see: one INFO line per job ("Successfully completed job ... in ...");
+Differences you can see: two INFO lines per job (taken; "Successfully completed job ... in ...");
 no ``RQ_JOB_ID`` environment variable (glibc keeps every value ever set, a leak of ~50 bytes a
 job; ``rq.get_current_job()`` still works). The scheduler is offload's (``OffloadScheduler``,
 from the mixin): it survives failovers and dies with its worker, as with the forking worker.
@@ -534,9 +534,9 @@ class PersistentHorseWorker(Worker):
         )
 
     def _log_success(self, job: Job) -> None:
-        """One line per finished job at INFO (the dequeue line is DEBUG). RQ writes four that
-        say the same (dequeued, "Job OK", how long the result is kept): at a few hundred jobs a
-        second, JSON log lines are a tenth of the worker's CPU."""
+        """One line per finished job at INFO, with its duration, after the dequeue line. RQ
+        writes three at the end ("Job OK", how long the result is kept): at a few hundred jobs
+        a second, JSON log lines are a tenth of the worker's CPU."""
         self.log.info("Successfully completed job %s in %ss on worker %s", job.id, job.ended_at - job.started_at, self.name)
 
     # -- the horse, seen from the worker --
