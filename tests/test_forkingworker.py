@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from . import test_faults, test_integration, test_lifecycle
-from .conftest import Stack
 from .test_lifecycle import receiver  # noqa: F401 - a fixture the re-run lifecycle tests use
 
 pytestmark = [pytest.mark.integration, pytest.mark.forkingworker]
@@ -43,18 +42,10 @@ for _module, _names in _RERUN.items():
 
 
 @pytest.fixture
-def stack_factory(clean_valkey, smtp, tmp_path):
-    stacks: list[Stack] = []
+def stack_factory(stack_factory):
+    """conftest's stack_factory, with the forking worker."""
 
-    def make(workers: int = 1, web: bool = True, **extra_env: str) -> Stack:
-        stack = Stack(clean_valkey, smtp.url, tmp_path, {"WORKER_CLASS": "forking", **extra_env})
-        stacks.append(stack)
-        if web:
-            stack.start_web()
-        for _ in range(workers):
-            stack.start_worker()
-        return stack
+    def make(workers: int = 1, web: bool = True, **extra_env: str):
+        return stack_factory(workers, web, **{"WORKER_CLASS": "forking", **extra_env})
 
-    yield make
-    for stack in stacks:
-        stack.stop()
+    return make
