@@ -411,6 +411,22 @@ class _Address:
         self.url = url
 
 
+def _sentinel_stack(topo: SentinelTopology, tmp_path: Path, **env: str) -> Stack:
+    """Web and workers of the test stack pointed at ``topo``'s sentinels (no SMTP server)."""
+    return Stack(
+        _Address("redis://127.0.0.1:1/0"),
+        "smtp://127.0.0.1:9",
+        tmp_path,
+        {
+            # REDIS_URL's host is not used with Sentinel (port 1 would refuse): only its db.
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+            "REDIS_SENTINELS": topo.sentinels_env,
+            "REDIS_SENTINEL_MASTER": SENTINEL_MASTER,
+            **env,
+        },
+    )
+
+
 # --- load -------------------------------------------------------------------------------------
 
 
@@ -536,23 +552,16 @@ def test_sentinel_failover_under_load(sentinel_topology, tmp_path, wait_replicas
     new primary can confirm submissions only once it has a replica again.
     """
     topo = sentinel_topology
-    stack = Stack(
-        _Address("redis://127.0.0.1:1/0"),
-        "smtp://127.0.0.1:9",
+    stack = _sentinel_stack(
+        topo,
         tmp_path,
-        {
-            # REDIS_URL's host is not used with Sentinel (port 1 would refuse): only its db.
-            "REDIS_URL": "redis://127.0.0.1:1/0",
-            "REDIS_SENTINELS": topo.sentinels_env,
-            "REDIS_SENTINEL_MASTER": SENTINEL_MASTER,
-            "REDIS_WAIT_REPLICAS": str(wait_replicas),
-            "DEFAULT_MAX_RETRIES": "2",
-            "RETRY_BACKOFF_BASE_SECONDS": "1",
-            # The limiter on the same Sentinel topology, with limits nobody reaches.
-            "RATE_LIMIT_ENABLED": "1",
-            "RATE_LIMIT_SUBMIT": "100000/second",
-            "RATE_LIMIT_READ": "100000/second",
-        },
+        REDIS_WAIT_REPLICAS=str(wait_replicas),
+        DEFAULT_MAX_RETRIES="2",
+        RETRY_BACKOFF_BASE_SECONDS="1",
+        # The limiter on the same Sentinel topology, with limits nobody reaches.
+        RATE_LIMIT_ENABLED="1",
+        RATE_LIMIT_SUBMIT="100000/second",
+        RATE_LIMIT_READ="100000/second",
     )
     load = Load(stack.base)
     try:
@@ -695,17 +704,7 @@ def test_delayed_jobs_run_on_time_after_a_failover(sentinel_topology, tmp_path):
     (~61 s). Now a job delayed across the failover, and one delayed after it, each start within
     SCHEDULE_BOUND_S of when they were due."""
     topo = sentinel_topology
-    stack = Stack(
-        _Address("redis://127.0.0.1:1/0"),
-        "smtp://127.0.0.1:9",
-        tmp_path,
-        {
-            "REDIS_URL": "redis://127.0.0.1:1/0",
-            "REDIS_SENTINELS": topo.sentinels_env,
-            "REDIS_SENTINEL_MASTER": SENTINEL_MASTER,
-            "REDIS_WAIT_REPLICAS": "0",  # submit as soon as the new primary is named
-        },
-    )
+    stack = _sentinel_stack(topo, tmp_path, REDIS_WAIT_REPLICAS="0")  # submit as soon as the new primary is named
     try:
         stack.start_web()
         workers = [stack.start_worker(), stack.start_worker()]
