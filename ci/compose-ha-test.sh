@@ -26,17 +26,11 @@ W=${OFFLOAD_CI_DIR:-/tmp/offload-ha-docker}
 BUILD_TIMEOUT=${OFFLOAD_CI_BUILD_TIMEOUT:-600}
 PROJECT=offloadha
 IMAGE=offload:latest
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-export DOCKER_HOST=unix://$W/docker.sock
-export DOCKER_BUILDKIT=1
-export COMPOSE_PROJECT_NAME=$PROJECT
-unset COMPOSE_FILE DOCKER_CONTEXT DOCKER_CONFIG
+source "$ROOT/ci/docker-env.sh"
 
 T0=$(date +%s.%N)
 DOCKERD_PID=""
 STACK_UP=0
-now() { date +%s.%N; }
-secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
 log() { printf '[compose-ha-test %6ss] %s\n' "$(secs "$T0" "$(now)")" "$*"; }
 die() { printf '\ncompose-ha-test: FAILED: %s\n' "$*" >&2; exit 1; }
 compose() {

@@ -39,12 +39,7 @@ CACHE=${OFFLOAD_CI_CACHE:-/var/cache/offload-ci}
 BUILD_TIMEOUT=${OFFLOAD_CI_BUILD_TIMEOUT:-600}
 PROJECT=offloadci
 IMAGE=offload:latest
-# Debian's docker client (the one in /usr/local/bin, if any, lacks buildx/BuildKit support).
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-export DOCKER_HOST=unix://$W/docker.sock
-export DOCKER_BUILDKIT=1
-export COMPOSE_PROJECT_NAME=$PROJECT
-unset COMPOSE_FILE DOCKER_CONTEXT DOCKER_CONFIG
+source "$ROOT/ci/docker-env.sh"
 
 T0=$(date +%s.%N)
 STEP_T=$T0
@@ -54,8 +49,6 @@ DOCKERD_PID=""
 STACK_UP=0
 FAILED=1
 
-now() { date +%s.%N; }
-secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
 log() { printf '[compose-test %6ss] %s\n' "$(secs "$T0" "$(now)")" "$*"; }
 end_step() {
     if [[ -n $STEP_NAME ]]; then
