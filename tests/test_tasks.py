@@ -6,6 +6,8 @@ import random
 import smtplib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app import tasks
 from app.settings import SmtpTarget
@@ -18,6 +20,16 @@ from app.settings import SmtpTarget
 def test_count_words_matches_split(text):
     result = tasks.count_words(text)
     assert result == {"words": len(text.split()), "characters": len(text), "lines": len(text.splitlines())}
+
+
+@given(st.lists(st.sampled_from([*tasks.LINE_BOUNDARIES, "a", "é", "\u3000", " ", "\t", "\r\n"])).map("".join))
+def test_count_lines_is_len_splitlines(text):
+    assert tasks.count_lines(text) == len(text.splitlines())
+
+
+@given(st.text())
+def test_count_lines_is_len_splitlines_for_any_text(text):
+    assert tasks.count_lines(text) == len(text.splitlines())
 
 
 def test_count_words_chunks_never_split_a_word(monkeypatch):
