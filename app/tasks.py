@@ -53,8 +53,8 @@ LINE_BOUNDARIES = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 def count_lines(text: str) -> int:
     """``len(text.splitlines())`` without building the list of lines.
 
-    On a 1 MiB text ``splitlines`` makes ~20,000 strings and takes ~3.5 ms, a fifth of what
-    counting the words costs; counting the boundary characters takes a few tenths of that.
+    On a 1 MiB text ``splitlines`` makes ~20,000 strings and takes 2.3-3.4 ms, up to a fifth
+    of what counting the words costs; counting the boundary characters takes ~1 ms.
     A line ends at each boundary (a "\r\n" pair is one), plus a last line without one.
     """
     if not text:

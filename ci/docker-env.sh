@@ -9,5 +9,6 @@ export DOCKER_BUILDKIT=1
 export COMPOSE_PROJECT_NAME=$PROJECT
 unset COMPOSE_FILE DOCKER_CONTEXT DOCKER_CONFIG
 
+# Timing for the scripts' step logs: now() is a timestamp, secs A B the seconds from A to B.
 now() { date +%s.%N; }
 secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
