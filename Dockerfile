@@ -1,5 +1,5 @@
 # offload: one image for the web API (gunicorn, the default command), the RQ workers
-# (`python worker.py`) and the dev SMTP sink (`python -m app.smtp_sink ...`).
+# (`python worker.py`) and the dev SMTP sink (`python -m app.dev.smtp_sink ...`).
 #
 #   docker build -t offload:latest .
 #   docker run --rm -p 127.0.0.1:8000:8000 -e REDIS_URL=redis://... -e API_KEYS=ops:admin:... offload:latest

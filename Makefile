@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m app.devstack
+	$(BIN)/python -m app.dev
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

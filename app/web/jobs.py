@@ -1,0 +1,217 @@
+"""``/jobs``: submit, get (and wait on), cancel, retry and list jobs.
+
+Views parse and check the request (:mod:`.parsing`), ask :class:`~app.jobs.store.JobQueue`
+to act, and render its answer. They never touch Redis themselves.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, g, request, url_for
+from pydantic import ValidationError
+
+from ..jobs import (
+    IdempotencyConflict,
+    IdempotencyInFlight,
+    JobNotFound,
+    JobStateConflict,
+    Principal,
+    QueueFull,
+    schemas,
+)
+from ..jobs.idempotency import IdempotencyClaim
+from ..jobs.resource import links
+from ..tasks import webhook
+from .context import job_queue, principal, settings
+from .parsing import read_submission, wait_seconds
+from .problems import ApiProblem, field_errors, problem
+from .ratelimit import limiter, read_limit, submit_limit
+
+bp = Blueprint("api", __name__)
+
+#: Seconds a client should wait before polling a job that is not finished.
+POLL_AFTER = 1
+QUEUE_FULL_RETRY_AFTER = 10
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+@bp.post("/jobs")
+@limiter.limit(submit_limit)
+def submit_job() -> Response:
+    who = principal()
+    payload = read_submission()
+    try:
+        spec = schemas.request_adapter(settings().enable_diagnostic_tasks).validate_python(
+            payload, context={"settings": settings()}
+        )
+    except ValidationError as exc:
+        _raise_validation(exc)
+    if spec.callback_url is not None:
+        _check_callback(spec.callback_url)
+    claim = _claim_idempotency_key(who, payload, spec.queue)
+    if claim is not None and claim.replay is not None:
+        response = _job_response(claim.replay, status=202)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    try:
+        resource = job_queue().submit(spec, owner=who.name, request_id=g.get("request_id"), idempotency=claim)
+    except QueueFull as exc:
+        if claim is not None:
+            claim.release()
+        return problem(
+            503, f"queue {exc} is over its depth limit; try again later", headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)}
+        )
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
+    return _job_response(resource, status=202)
+
+
+def _check_callback(url: str) -> None:
+    errors = None
+    if settings().webhook_secret is None:
+        errors = [{"field": "callback_url", "message": "callbacks are not enabled on this server (no WEBHOOK_SECRET)"}]
+    else:
+        try:
+            webhook.check_url(url, settings().allow_private_callbacks)
+        except webhook.CallbackRefused as exc:
+            errors = [{"field": "callback_url", "message": str(exc)}]
+    if errors:
+        raise ApiProblem(422, "the callback URL cannot be used", title="Validation Failed", errors=errors)
+
+
+def _claim_idempotency_key(who: Principal, payload: dict, queue: str) -> IdempotencyClaim | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ApiProblem(
+            400, "Idempotency-Key must be 1 to 255 printable characters", errors=[{"field": "Idempotency-Key", "message": "invalid"}]
+        )
+    try:
+        return job_queue().claim_idempotency_key(who.name, key, payload, queue)
+    except IdempotencyConflict:
+        raise ApiProblem(
+            422,
+            "this Idempotency-Key was used with a different request body",
+            title="Idempotency Key Reused",
+            errors=[{"field": "Idempotency-Key", "message": "already used with a different body"}],
+        ) from None
+    except IdempotencyInFlight:
+        raise ApiProblem(
+            409, "a request with this Idempotency-Key is still being handled; retry shortly", headers={"Retry-After": "1"}
+        ) from None
+
+
+@bp.get("/jobs/<job_id>")
+@limiter.limit(read_limit)
+def get_job(job_id: str) -> Response:
+    who = principal()
+    wait = request.args.get("wait")
+    try:
+        if wait is None:
+            resource = job_queue().get(job_id, who)
+        else:
+            resource = job_queue().wait(job_id, who, wait_seconds(wait))
+    except JobNotFound:
+        return _not_found()
+    return _job_response(resource)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@limiter.limit(read_limit)
+def cancel_job(job_id: str) -> Response:
+    who = principal()
+    try:
+        resource = job_queue().cancel(job_id, who)
+    except JobNotFound:
+        return _not_found()
+    except JobStateConflict as exc:
+        return problem(409, str(exc))
+    return _job_response(resource, status=202)
+
+
+@bp.post("/jobs/<job_id>/retry")
+@limiter.limit(read_limit)
+def retry_job(job_id: str) -> Response:
+    who = principal()
+    try:
+        resource = job_queue().retry(job_id, who)
+    except JobNotFound:
+        return _not_found()
+    except JobStateConflict as exc:
+        return problem(409, str(exc))
+    return _job_response(resource, status=202)
+
+
+@bp.get("/jobs")
+@limiter.limit(read_limit)
+def list_jobs() -> Response:
+    who = principal()
+    args = request.args
+    errors = []
+    status = args.get("status")
+    if status is not None and status not in schemas.JobStatusName.__args__:  # type: ignore[attr-defined]
+        errors.append({"field": "status", "message": "not a job status"})
+    queue = args.get("queue")
+    if queue is not None and queue not in schemas.QueueName.__args__:  # type: ignore[attr-defined]
+        errors.append({"field": "queue", "message": "not a queue"})
+    limit_text = args.get("limit", "50")
+    try:
+        limit = int(limit_text) if limit_text.isdigit() else 0
+    except ValueError:  # "²" is a digit that int() refuses, and so are 4301 digits or more
+        limit = 0
+    if not 1 <= limit <= 200:
+        errors.append({"field": "limit", "message": "must be an integer from 1 to 200"})
+    if errors:
+        raise ApiProblem(422, "the query is not valid", title="Validation Failed", errors=errors)
+    try:
+        jobs, next_cursor = job_queue().list(
+            who, status=status, type=args.get("type"), queue=queue, limit=limit, cursor=args.get("cursor")
+        )
+    except ValueError:
+        raise ApiProblem(
+            422, "the cursor is not valid", title="Validation Failed", errors=[{"field": "cursor", "message": "invalid"}]
+        ) from None
+    body = {
+        "jobs": [_with_links(job) for job in jobs],
+        "next": url_for("api.list_jobs", **{**args.to_dict(), "cursor": next_cursor}) if next_cursor else None,
+    }
+    return _json(body)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _raise_validation(exc: ValidationError) -> None:
+    if any(error["type"] == schemas.TOO_LARGE for error in exc.errors()):
+        limit = settings().max_text_bytes
+        raise ApiProblem(413, f"text must be at most {limit} bytes of UTF-8", errors=field_errors(exc))
+    raise ApiProblem(422, "the job is not valid", title="Validation Failed", errors=field_errors(exc))
+
+
+def _with_links(resource: dict) -> dict:
+    return {**resource, "links": links(resource["id"])}
+
+
+def _job_response(resource: dict, status: int = 200) -> Response:
+    body = _with_links(resource)
+    response = _json(body, status)
+    if status == 202:
+        response.headers["Location"] = body["links"]["self"]
+    if resource["status"] not in schemas.TERMINAL_STATUSES:
+        response.headers["Retry-After"] = str(POLL_AFTER)
+    return response
+
+
+def _not_found() -> Response:
+    return problem(404, "no job with this id (it may never have existed, or it has expired)")
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+

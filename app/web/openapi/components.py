@@ -1,0 +1,169 @@
+"""The pieces the OpenAPI document is made of: component schemas, shared texts and examples."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ...jobs import schemas
+from ...settings import Settings
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+OPENAPI_VERSION = "3.1.0"
+PROBLEM_JSON = "application/problem+json"
+
+
+# --- response bodies that have no model of their own in app.schemas -----------------------------
+
+
+class JobList(BaseModel):
+    """What ``GET /jobs`` answers: a page of jobs, newest first."""
+
+    jobs: list[schemas.JobResource]
+    next: str | None = Field(description="The URL of the next page (same filters), or null on the last page.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+
+
+# --- the document ------------------------------------------------------------------------------
+
+
+class _Components:
+    """Collects JSON Schemas and their ``$defs`` into ``components/schemas``."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {}
+
+    def add(self, name: str, schema: dict[str, Any]) -> dict[str, str]:
+        """Put ``schema`` (and its ``$defs``) into the components; return a ``$ref`` to it."""
+        schema = dict(schema)
+        for def_name, definition in schema.pop("$defs", {}).items():
+            self._put(def_name, definition)
+        self._put(name, schema)
+        return ref(name)
+
+    def model(self, model: type[BaseModel], mode: Literal["validation", "serialization"]) -> dict[str, str]:
+        return self.add(model.__name__, model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode))
+
+    def _put(self, name: str, schema: dict[str, Any]) -> None:
+        known = self.schemas.get(name)
+        if known is not None and known != schema:
+            raise ValueError(f"two different schemas are both called {name!r}")
+        self.schemas[name] = schema
+
+
+def ref(name: str, kind: str = "schemas") -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _constrain(schema: dict[str, Any], **keywords: Any) -> None:
+    """Add keywords to a field's schema (to its non-null branch when it is nullable)."""
+    branches = [branch for branch in schema.get("anyOf", [schema]) if branch.get("type") != "null"]
+    for branch in branches:
+        branch.update(keywords)
+
+
+def _describe(schema: dict[str, Any], sentence: str) -> None:
+    schema["description"] = f"{schema['description']} {sentence}" if schema.get("description") else sentence
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A nullable field's schema without ``null`` (a form cannot send null)."""
+    branches = schema.get("anyOf")
+    if branches:
+        kept = [branch for branch in branches if branch.get("type") != "null"]
+        if len(kept) == 1:
+            rest = {key: value for key, value in schema.items() if key != "anyOf"}
+            return {**kept[0], **rest}
+    return schema
+
+
+_DESCRIPTION = """\
+offload runs slow work (counting words in large texts, sending email) off your web app's request path.
+Submit a job with `POST /jobs`, then follow its `Location`: `GET /jobs/{id}?wait=N` answers as soon as the job
+ends, or after N seconds.
+
+Every error is an RFC 9457 `application/problem+json` document; validation errors list the fields in `errors`.
+Timestamps are RFC 3339 UTC. Every answer carries `X-Request-ID` (yours, echoed, or one the server made).
+
+This document describes this server as it is configured: its limits, the job types it accepts and whether it
+needs an API key.
+"""
+
+_REQUEST_EXAMPLES = {
+    "count_words": {
+        "summary": "Count the words of a text",
+        "value": {"type": "count_words", "text": "the quick brown fox\njumps over the lazy dog"},
+    },
+    "send_email": {
+        "summary": "Send an email, on the high queue, with your own metadata",
+        "value": {
+            "type": "send_email",
+            "to": "someone@example.com",
+            "subject": "Your report is ready",
+            "body": "Hello,\n\nyour report is ready.\n",
+            "queue": "high",
+            "metadata": {"order": 1234},
+        },
+    },
+    "scheduled": {
+        "summary": "Count words in ten minutes, retrying twice on failure",
+        "value": {"type": "count_words", "text": "later", "delay_seconds": 600, "max_retries": 2},
+    },
+}
+
+_JOB_LINKS = {
+    "GetJob": {"operationId": "getJob", "parameters": {"job_id": "$response.body#/id"}},
+    "CancelJob": {"operationId": "cancelJob", "parameters": {"job_id": "$response.body#/id"}},
+    "RetryJob": {"operationId": "retryJob", "parameters": {"job_id": "$response.body#/id"}},
+}
+
+_HEADERS = {
+    "RequestId": {
+        "description": "This request's id: the one you sent in `X-Request-ID`, or one the server made.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+    },
+    "Location": {
+        "description": "The job's URL.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^/jobs/[A-Za-z0-9_-]+$"},
+    },
+    "RetryAfter": {
+        "description": "Seconds to wait before asking again.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "RetryAfterWhilePending": {
+        "description": "Seconds to wait before asking again; there while the job is not terminal.",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "IdempotentReplayed": {
+        "description": "`true` when this is the stored first answer to an earlier request with the same "
+        "`Idempotency-Key`.",
+        "required": False,
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "AcceptPost": {
+        "description": "The media types `POST /jobs` accepts.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "WwwAuthenticate": {
+        "description": "The Bearer challenge (RFC 6750).",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+}
+
+
+def type_names(app_settings: Settings) -> list[str]:
+    return schemas.type_names(app_settings.enable_diagnostic_tasks)

@@ -1,0 +1,241 @@
+"""Building the whole document for one server's settings (see the package docstring)."""
+
+from __future__ import annotations
+
+import copy
+from importlib import metadata
+from typing import Any
+
+from ...jobs import schemas
+from ...settings import Settings
+from .components import (
+    _DESCRIPTION,
+    _HEADERS,
+    REF_TEMPLATE,
+    OPENAPI_VERSION,
+    PROBLEM_JSON,
+    Health,
+    JobList,
+    Ready,
+    _Components,
+    _constrain,
+    _describe,
+    _without_null,
+    ref,
+)
+from .paths import PathsMixin
+
+
+def document_for(app_settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document of an offload app with these settings."""
+    return _Builder(app_settings).build()
+
+
+class _Builder(PathsMixin):
+    def __init__(self, app_settings: Settings) -> None:
+        self.settings = app_settings
+        self.components = _Components()
+        self.auth = app_settings.auth_enabled
+
+    def build(self) -> dict[str, Any]:
+        components = self.components
+        request_ref = components.add(
+            "JobRequest",
+            schemas.request_adapter(self.settings.enable_diagnostic_tasks).json_schema(
+                ref_template=REF_TEMPLATE, mode="validation"
+            ),
+        )
+        self._apply_limits()
+        form_ref = components.add("CountWordsForm", self._count_words_form())
+        job_ref = components.model(schemas.JobResource, "serialization")
+        components.model(schemas.Problem, "serialization")
+        list_ref = components.model(JobList, "serialization")
+        health_ref = components.model(Health, "serialization")
+        ready_ref = components.model(Ready, "serialization")
+        for result in (schemas.CountWordsResult, schemas.SendEmailResult):
+            components.model(result, "serialization")
+
+        document: dict[str, Any] = {
+            "openapi": OPENAPI_VERSION,
+            "info": {
+                "title": "offload",
+                "version": _version(),
+                "summary": "Take slow work off your web app's request path.",
+                "description": _DESCRIPTION,
+                "license": {"name": "MIT", "identifier": "MIT"},
+            },
+            "tags": [
+                {"name": "jobs", "description": "Submit, watch, cancel, retry and list jobs."},
+                {"name": "health", "description": "Liveness and readiness probes."},
+            ],
+            "paths": {
+                "/jobs": {
+                    "post": self._submit(request_ref, form_ref, job_ref),
+                    "get": self._list(list_ref),
+                },
+                "/jobs/{job_id}": {"parameters": [ref("JobId", "parameters")], "get": self._get(job_ref)},
+                "/jobs/{job_id}/cancel": {"parameters": [ref("JobId", "parameters")], "post": self._cancel(job_ref)},
+                "/jobs/{job_id}/retry": {"parameters": [ref("JobId", "parameters")], "post": self._retry(job_ref)},
+                "/healthz": {"get": self._healthz(health_ref)},
+                "/readyz": {"get": self._readyz(ready_ref)},
+            },
+            "components": {
+                "schemas": dict(sorted(components.schemas.items())),
+                "parameters": self._parameters(),
+                "headers": copy.deepcopy(_HEADERS),
+                "responses": self._problem_responses(),
+            },
+        }
+        if self.auth:
+            document["components"]["securitySchemes"] = {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key from the server's API_KEYS. A client key sees only its own jobs; "
+                    "an admin key sees all.",
+                }
+            }
+        return document
+
+    # -- settings-dependent limits the models check in their validators --
+
+    def _apply_limits(self) -> None:
+        settings = self.settings
+        text_limit = settings.max_text_bytes
+        for name, model_schema in self.components.schemas.items():
+            properties = model_schema.get("properties", {})
+            if "timeout_seconds" in properties:
+                _constrain(properties["timeout_seconds"], maximum=settings.max_timeout_seconds)
+                _describe(
+                    properties["timeout_seconds"],
+                    f"Here: {settings.default_timeout_seconds} by default, at most {settings.max_timeout_seconds}.",
+                )
+            if "max_retries" in properties:
+                _constrain(properties["max_retries"], maximum=settings.max_retries_limit)
+                _describe(
+                    properties["max_retries"],
+                    f"Here: {settings.default_max_retries} by default, at most {settings.max_retries_limit}.",
+                )
+            if "metadata" in properties:
+                _describe(properties["metadata"], f"Here: at most {settings.max_metadata_bytes} bytes.")
+            if name == "CountWordsRequest":
+                _constrain(properties["text"], maxLength=text_limit)
+                _describe(properties["text"], f"Here: at most {text_limit} bytes (413 beyond it).")
+            if name == "SendEmailRequest":
+                _constrain(properties["body"], maxLength=text_limit)
+                _describe(properties["body"], f"At most {text_limit} bytes of UTF-8 (413 beyond it).")
+
+    def _count_words_form(self) -> dict[str, Any]:
+        """``count_words`` as ``multipart/form-data``: the model's fields, with the text as a file."""
+        source = self.components.schemas["CountWordsRequest"]
+        properties: dict[str, Any] = {}
+        for field_name, field_schema in source["properties"].items():
+            field_schema = _without_null(copy.deepcopy(field_schema))
+            field_schema.pop("default", None)
+            if field_name == "metadata":
+                field_schema = {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": field_schema,
+                    "description": "The metadata object as JSON text.",
+                }
+            properties[field_name] = field_schema
+        properties["type"]["description"] = "Optional here: a form is always a count_words job."
+        properties["text"] = {**properties["text"], "description": "The text, if not sent as `file`."}
+        properties = {
+            "file": {
+                "type": "string",
+                "format": "binary",
+                "contentMediaType": "text/plain",
+                "description": f"The text to count, as a UTF-8 file of at most {self.settings.max_text_bytes} bytes. "
+                "Takes precedence over `text`.",
+            },
+            **properties,
+        }
+        return {
+            "title": "CountWordsForm",
+            "description": "A count_words job sent as a form, with the text uploaded as a file.",
+            "type": "object",
+            "properties": properties,
+            "anyOf": [{"required": ["file"]}, {"required": ["text"]}],
+            "additionalProperties": False,
+        }
+
+    # -- operations --
+
+    def _parameters(self) -> dict[str, Any]:
+        return {
+            "JobId": {
+                "name": "job_id",
+                "in": "path",
+                "required": True,
+                "description": "The job's id. An unknown, expired or malformed id (or another client's) is 404.",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+            },
+            "IdempotencyKey": {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Make the submission safe to repeat: the same key with the same body returns the "
+                "first answer again (the same job); with a different body it is 422; while the first request "
+                "is still being handled it is 409. Keys are kept at least 24 hours.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            },
+            "RequestId": {
+                "name": "X-Request-ID",
+                "in": "header",
+                "required": False,
+                "description": "Your id for this request, echoed back and written in the server's logs. A value "
+                "that does not match the pattern is replaced by one the server makes.",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+            },
+        }
+
+    def _problem_responses(self) -> dict[str, Any]:
+        answers = {
+            "BadRequest": ("Malformed: the body is not JSON, not UTF-8, or not an object.", {}),
+            "NotFound": ("No such job: unknown, expired, malformed, or another client's.", {}),
+            "StateConflict": ("The job is in a state where this makes no sense (see `detail`).", {}),
+            "IdempotencyInFlight": (
+                "A request with the same `Idempotency-Key` is still being handled; retry shortly.",
+                {"Retry-After": ref("RetryAfter", "headers")},
+            ),
+            "ContentTooLarge": ("The body, or the text in it, is larger than this server accepts.", {}),
+            "UnsupportedMediaType": (
+                "Send `application/json` (or `multipart/form-data` for count_words).",
+                {"Accept-Post": ref("AcceptPost", "headers")},
+            ),
+            "ValidationFailed": (
+                "The request is well-formed but not valid (unknown type, missing or invalid field, an "
+                "`Idempotency-Key` reused with a different body); `errors` says which fields and why.",
+                {},
+            ),
+            "TooManyRequests": (
+                "Rate limited; try again after `Retry-After`.",
+                {"Retry-After": ref("RetryAfter", "headers")},
+            ),
+            "ServiceUnavailable": (
+                "Redis is not reachable, or the queue is over its depth limit; try again after `Retry-After`.",
+                {"Retry-After": ref("RetryAfter", "headers")},
+            ),
+        }
+        if self.auth:
+            answers["Unauthorized"] = (
+                "No API key, or not a valid one: send `Authorization: Bearer <key>`.",
+                {"WWW-Authenticate": ref("WwwAuthenticate", "headers")},
+            )
+        return {
+            name: {
+                "description": description,
+                "headers": {**headers, "X-Request-ID": ref("RequestId", "headers")},
+                "content": {PROBLEM_JSON: {"schema": ref("Problem")}},
+            }
+            for name, (description, headers) in answers.items()
+        }
+
+
+def _version() -> str:
+    try:
+        return metadata.version("offload")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0.0.0"

@@ -1,0 +1,120 @@
+"""Reading a submission: JSON, or ``multipart/form-data`` with the text as a file.
+
+Everything malformed becomes a 4xx :class:`~app.web.problems.ApiProblem` here, before any
+validation of the job itself, so a bad body can never reach the job layer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from flask import request
+from werkzeug.exceptions import BadRequest
+
+from .context import settings
+from .problems import ApiProblem
+
+_NUMERIC_FORM_FIELDS = {"delay_seconds": float, "timeout_seconds": int, "max_retries": int}
+
+
+def read_submission() -> dict:
+    """The submission as a dict, from JSON or (for ``count_words``) multipart form data."""
+    mimetype = request.mimetype
+    if mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        raw = request.get_data(cache=False)
+        if request.content_length is not None and len(raw) != request.content_length:
+            # The server hands over what arrived; a body shorter than announced was cut off.
+            raise ApiProblem(400, f"the body has {len(raw)} bytes, not the {request.content_length} Content-Length announced")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiProblem(400, "the body is not valid UTF-8") from None
+        try:
+            payload = json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
+            raise ApiProblem(400, f"the body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise ApiProblem(400, "the body must be a JSON object")
+        return payload
+    if mimetype == "multipart/form-data":
+        return _read_form()
+    raise ApiProblem(
+        415,
+        "send application/json (or multipart/form-data with a 'file' for count_words)",
+        headers={"Accept-Post": "application/json, multipart/form-data"},
+    )
+
+
+def _read_form() -> dict:
+    try:
+        form, files = request.form, request.files
+    except BadRequest:
+        raise ApiProblem(400, "the multipart body could not be parsed") from None
+    payload: dict = {key: value for key, value in form.items() if key != "file"}
+    payload.setdefault("type", "count_words")
+    if payload["type"] != "count_words":
+        raise ApiProblem(
+            422,
+            "only count_words accepts multipart/form-data",
+            title="Validation Failed",
+            errors=[{"field": "type", "message": "multipart/form-data is for count_words only"}],
+        )
+    upload = files.get("file")
+    if upload is None:
+        if "text" not in payload:
+            raise ApiProblem(
+                422,
+                "send the text as a file field named 'file'",
+                title="Validation Failed",
+                errors=[{"field": "file", "message": "required"}],
+            )
+    else:
+        limit = settings().max_text_bytes
+        data = upload.stream.read(limit + 1)
+        if len(data) > limit:
+            raise ApiProblem(413, f"text must be at most {limit} bytes of UTF-8")
+        try:
+            payload["text"] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiProblem(
+                422,
+                "the file is not UTF-8 text",
+                title="Validation Failed",
+                errors=[{"field": "file", "message": "must be UTF-8 text"}],
+            ) from None
+    errors = []
+    for name, kind in _NUMERIC_FORM_FIELDS.items():
+        if name in payload:
+            try:
+                payload[name] = kind(payload[name])
+            except ValueError:
+                errors.append({"field": name, "message": f"must be a {'number' if kind is float else 'whole number'}"})
+    if "metadata" in payload:
+        try:
+            payload["metadata"] = json.loads(payload["metadata"])
+        except (ValueError, RecursionError):
+            errors.append({"field": "metadata", "message": "must be a JSON object"})
+    if errors:
+        raise ApiProblem(422, "the form is not valid", title="Validation Failed", errors=errors)
+    return payload
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def wait_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    limit = settings().max_wait_seconds
+    if not 0 <= seconds <= limit:
+        raise ApiProblem(
+            422,
+            f"wait must be a number of seconds from 0 to {limit}",
+            title="Validation Failed",
+            errors=[{"field": "wait", "message": f"must be from 0 to {limit}"}],
+        )
+    return seconds

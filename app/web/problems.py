@@ -1,0 +1,131 @@
+"""RFC 9457 problem details: the one shape of every error offload answers.
+
+No request, however malformed, gets a 500 HTML page or a stack trace: werkzeug's HTTP
+errors, validation failures, an unreachable Redis and unexpected exceptions all leave
+through :func:`problem`.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+import redis
+from flask import Flask, Response, json
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from ..logs import request_id_var
+
+log = logging.getLogger("offload.http")
+
+PROBLEM_JSON = "application/problem+json"
+REDIS_RETRY_AFTER = 5
+
+
+class ApiProblem(Exception):
+    """Raise to answer with a problem; carries status, detail, field errors and headers."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        errors: list[dict] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    title: str | None = None,
+    errors: list[dict] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail or HTTPStatus(status).description,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    request_id = request_id_var.get()
+    if request_id:
+        body["request_id"] = request_id
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def field_errors(exc: ValidationError) -> list[dict]:
+    """Pydantic's errors as ``[{"field", "message"}]``, with the discriminator tag left out."""
+    errors = []
+    for error in exc.errors(include_url=False):
+        loc = list(error["loc"])
+        kind = error["type"]
+        if kind == "union_tag_not_found":
+            errors.append({"field": "type", "message": "required: the job type"})
+            continue
+        if kind == "union_tag_invalid":
+            expected = error.get("ctx", {}).get("expected_tags", "")
+            errors.append({"field": "type", "message": f"unknown job type; expected one of {expected}"})
+            continue
+        if loc and isinstance(loc[0], str) and _is_tag(loc[0]):
+            loc = loc[1:]
+        field = ".".join(str(part) for part in loc) or "body"
+        errors.append({"field": field, "message": error["msg"]})
+    return errors
+
+
+def _is_tag(value: str) -> bool:
+    from ..jobs.catalog import TASKS
+
+    return value in TASKS
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiProblem)
+    def _api_problem(exc: ApiProblem) -> Response:
+        return problem(exc.status, exc.detail, title=exc.title, errors=exc.errors, headers=exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        if exc.response is not None:  # already a problem (e.g. the rate limiter's 429)
+            return exc.response  # type: ignore[return-value]
+        headers = {}
+        if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        detail = exc.description
+        if exc.code == 413:
+            detail = "the request body is larger than this server accepts"
+        return problem(exc.code or 500, detail, headers=headers)
+
+    # redis-py raises some Redis Cluster troubles (SlotNotCoveredError, "no node for slot",
+    # too many redirections) as RedisClusterException, which is not a RedisError: they are
+    # the same outage to a client.
+    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(redis.exceptions.RedisClusterException)
+    def _redis_down(exc: Exception) -> Response:
+        log.error("Redis unavailable: %s", exc.__class__.__name__)
+        return problem(
+            503,
+            "the job store is not reachable; try again shortly",
+            title="Service Unavailable",
+            headers={"Retry-After": str(REDIS_RETRY_AFTER)},
+        )
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem(500, "an unexpected error occurred; it has been logged with this request's id")

@@ -1,0 +1,82 @@
+"""Rate limits per API key (per client address when anonymous), kept in Redis.
+
+Built on Flask-Limiter with its Redis storage, so every gunicorn process on every host
+counts against the same budget. A breach answers ``429`` problem+json with ``Retry-After``,
+and every limited answer carries the IETF draft headers::
+
+    RateLimit-Policy: 50;w=1
+    RateLimit: limit=50, remaining=49, reset=1
+
+Limits come from ``RATE_LIMIT_SUBMIT`` (POST /jobs) and ``RATE_LIMIT_READ`` (everything
+else under /jobs); ``RATE_LIMIT_ENABLED=0`` turns them off. When Redis is unreachable the
+limiter lets requests through (they get the API's own 503 anyway).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from flask import Flask, Response, current_app, request
+from flask_limiter import Limiter, RequestLimit
+
+from . import auth
+from ..connections import limiter_storage_options, limiter_storage_uri
+from .problems import problem
+from ..jobs.keys import rate_limit_prefix
+from ..settings import Settings
+
+
+def _client_identity() -> str:
+    settings: Settings = current_app.extensions["offload.settings"]
+    return auth.identify(request, settings) or f"addr:{request.remote_addr or 'unknown'}"
+
+
+def submit_limit() -> str:
+    return current_app.extensions["offload.settings"].rate_limit_submit
+
+
+def read_limit() -> str:
+    return current_app.extensions["offload.settings"].rate_limit_read
+
+
+def _breached(limit: RequestLimit) -> Response:
+    retry_after = max(1, math.ceil(limit.reset_at - time.time()))
+    return problem(
+        429,
+        f"rate limit of {limit.limit} exceeded; retry in {retry_after} s",
+        title="Too Many Requests",
+        headers={"Retry-After": str(retry_after), **_headers(limit)},
+    )
+
+
+def _headers(limit: RequestLimit) -> dict[str, str]:
+    item = limit.limit
+    window = item.get_expiry()
+    reset = max(0, math.ceil(limit.reset_at - time.time()))
+    return {
+        "RateLimit-Policy": f"{item.amount};w={window}",
+        "RateLimit": f"limit={item.amount}, remaining={max(0, limit.remaining)}, reset={reset}",
+    }
+
+
+limiter = Limiter(key_func=_client_identity, headers_enabled=False, swallow_errors=True, on_breach=_breached)
+
+
+def install(app: Flask, settings: Settings, storage_uri: str | None = None) -> None:
+    app.config["RATELIMIT_ENABLED"] = settings.rate_limit_enabled
+    app.config["RATELIMIT_STORAGE_URI"] = storage_uri or limiter_storage_uri(settings)
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = limiter_storage_options(settings)
+    app.config["RATELIMIT_KEY_PREFIX"] = rate_limit_prefix()
+    app.config["RATELIMIT_STRATEGY"] = "moving-window"
+    limiter.init_app(app)
+
+    @app.after_request
+    def _rate_limit_headers(response: Response) -> Response:
+        current = limiter.current_limit
+        if current is not None and "RateLimit" not in response.headers:
+            try:  # reads the window from Redis again: when Redis is away, answer without the headers
+                response.headers.update(_headers(current))
+            except Exception:  # noqa: BLE001 - as the limiter itself (swallow_errors): never a 500 for this
+                pass
+        return response

@@ -1,0 +1,90 @@
+"""The worker: an RQ worker bound to offload's job class, queues and serializer.
+
+:func:`run` is what ``worker.py`` calls. It serves ``high``, then ``default``, then ``low``,
+runs RQ's scheduler alongside (so delayed jobs and retry backoffs fire), shuts down warmly
+on SIGTERM (the job in hand finishes first; a second signal stops it), and when Redis goes
+away it waits for it to come back and starts serving again instead of exiting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import redis
+from rq import Worker
+from rq.serializers import JSONSerializer
+
+from .. import logs
+from ..connections import check_server_settings, connect
+from ..jobs.job import OffloadJob
+from ..jobs.queue import OffloadQueue, register_queues
+from ..settings import QUEUE_NAMES, Settings, get_settings
+from .mixin import OffloadSimpleWorker, OffloadWorker, OffloadWorkerMixin
+from .process import StopFlag
+from .scheduler import OffloadScheduler, scheduler_name
+
+log = logging.getLogger("offload.worker")
+
+__all__ = ["OffloadScheduler", "OffloadSimpleWorker", "OffloadWorker", "OffloadWorkerMixin", "build_worker", "run"]
+
+
+def build_worker(connection: redis.Redis, settings: Settings, queues: Sequence[str] = QUEUE_NAMES) -> OffloadWorker:
+    worker_class: type[Worker] = OffloadWorker
+    if settings.worker_class == "fast":
+        from .fast import OffloadFastWorker  # not imported by workers that do not use it
+
+        worker_class = OffloadFastWorker
+    worker = worker_class(
+        [OffloadQueue(name, connection=connection, serializer=JSONSerializer, job_class=OffloadJob) for name in queues],
+        queue_class=OffloadQueue,
+        connection=connection,
+        serializer=JSONSerializer,
+        job_class=OffloadJob,
+        default_result_ttl=settings.result_ttl_seconds,
+        # A dead worker's registration lapses in worker_ttl; its job's heartbeat after two
+        # missed beats (get_heartbeat_ttl); maintenance, run every beat, then retries or fails it.
+        worker_ttl=max(30, settings.job_heartbeat_seconds * 3),
+        job_monitoring_interval=settings.job_heartbeat_seconds,
+        maintenance_interval=settings.job_heartbeat_seconds,
+        log_job_description=False,
+    )
+    worker.offload_settings = settings
+    return worker
+
+
+def run(queues: Sequence[str] = QUEUE_NAMES, *, burst: bool = False, settings: Settings | None = None) -> None:
+    """Serve jobs until told to stop, surviving Redis outages."""
+    settings = settings or get_settings()
+    logs.configure(settings.log_level, process="worker")
+    connection = connect(settings, for_worker=True)
+    stop = StopFlag()
+    backoff = 0.5
+    checked = False
+    scheduler = scheduler_name()
+    while not stop.requested:
+        try:
+            connection.ping()
+        except redis.RedisError as exc:
+            log.warning("Redis is not answering (%s); retrying in %.1f s", exc, backoff)
+            stop.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+            continue
+        backoff = 0.5
+        if not checked:
+            check_server_settings(connection)
+            checked = True
+        register_queues(connection)
+        worker = build_worker(connection, settings, queues)
+        worker.scheduler_name = scheduler
+        log.info("worker %s serving queues %s", worker.name, ", ".join(queues))
+        stop.release()  # RQ installs its own SIGTERM/SIGINT handlers for the work loop.
+        try:
+            worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+        except redis.RedisError as exc:
+            log.warning("worker %s lost Redis (%s)", worker.name, exc)
+        if burst or getattr(worker, "_stop_requested", False) or worker._shutdown_requested_date:
+            break
+        stop.install()
+        log.warning("worker %s left its loop; starting again once Redis answers", worker.name)
+    log.info("worker stopped")

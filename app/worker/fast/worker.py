@@ -1,0 +1,310 @@
+"""offload's default worker: one long-lived work horse instead of a fork per job, and three
+Redis round trips per job instead of about twenty.
+
+Selected with ``WORKER_CLASS=fast`` (the default; ``forking`` selects RQ's own worker). It
+keeps what the forking worker promises:
+
+* **Isolation.** Jobs run in a child process (the *work horse*), never in the worker
+  process itself. The horse is forked once and then serves job after job over a pipe, as a
+  Celery prefork child does; it is replaced when it dies, when it has run
+  :attr:`horse_max_jobs` jobs, or when its memory passes :attr:`horse_max_rss_mb`.
+* **Abandoned jobs are found.** The worker process (not the horse) writes the job's
+  execution, heartbeats and result, exactly as RQ's worker does: a ``started`` entry whose
+  heartbeat lapses (two missed beats, see :class:`~app.worker.mixin.OffloadWorkerMixin`) is
+  retried or failed by maintenance.
+* **The horse dies with its worker** (``PR_SET_PDEATHSIG``), and a horse that dies or is
+  killed mid-job (timeout + 60 s, ``POST /jobs/{id}/cancel``, OOM) fails, stops or retries
+  its job as with RQ (``Work-horse terminated unexpectedly``).
+* **Shutdown.** SIGTERM finishes the job in hand and exits; a second SIGTERM kills the horse
+  and requeues the job at once (the mixin's cold-shutdown path).
+* **At-most-once email** is the task's own receipt check, unchanged.
+
+Where the forking worker's time goes (measured in ``bench/FINDINGS.md``): a fork and reap per
+job, and about 23 round trips per job, most of them lone ``HSET``/``EXPIRE`` heartbeats and
+status writes. Here a job costs:
+
+1. one ``EVALSHA``: a Lua script (``dequeue.lua``) checks ``rq suspend``, pops the first non-empty queue (in
+   the worker's order; ``LMOVE`` into RQ's intermediate queue when the worker serves one
+   queue, as RQ does) and returns the job's hash;
+2. one ``MULTI``/``EXEC`` marking it started: RQ's ``prepare_execution`` and the horse's
+   ``prepare_job_execution`` (execution, started registry, worker state, heartbeats,
+   offload's attempt and ``started`` counters) in one transaction instead of two;
+3. one ``MULTI``/``EXEC`` with the outcome: the result, registries, execution clean-up,
+   worker counters, offload's metrics and the ``?wait=`` announcement (``PUBLISH`` inside
+   the transaction, so a waiter never reads the job before its result).
+
+The horse itself touches Redis only when the task does (progress, the email receipt), and
+hands back, with the result, what the task changed on its job (``meta``, ``retries_left``:
+see ``_HORSE_STATE``), so the outcome is recorded as RQ's horse would record it. The job's
+compressed payload is decompressed only in the horse, and written back as read instead of
+compressed again (RQ re-saves the whole job on success: ~30 ms of zlib for a 1 MiB text).
+
+Differences you can see: two INFO lines per job (taken; "Successfully completed job ... in ...");
+no ``RQ_JOB_ID`` environment variable (glibc keeps every value ever set, a leak of ~50 bytes a
+job; ``rq.get_current_job()`` still works). The scheduler is offload's (``OffloadScheduler``,
+from the mixin): it survives failovers and dies with its worker, as with the forking worker.
+
+Jobs that use RQ features offload never sets (dependents, RQ webhooks, repeats, RQ rate
+limits, a ``Retry`` return value) and every failure take RQ's own code paths unchanged.
+"""
+
+from __future__ import annotations
+import logging
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import redis
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import DequeueTimeout, StopRequested
+from rq.executions import Execution
+from rq.job import Job, Retry
+from rq.logutils import blue, green
+from rq.queue import Queue
+from rq.suspension import WORKERS_SUSPENDED
+from rq.utils import now, utcformat
+from rq.worker import Worker, WorkerStatus
+from rq.worker.base import DequeueStrategy
+
+from .horse import HorseMixin
+from .outcome import OutcomeMixin
+from .payload import payload_keeping
+
+log = logging.getLogger("offload.worker")
+
+#: One round trip per job taken: see the comment at the top of the file.
+_DEQUEUE_LUA = Path(__file__).with_name("dequeue.lua").read_text()
+
+
+class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
+    """RQ's worker with a long-lived work horse and batched bookkeeping (see the module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        job_class = kwargs.get("job_class") or self.job_class
+        if isinstance(job_class, str):
+            from rq.utils import import_job_class
+
+            job_class = import_job_class(job_class)
+        kwargs["job_class"] = payload_keeping(job_class)
+        super().__init__(*args, **kwargs)
+        self._horse_process: int = 0  # the horse's pid, busy or idle; _horse_pid is set only while it runs a job
+        self._horse_conn: Connection | None = None
+        self._horse_jobs = 0
+        self._queues_by_key: dict[str, Queue] = {}
+        self._dequeue_script = self.connection.register_script(_DEQUEUE_LUA)
+        self._burst = False
+
+    # -- the work loop: RQ's, less a suspension check and a heartbeat per job (both are
+    #    folded into the dequeue script and the outcome transaction) --
+
+    def work(  # noqa: C901 - RQ's loop, kept recognisable
+        self,
+        burst: bool = False,
+        logging_level: str | None = None,
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+        max_jobs: int | None = None,
+        max_idle_time: int | None = None,
+        with_scheduler: bool = False,
+        dequeue_strategy: DequeueStrategy = DequeueStrategy.DEFAULT,
+    ) -> bool:
+        self.bootstrap(logging_level, date_format, log_format)
+        self._dequeue_strategy = dequeue_strategy
+        self._burst = burst
+        completed_jobs = 0
+        if with_scheduler:
+            self._start_scheduler(burst, logging_level, date_format, log_format)
+        self._install_signal_handlers()
+        try:
+            while True:
+                try:
+                    if self.should_run_maintenance_tasks:
+                        self.run_maintenance_tasks()
+                    if self._stop_requested:
+                        self.log.info("Worker %s: stopping on request", self.name)
+                        break
+                    timeout = None if burst else self.dequeue_timeout
+                    result = self.dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+                    if result is None:
+                        if burst:
+                            self.log.info("Worker %s: done, quitting", self.name)
+                        elif max_idle_time is not None:
+                            self.log.info("Worker %s: idle for %d seconds, quitting", self.name, max_idle_time)
+                        break
+                    job, queue = result
+                    self.execute_job(job, queue)
+                    completed_jobs += 1
+                    if max_jobs is not None and completed_jobs >= max_jobs:
+                        self.log.info("Worker %s: finished executing %d jobs, quitting", self.name, completed_jobs)
+                        break
+                except redis.exceptions.TimeoutError:
+                    self.log.error("Worker %s: Redis connection timeout, quitting...", self.name)
+                    break
+                except StopRequested:
+                    break
+                except SystemExit:
+                    raise
+                except:  # noqa: E722 - as RQ: log anything and leave the loop (run() starts again)
+                    self.log.error("Worker %s: found an unhandled exception, quitting...", self.name, exc_info=True)
+                    break
+        finally:
+            self.teardown()
+        return bool(completed_jobs)
+
+    def teardown(self) -> None:
+        if not self.is_horse:
+            self._retire_horse()
+        super().teardown()
+
+    # -- dequeue --
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):  # noqa: ANN201
+        while True:
+            try:
+                popped = self._pop_ready()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                break  # the blocking path below waits for Redis with RQ's backoff
+            if popped == "suspended":
+                self.check_for_suspension(self._burst)  # waits (or raises StopRequested in burst mode)
+                continue
+            if popped == "again":
+                continue
+            if popped is not None:
+                return popped
+            break
+        return self._blocking_dequeue(timeout, max_idle_time)
+
+    def _pop_ready(self) -> tuple[Job, Queue] | str | None:
+        """One round trip: the next job of the first non-empty queue, with its hash."""
+        keys = [WORKERS_SUSPENDED]
+        for queue in self._ordered_queues:
+            keys += [queue.key, queue.intermediate_queue_key]
+        reply = self._dequeue_script(keys=keys, args=[self.job_class.redis_job_namespace_prefix])
+        if not reply:
+            return None
+        if len(reply) == 1:
+            return reply[0].decode()
+        queue_key, job_id, flat = reply[0].decode(), reply[1].decode(), reply[2]
+        queue = self._queue_for(queue_key)
+        job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
+        job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
+        self._dequeued(job, queue)
+        return job, queue
+
+    def _queue_for(self, queue_key: str) -> Queue:
+        queue = self._queues_by_key.get(queue_key)
+        if queue is None:
+            queue = self.queue_class.from_queue_key(
+                queue_key,
+                connection=self.connection,
+                job_class=self.job_class,
+                serializer=self.serializer,
+                death_penalty_class=self.death_penalty_class,
+            )
+            self._queues_by_key[queue_key] = queue
+        return queue
+
+    def _dequeued(self, job: Job, queue: Queue) -> None:
+        self.reorder_queues(reference_queue=queue)
+        job.redis_server_version = self.get_redis_server_version()
+        # As RQ's: the worker that takes a job says so (the other INFO line is at its end).
+        if self.log.isEnabledFor(logging.INFO):
+            if self.log_job_description:
+                self.log.info("Worker %s: %s: %s (%s)", self.name, green(queue.name), blue(job.description), job.id)
+            else:
+                self.log.info("Worker %s: %s: %s", self.name, green(queue.name), job.id)
+
+    def _blocking_dequeue(self, timeout: int | None, max_idle_time: int | None):  # noqa: ANN202
+        """RQ's ``dequeue_job_and_maintain_ttl`` with its heartbeats pipelined and without the
+        one after the pop (the start transaction carries it)."""
+        qnames = ",".join(self.queue_names())
+        self.procline("Listening on " + qnames)
+        connection_wait_time = 1.0
+        idle_since = now()
+        idle_time_left = max_idle_time
+        result = None
+        while True:
+            try:
+                with self.connection.pipeline() as pipe:
+                    self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+                    self.heartbeat(pipeline=pipe)
+                    pipe.execute()
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
+                if timeout is not None and idle_time_left is not None:
+                    timeout = min(timeout, idle_time_left)
+                result = self.queue_class.dequeue_any(
+                    self._ordered_queues,
+                    timeout,
+                    connection=self.connection,
+                    job_class=self.job_class,
+                    serializer=self.serializer,
+                    death_penalty_class=self.death_penalty_class,
+                )
+                if result is not None:
+                    self._dequeued(*result)
+                break
+            except DequeueTimeout:
+                if max_idle_time is not None:
+                    idle_for = (now() - idle_since).total_seconds()
+                    idle_time_left = int(max_idle_time - idle_for + 0.999)
+                    if idle_time_left <= 0:
+                        break
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                self.log.error(
+                    "Worker %s: could not connect to Redis instance: %s retrying in %d seconds...",
+                    self.name,
+                    exc,
+                    connection_wait_time,
+                )
+                time.sleep(connection_wait_time)
+                connection_wait_time = min(connection_wait_time * self.exponential_backoff_factor, self.max_connection_wait_time)
+        return result
+
+    # -- one job --
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution, has_dependents = self._start(job, queue)
+        reply = self._run_in_horse(job, queue, execution)
+        if reply is None:
+            self._horse_lost(job, queue, execution)
+            self.set_state(WorkerStatus.IDLE)
+            return
+        outcome, value, started_at, ended_at, state = reply
+        job.started_at, job.ended_at = started_at, ended_at
+        for name, attribute in state.items():  # what the task changed on its job (see _HORSE_STATE)
+            setattr(job, name, attribute)
+        if outcome == "ok" and not isinstance(value, Retry) and not has_dependents and self._plain(job):
+            self._succeeded(job, queue, execution, value)  # sets IDLE in its transaction
+            return
+        if outcome == "ok":
+            self._succeeded_as_rq(job, queue, execution, value)
+        else:
+            self._failed(job, queue, execution, value)
+        self.set_state(WorkerStatus.IDLE)
+
+    def _start(self, job: Job, queue: Queue) -> tuple[Execution, bool]:
+        """RQ's ``prepare_execution`` (worker) and ``prepare_job_execution`` (horse) in one transaction."""
+        heartbeat_ttl = self.get_heartbeat_ttl(job)
+        with self.connection.pipeline() as pipe:
+            execution = Execution.create(job, heartbeat_ttl, pipeline=pipe, worker_name=self.name)
+            self.executions[execution.id] = execution
+            self._beat(pipe, WorkerStatus.BUSY, heartbeat_ttl)
+            job.prepare_for_execution(self.name, pipeline=pipe)  # also the job's heartbeat (RQ writes it twice)
+            pipe.persist(job.key)
+            # Off the intermediate list in the same transaction that registers it as started
+            # (RQ does this only when it serves one queue; the dequeue script always uses it).
+            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipe.scard(job.dependents_key)
+            replies = pipe.execute()
+        return execution, bool(replies[-1])
+
+    def _beat(self, pipe: redis.client.Pipeline, state: str, ttl: int | None = None) -> None:
+        """RQ's ``set_state`` and ``heartbeat`` in one HSET (RQ sends two)."""
+        ttl = ttl or self.worker_ttl + 60
+        self._state = state
+        self.last_heartbeat = now()
+        pipe.hset(self.key, mapping={"state": state, "last_heartbeat": utcformat(self.last_heartbeat)})
+        pipe.expire(self.key, ttl)
+        pipe.expire(self.executions_key, ttl)

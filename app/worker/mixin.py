@@ -1,0 +1,185 @@
+"""What offload adds to an RQ worker (:class:`OffloadWorkerMixin`), and the two RQ-based
+workers built with it: RQ's forking worker, and the in-process one the unit tests use."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from rq import SimpleWorker, Worker, worker_registration
+from rq.registry import clean_registries
+from rq.utils import now
+
+from .. import logs
+from ..jobs.callbacks import enqueue_callback
+from ..jobs.counters import record_outcome, remember_failure
+from ..jobs.events import publish_job_ended
+from ..jobs.job import OffloadJob
+from ..jobs.queue import OffloadQueue, requeue_stranded
+from ..settings import Settings, get_settings
+from .process import die_with_parent
+from .scheduler import OffloadScheduler
+
+log = logging.getLogger("offload.worker")
+
+
+class OffloadWorkerMixin:
+    """What offload adds to an RQ worker: it announces each job's end (for ``?wait=``),
+    counts it for /metrics, queues its callback, logs with its ids, shortens the time
+    an abandoned job stays ``started``, and runs a scheduler that survives failovers."""
+
+    job_class = OffloadJob
+    queue_class = OffloadQueue
+    #: Set by :func:`app.worker.build_worker`; ``None``: the process's settings.
+    offload_settings: Settings | None = None
+    #: Set by :func:`run` (one name per process); ``None``: a fresh name, as RQ does.
+    scheduler_name: str | None = None
+
+    def _start_scheduler(self, burst=False, logging_level="INFO", date_format=None, log_format=None) -> None:  # noqa: ANN001
+        """RQ's, with :class:`OffloadScheduler` and this process's scheduler name."""
+        from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+
+        self.scheduler = OffloadScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format or DEFAULT_LOGGING_DATE_FORMAT,
+            log_format=log_format or DEFAULT_LOGGING_FORMAT,
+            serializer=self.serializer,
+            name=self.scheduler_name,
+        )
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            if burst:
+                try:
+                    self.scheduler.register_birth()
+                    self.scheduler.enqueue_scheduled_jobs()
+                finally:
+                    self.scheduler.release_locks()
+                    self.scheduler.register_death()
+            else:
+                self.scheduler.start()
+
+    def execute_job(self, job, queue) -> None:  # noqa: ANN001
+        """Run the job with its id (and the id of the request that submitted it) in every
+        log line written meanwhile, by this process and by the work horse."""
+        job_token = logs.job_id_var.set(job.id)
+        request_token = logs.request_id_var.set(job.meta.get("request_id"))
+        try:
+            super().execute_job(job, queue)
+        finally:
+            logs.job_id_var.reset(job_token)
+            logs.request_id_var.reset(request_token)
+
+    def handle_job_success(self, job, queue, started_job_registry, execution):  # noqa: ANN001
+        super().handle_job_success(job, queue, started_job_registry, execution)
+        record_outcome(self.connection, job, "finished")
+        self._job_ended(job)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):  # noqa: ANN001
+        stopped = self._stopped_job_id == job.id
+        retrying = job.should_retry and not stopped
+        if exc_string and retrying:
+            # RQ records a failure only when no retry follows; keep this attempt's error so the
+            # job shows why it is being retried.
+            remember_failure(job, exc_string)
+        record_outcome(self.connection, job, "stopped" if stopped else "retried" if retrying else "failed")
+        super().handle_job_failure(
+            job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
+        )
+        self._job_ended(job)
+
+    def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:  # noqa: ANN001
+        # OffloadQueue always dequeues through the intermediate list, whatever the number of
+        # queues (RQ does only for one), so the job always leaves it here.
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
+
+    def clean_registries(self) -> None:
+        """RQ's maintenance, with a lock that lapses in one maintenance interval.
+
+        RQ holds its per-queue maintenance lock for 15 minutes; a worker killed while holding
+        it stops all maintenance (and so the recovery of abandoned jobs) for that long. Ours
+        lapses by the next pass. Jobs stranded on intermediate lists are put back too.
+        """
+        lock_seconds = max(5, int(self.maintenance_interval))
+        for queue in self.queues:
+            if not self.connection.set(queue.registry_cleaning_key, self.name, nx=True, ex=lock_seconds):
+                continue
+            try:
+                self.log.debug("Worker %s: cleaning registries for queue: %s", self.name, queue.name)
+                clean_registries(queue, self._exc_handlers)
+                worker_registration.clean_worker_registry(queue)
+                requeue_stranded(queue, self.connection, grace_seconds=lock_seconds)
+            finally:
+                if self.connection.get(queue.registry_cleaning_key) == self.name.encode():
+                    self.connection.delete(queue.registry_cleaning_key)
+        self.last_cleaned_at = now()
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:  # noqa: ANN001
+        """How long a running job's heartbeat lasts: two beats and a margin.
+
+        RQ adds a flat minute, so a job whose worker was SIGKILLed stays ``started`` for well
+        over a minute before maintenance notices. Two missed beats (plus 5 s) is enough: with
+        the default 10 s beat and maintenance every beat, an abandoned job is retried or
+        failed within 35 s.
+        """
+        return self.job_monitoring_interval * 2 + 5
+
+    def setup_work_horse_signals(self) -> None:
+        """The work horse dies with its worker, so a killed worker never leaves an orphan
+        finishing (and duplicating) a job that maintenance is about to retry."""
+        super().setup_work_horse_signals()
+        die_with_parent()
+
+    def request_force_stop(self, signum: int, frame: object) -> None:
+        """Cold shutdown (a second SIGTERM/SIGINT): the job in hand is retried now, not left
+        ``started`` until its heartbeat lapses."""
+        job = self.get_current_job() if self.horse_pid else None
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            if job is not None:
+                self._requeue_after_cold_shutdown(job)
+            raise
+
+    def _requeue_after_cold_shutdown(self, job) -> None:  # noqa: ANN001
+        try:
+            job.refresh()
+            if job.get_status(refresh=False) != "started":
+                return
+            queue = next((q for q in self.queues if q.name == job.origin), None)
+            if queue is None:
+                return
+            if not job.retries_left:
+                job.retries_left = 1  # a shutdown is not the job's fault: give it its attempt back
+            self.handle_job_failure(job, queue, exc_string="WorkerShutdown: the worker was stopped while the job ran")
+            log.warning("job %s requeued after cold shutdown", job.id, extra={"job_id": job.id})
+        except redis.RedisError:
+            log.exception("could not requeue job %s after cold shutdown; maintenance will", job.id)
+
+    def record_success(self, job, pipeline) -> None:  # noqa: ANN001
+        """The fast worker's outcome transaction carries the counters and, for a job without a
+        callback, the announcement (a waiter then never reads the job before its result)."""
+        record_outcome(self.connection, job, "finished", pipeline=pipeline)
+        if not job.meta.get("callback_url"):
+            publish_job_ended(self.connection, job.id, pipeline=pipeline)
+
+    def after_success(self, job) -> None:  # noqa: ANN001
+        if job.meta.get("callback_url"):
+            self._job_ended(job)
+
+    def _job_ended(self, job) -> None:  # noqa: ANN001
+        publish_job_ended(self.connection, job.id)
+        if job.meta.get("callback_url"):
+            try:
+                enqueue_callback(self.connection, job, self.offload_settings or get_settings())
+            except redis.RedisError:
+                log.exception("could not queue the callback of job %s", job.id, extra={"job_id": job.id})
+
+
+class OffloadWorker(OffloadWorkerMixin, Worker):
+    """RQ's forking worker, each job in a work horse of its own (``WORKER_CLASS=forking``)."""
+
+
+class OffloadSimpleWorker(OffloadWorkerMixin, SimpleWorker):
+    """Runs jobs in the worker process itself (tests on fakeredis)."""

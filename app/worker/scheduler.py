@@ -1,0 +1,74 @@
+"""RQ's scheduler, made to survive Redis outages and failovers (see :class:`OffloadScheduler`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from uuid import uuid4
+
+import redis
+from rq.scheduler import RQScheduler
+
+from .process import die_with_parent
+
+
+class OffloadScheduler(RQScheduler):
+    """RQ's scheduler (moves due delayed jobs and retries onto their queues), surviving a
+    Redis outage or a Sentinel failover instead of dying with its connection.
+
+    RQ's scheduler process exits at the first Redis error while holding its per-queue locks
+    (``rq:scheduler-lock:<queue>``, 61 s); those are replicated, so after a failover the new
+    primary holds them for a scheduler that is gone, and no scheduler of another name can move
+    a delayed job until they lapse. This one keeps its process, its name and its locks through
+    the outage, and carries on (refreshing its locks) as soon as Redis answers again.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self._worker_pid = os.getpid()  # built in the worker, run in a child of it
+
+    def work(self) -> None:
+        # RQ forks this process with no parent-death signal: a SIGKILLed worker would leave it
+        # running, holding the locks. SIGTERM makes it release them and stop within a second.
+        die_with_parent(signal.SIGTERM)
+        self._install_signal_handlers()
+        if os.getppid() != self._worker_pid:  # the worker died before the signal was armed
+            return
+        self._until_redis_answers(self.register_birth)
+        backoff = 0.25
+        while True:
+            if self._stop_requested:
+                try:
+                    self.stop()
+                except redis.RedisError as exc:  # the locks then lapse by themselves
+                    self.log.warning("scheduler %s stopped without releasing its locks (%s)", self.name, exc)
+                break
+            try:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+                backoff = 0.25
+                time.sleep(self.interval)
+            except redis.RedisError as exc:
+                self.log.warning("scheduler %s lost Redis (%s); retrying in %.2f s", self.name, exc, backoff)
+                self._scheduled_job_registries = []  # rebuilt on the next pass
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _until_redis_answers(self, action) -> None:  # noqa: ANN001
+        while not self._stop_requested:
+            try:
+                action()
+                return
+            except redis.RedisError:
+                time.sleep(0.5)
+
+
+def scheduler_name() -> str:
+    """One scheduler name for the whole life of a worker process: a worker that had to start
+    over after losing Redis gets a new worker name, but its scheduler keeps the locks its
+    predecessor held (same owner: refreshed, not waited out)."""
+    return f"{socket.gethostname()}.{os.getpid()}.{uuid4().hex[:12]}"
