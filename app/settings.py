@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     worker_count: int = Field(2, ge=1, le=64)
     job_heartbeat_seconds: int = Field(10, ge=1, le=300)
     #: "fast": one long-lived work horse per worker and three Redis round trips a job
-    #: (app/fastworker.py), ~7x the jobs/s of "forking", RQ's worker with a fresh fork and
+    #: (app/worker/fast/), ~7x the jobs/s of "forking", RQ's worker with a fresh fork and
     #: ~27 round trips per job. Both pass the same fault-injection tests and soak.
     worker_class: Literal["forking", "fast"] = "fast"
     log_level: str = "INFO"
@@ -217,7 +217,7 @@ class Settings(BaseSettings):
         return self.redis_url
 
     def check_bind_is_safe(self) -> None:
-        """Refuse to serve anonymously on anything but loopback (see CONTRACT.md, Access)."""
+        """Refuse to serve anonymously on anything but loopback (see docs/api.md, Access)."""
         if self.auth_enabled or self.allow_anonymous or is_loopback(self.host):
             return
         raise RuntimeError(
@@ -226,7 +226,7 @@ class Settings(BaseSettings):
         )
 
     # --- High availability (docs/ha.md): Sentinel or Cluster instead of one server. ---
-    # Appended as one block; app/connections.py is what uses them.
+    # Appended as one block; app/connections/ is what uses them.
     redis_sentinels: Annotated[tuple[tuple[str, int], ...], NoDecode] = ()
     redis_sentinel_master: str = "mymaster"
     redis_sentinel_password: SecretStr | None = None

@@ -14,7 +14,7 @@ OPENAPI_VERSION = "3.1.0"
 PROBLEM_JSON = "application/problem+json"
 
 
-# --- response bodies that have no model of their own in app.schemas -----------------------------
+# --- response bodies that have no model of their own in app.jobs.schemas----------------------------
 
 
 class JobList(BaseModel):
