@@ -80,7 +80,8 @@ class JobOptions(BaseModel):
     @model_validator(mode="after")
     def _one_schedule(self) -> JobOptions:
         if self.delay_seconds is not None and self.run_at is not None:
-            raise PydanticCustomError("schedule_conflict", "give delay_seconds or run_at, not both")
+            # ctx "field": a cross-field error names the field to fix, not the whole body.
+            raise PydanticCustomError("schedule_conflict", "give delay_seconds or run_at, not both", {"field": "run_at"})
         return self
 
     @field_validator("run_at")

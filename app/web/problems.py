@@ -83,7 +83,7 @@ def field_errors(exc: ValidationError) -> list[dict]:
             continue
         if loc and isinstance(loc[0], str) and _is_tag(loc[0]):
             loc = loc[1:]
-        field = ".".join(str(part) for part in loc) or "body"
+        field = ".".join(str(part) for part in loc) or (error.get("ctx") or {}).get("field") or "body"
         errors.append({"field": field, "message": error["msg"]})
     return errors
 
