@@ -40,10 +40,12 @@ def _run_worker(kind: str, jobs: int, redis_url: str, out: Path) -> None:
     os.environ.update({"REDIS_URL": redis_url, "ENABLE_DIAGNOSTIC_TASKS": "1", "LOG_LEVEL": "INFO"})
     import redis.connection
 
-    from app import logs, schemas
-    from app.queueing import JobQueue, connect
+    from app import logs
+    from app.connections import connect
+    from app.jobs import JobQueue, schemas
     from app.settings import get_settings
-    from app.workers import OffloadSimpleWorker, build_worker
+    from app.worker import build_worker
+    from app.worker.mixin import OffloadSimpleWorker
 
     settings = get_settings()
     logs.configure("INFO", process="worker")
@@ -150,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         _run_worker(args.run[0], args.jobs, args.run[1], Path(args.run[2]))
         return 0
 
+    from app.dev.stack import valkey_command
     from bench import system
     from bench.run import free_port
-    from app.devstack import valkey_command
 
     tmp = Path(tempfile.mkdtemp(prefix="offload-profile-"))
     port = free_port()

@@ -26,16 +26,26 @@ from bench import loadgen, system  # noqa: E402
 from bench.profile import _hot_frames  # noqa: E402
 from bench.run import Bench, parse_args  # noqa: E402
 
+#: The modules of app/jobs/ that submitting a job runs through (app/queueing.py before issue 14);
+#: app/jobs/schemas.py is validation's.
+_JOBS_MODULES = sorted(
+    path.name for path in (ROOT / "app" / "jobs").iterdir() if path.suffix == ".py" and path.name != "schemas.py"
+)
 #: Who a sample's time belongs to: the innermost frame that matches one of these, walking
 #: out from where the sample was taken (so Redis I/O counts for whoever made the call, and
 #: the limiter's decorator around the view does not claim the view's own work).
 OWNERS = [
-    ("rate limiter (flask_limiter, limits)", ("(limits/", "(flask_limiter/", "(app/ratelimit.py")),
+    ("rate limiter (flask_limiter, limits)", ("(limits/", "(flask_limiter/", "(app/web/ratelimit.py")),
     ("logging (JSON lines)", ("(logging/", "(pythonjsonlogger/", "(app/logs.py")),
-    ("metrics (prometheus_client)", ("(prometheus_client/", "(app/metrics.py")),
-    ("submit: queueing, RQ, idempotency", ("(app/queueing.py", "(rq/")),
-    ("validation, auth, API (pydantic, app/api.py)", ("(pydantic", "(app/api.py", "(app/auth.py", "(app/schemas.py", "(app/problems.py")),
-    ("Flask / Werkzeug", ("(flask/", "(werkzeug/", "(app/__init__.py")),
+    ("metrics (prometheus_client)", ("(prometheus_client/", "(app/web/metrics.py")),
+    # app/jobs/ but its schemas (validation, below): JobQueue, the job, idempotency, keys, counters...
+    ("submit: queueing, RQ, idempotency", tuple(f"(app/jobs/{name}" for name in _JOBS_MODULES) + ("(rq/",)),
+    (
+        "validation, auth, API (pydantic, app/web/jobs.py)",
+        ("(pydantic", "(app/web/jobs.py", "(app/web/parsing.py", "(app/web/context.py", "(app/web/health.py",
+         "(app/web/auth.py", "(app/jobs/schemas.py", "(app/web/problems.py"),
+    ),  # fmt: skip
+    ("Flask / Werkzeug", ("(flask/", "(werkzeug/", "(app/__init__.py", "(app/web/__init__.py", "(app/web/headers.py")),
     ("gunicorn and waiting threads", ("(gunicorn/", "(selectors.py", "(threading.py", "(concurrent/", "(queue.py")),
 ]
 _IDLE = "gunicorn and waiting threads"
@@ -121,13 +131,13 @@ def in_process(requests: int = 1000) -> dict:
     whole = inclusive("flask/app.py", "wsgi_app")
     parts = {
         "rate limiter: the two limit checks (flask_limiter)": inclusive("flask_limiter/_extension.py", "_check_request_limit"),
-        "rate limiter: RateLimit headers (get_window_stats)": inclusive("app/ratelimit.py", "_rate_limit_headers"),
-        "API key matching (auth._match, all calls)": inclusive("app/auth.py", "_match"),
-        "idempotency claim (SET NX)": inclusive("app/queueing.py", "claim_idempotency_key"),
-        "JobQueue.submit (depth check, RQ job, transaction)": inclusive("app/queueing.py", "submit"),
+        "rate limiter: RateLimit headers (get_window_stats)": inclusive("app/web/ratelimit.py", "_rate_limit_headers"),
+        "API key matching (auth._match, all calls)": inclusive("app/web/auth.py", "_match"),
+        "idempotency claim (SET NX)": inclusive("app/jobs/idempotency.py", "claim_idempotency_key"),
+        "JobQueue.submit (depth check, RQ job, transaction)": inclusive("app/jobs/store.py", "submit"),
         "validation (pydantic request model)": inclusive("pydantic/type_adapter.py", "validate_python"),
         "JSON log lines (Logger.info)": inclusive("logging/__init__.py", "info"),
-        "metrics (after_request counters)": inclusive("app/metrics.py", "_count"),
+        "metrics (after_request counters)": inclusive("app/web/metrics.py", "_count"),
     }
     out["submit_inclusive_pct"] = {label: round(100 * t / whole, 1) for label, t in parts.items()} if whole else {}
     return out

@@ -141,7 +141,7 @@ class Bench:
     # --- servers ----------------------------------------------------------------------
 
     def start_servers(self) -> None:
-        from app.devstack import valkey_command
+        from app.dev.stack import valkey_command
 
         self.redis_port = free_port()
         self.redis_base = f"redis://127.0.0.1:{self.redis_port}"
@@ -182,7 +182,7 @@ class Bench:
             self.env.pop(key, None)
         os.environ.update({k: v for k, v in self.env.items() if k in ("REDIS_URL", "ENABLE_DIAGNOSTIC_TASKS", "API_KEYS")})
 
-        from app.queueing import JobQueue
+        from app.jobs import JobQueue
         from app.settings import Settings
 
         self.settings = Settings()
@@ -315,7 +315,7 @@ class Bench:
                 pipe.execute()
 
     def _fill_offload(self, kind: str, n: int, texts: list[str]) -> list[str]:
-        from app import schemas
+        from app.jobs import schemas
 
         adapter = schemas.request_adapter(True)
         bodies = [{"type": "noop"}] if kind == "noop" else [{"type": "count_words", "text": t} for t in texts]
@@ -335,7 +335,8 @@ class Bench:
         50,000 real submissions would cost the memory phase a minute of CPU."""
         import uuid
 
-        from app.queueing import JOB_INDEX_KEY, METRICS_KEY, OffloadJob
+        from app.jobs.job import OffloadJob
+        from app.jobs.keys import JOB_INDEX_KEY, METRICS_KEY
 
         fields = self.r0.hgetall(OffloadJob.key_for(template_id))
         queue = self.job_queue.queues["default"]
@@ -376,7 +377,7 @@ class Bench:
 
     def completed(self, name: str, kind: str) -> int:
         if name.startswith("offload"):
-            from app.queueing import METRICS_KEY
+            from app.jobs.keys import METRICS_KEY
 
             values = self.r0.hmget(METRICS_KEY, f"finished:{kind}", f"failed:{kind}")
             return sum(int(v) for v in values if v)
@@ -631,7 +632,7 @@ class Bench:
                     self._wait(lambda k=k: self.completed(name, "count_words") >= k, 120, f"{k} bulk jobs")
                 finally:
                     self.stop_workers(name, procs)
-                from app.queueing import OffloadJob
+                from app.jobs.job import OffloadJob
 
                 jobs = OffloadJob.fetch_many(ids, connection=self.r0, serializer=self.job_queue.serializer)
                 ends = sorted(job.ended_at.timestamp() for job in jobs if job and job.ended_at)
