@@ -44,13 +44,15 @@ test-compose:
 k8s-validate:
 	bash ci/k8s-validate.sh
 
-# The fault, integration and lifecycle tests again, against RQ's forking worker (WORKER_CLASS=forking).
+# The fault, integration and lifecycle tests again, against RQ's forking worker (WORKER_CLASS=forking):
+# the tests marked @pytest.mark.deployments(..., "forking"), see tests/conftest.py.
 test-forking-worker: $(STAMP)
-	$(BIN)/python -m pytest -m forkingworker tests/test_forkingworker.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m forkingworker tests $(PYTEST_ARGS)
 
-# Sentinel failover and Redis Cluster, with real servers (tests/test_ha.py).
+# Sentinel failover and Redis Cluster, with real servers (tests/ha/), and the integration tests
+# again on a Redis Cluster (the "cluster" deployment of tests/conftest.py).
 test-ha: $(STAMP)
-	$(BIN)/python -m pytest -m ha tests/test_ha.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m ha tests $(PYTEST_ARGS)
 
 # docker-compose.ha.yml on a real Docker engine: a Sentinel failover drill (ci/compose-ha-test.sh;
 # ~2 min warm, longer on the first run, which builds the stand-in base images).

@@ -1,5 +1,13 @@
 """Fixtures: fast ones on fakeredis, and real ones (Valkey server, SMTP server, worker and
-gunicorn subprocesses) for everything that crosses a process boundary."""
+gunicorn subprocesses) for everything that crosses a process boundary.
+
+The real-process tests run on one *deployment* by default: the default worker class on a single
+Valkey server. A test marked ``@pytest.mark.deployments("default", "forking", "cluster")`` runs
+once on each deployment named (see DEPLOYMENTS): ``stack_factory`` starts that worker class and
+``clean_valkey`` is that topology. The other deployments carry their own markers, which
+``make test`` leaves out (pyproject's addopts) and ``make test-forking-worker`` / ``make test-ha``
+select.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import fakeredis
@@ -18,11 +27,13 @@ import requests
 from rq.serializers import JSONSerializer
 
 from app import create_app
-from app.devstack import valkey_command
-from app.queueing import JobQueue, OffloadJob
+from app.dev.smtp_sink import start as start_smtp
+from app.dev.stack import valkey_command
+from app.jobs import schemas
+from app.jobs.job import OffloadJob
+from app.jobs.store import JobQueue
 from app.settings import Settings, get_settings
-from app.smtp_sink import start as start_smtp
-from app.workers import OffloadSimpleWorker
+from app.worker.mixin import OffloadSimpleWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,6 +90,28 @@ def app(settings, job_queue):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+PROBLEM = "application/problem+json"
+
+
+def queued_count(job_queue) -> int:
+    return sum(queue.count for queue in job_queue.queues.values())
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM
+    body = response.get_json(force=True)
+    assert body["status"] == status
+    assert body["title"] and body["detail"] and body["type"]
+    return body
+
+
+def submit(job_queue: JobQueue, settings: Settings, owner=None, **fields) -> dict:
+    """``JobQueue.submit`` with a request body validated as the API does."""
+    spec = schemas.request_adapter(True).validate_python(fields, context={"settings": settings})
+    return job_queue.submit(spec, owner=owner)
 
 
 def run_jobs(queue: JobQueue) -> None:
@@ -138,8 +171,68 @@ def valkey(tmp_path_factory) -> Iterator[ValkeyProcess]:
     server.stop()
 
 
+# --- deployments: which worker class, on which topology ------------------------------------
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    #: Environment of the stack's processes (a test's own extra_env wins over it).
+    env: tuple[tuple[str, str], ...] = ()
+    topology: str = "single"  # or "cluster": three primaries (tests/ha/harness.py)
+    marks: tuple = ()
+
+
+DEPLOYMENTS = {
+    "default": Deployment("default"),
+    # RQ's forking worker keeps the same promises as the default fast worker (make test-forking-worker).
+    "forking": Deployment(
+        "forking", env=(("WORKER_CLASS", "forking"),), marks=(pytest.mark.integration, pytest.mark.forkingworker)
+    ),
+    # The whole service on a 3-primary Redis Cluster (make test-ha): REDIS_CLUSTER=1 and
+    # RQ_KEY_PREFIX={offload} in the environment that gunicorn and the workers inherit.
+    "cluster": Deployment("cluster", topology="cluster", marks=(pytest.mark.integration, pytest.mark.ha)),
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``@pytest.mark.deployments(*names)``: the test once per deployment named, each carrying
+    that deployment's marks. Unmarked tests run on the default deployment only."""
+    marker = metafunc.definition.get_closest_marker("deployments")
+    if marker is None:
+        return
+    unknown = set(marker.args) - set(DEPLOYMENTS)
+    assert marker.args and not unknown, f"{metafunc.definition.nodeid}: unknown deployments {sorted(unknown)}"
+    params = [pytest.param(DEPLOYMENTS[name], id=name, marks=DEPLOYMENTS[name].marks) for name in marker.args]
+    metafunc.parametrize("deployment", params, indirect=True)
+
+
 @pytest.fixture
-def clean_valkey(valkey) -> ValkeyProcess:
+def deployment(request) -> Deployment:
+    return getattr(request, "param", DEPLOYMENTS["default"])
+
+
+@pytest.fixture(scope="session")
+def suite_cluster(tmp_path_factory):
+    """One 3-primary cluster for every test run on the "cluster" deployment (started on first use)."""
+    from tests.ha.harness import ClusterAsValkey, start_cluster
+
+    with start_cluster(tmp_path_factory.mktemp("cluster")) as nodes:
+        yield ClusterAsValkey(nodes)
+
+
+@pytest.fixture
+def clean_valkey(request, deployment, monkeypatch):
+    """The deployment's Redis, emptied: the single Valkey server, or the cluster (with the
+    cluster settings in the environment the stack's processes inherit)."""
+    if deployment.topology == "cluster":
+        cluster = request.getfixturevalue("suite_cluster")
+        for node in cluster.nodes:
+            node.client().flushall()
+        monkeypatch.setenv("REDIS_CLUSTER", "1")
+        monkeypatch.setenv("RQ_KEY_PREFIX", "{offload}")
+        return cluster
+    valkey = request.getfixturevalue("valkey")
     if valkey.process is None or valkey.process.poll() is not None:
         valkey.start()
     valkey.client().flushall()
@@ -252,11 +345,11 @@ class Stack:
 
 
 @pytest.fixture
-def stack_factory(clean_valkey, smtp, tmp_path):
+def stack_factory(clean_valkey, smtp, tmp_path, deployment):
     stacks: list[Stack] = []
 
     def make(workers: int = 1, web: bool = True, **extra_env: str) -> Stack:
-        stack = Stack(clean_valkey, smtp.url, tmp_path, extra_env)
+        stack = Stack(clean_valkey, smtp.url, tmp_path, {**dict(deployment.env), **extra_env})
         stacks.append(stack)
         if web:
             stack.start_web()

@@ -30,7 +30,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.smtp_sink import start as start_smtp  # noqa: E402
+from app.dev.smtp_sink import start as start_smtp  # noqa: E402
 from tests.conftest import Stack, ValkeyProcess, free_port  # noqa: E402
 
 

@@ -72,7 +72,7 @@ def test_redis_password_is_redacted():
 
 @pytest.mark.parametrize(("value", "expected"), [("forking", "OffloadWorker"), ("fast", "OffloadFastWorker")])
 def test_worker_class_chooses_the_worker(monkeypatch, fake_redis, value, expected):
-    from app.workers import build_worker
+    from app.worker import build_worker
 
     monkeypatch.setenv("WORKER_CLASS", value)
     assert type(build_worker(fake_redis, Settings())).__name__ == expected

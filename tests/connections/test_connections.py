@@ -1,4 +1,4 @@
-"""The Redis server's own settings, read from a real server (app/connections.py)."""
+"""The Redis server's own settings, read from a real server (app/connections)."""
 
 from __future__ import annotations
 

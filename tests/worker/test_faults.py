@@ -1,5 +1,8 @@
 """Fault injection with real processes: workers, the Redis server and the SMTP server are
-killed and restarted for real, and no accepted job is lost or silently left behind."""
+killed and restarted for real, and no accepted job is lost or silently left behind.
+
+Every test here runs with the default (fast) worker and again with RQ's forking worker
+(``make test-forking-worker``)."""
 
 from __future__ import annotations
 
@@ -14,11 +17,11 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 
-from app.smtp_sink import MailSink
+from app.dev.smtp_sink import MailSink
 
-from .conftest import free_port, wait_until
+from ..conftest import free_port, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.deployments("default", "forking")]
 
 TERMINAL = ("finished", "failed", "canceled", "stopped")
 

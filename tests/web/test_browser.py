@@ -22,7 +22,7 @@ import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
-from .conftest import ROOT, wait_until
+from ..conftest import ROOT, wait_until
 
 # The first test may have to install chromium with apt: give it time. Playwright's own
 # timeouts (below) bound every browser step far more tightly than this.

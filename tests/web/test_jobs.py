@@ -1,4 +1,5 @@
-"""The HTTP contract on fakeredis: answers, headers and every kind of bad input."""
+"""The job routes (app/web/jobs.py): answers, headers and every kind of bad input on fakeredis,
+and one round trip over HTTP with real processes."""
 
 from __future__ import annotations
 
@@ -6,24 +7,9 @@ import json
 
 import pytest
 
-from app.queueing import JOB_INDEX_KEY
+from app.jobs.keys import JOB_INDEX_KEY
 
-from .conftest import run_jobs
-
-PROBLEM = "application/problem+json"
-
-
-def queued_count(job_queue) -> int:
-    return sum(queue.count for queue in job_queue.queues.values())
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body = response.get_json(force=True)
-    assert body["status"] == status
-    assert body["title"] and body["detail"] and body["type"]
-    return body
+from ..conftest import assert_problem, queued_count, run_jobs
 
 
 def test_submit_count_words_answers_202_with_location_and_retry_after(client, job_queue):
@@ -65,19 +51,6 @@ def test_failed_job_shows_error(client, job_queue):
     assert body["result"] is None
 
 
-def test_request_id_is_echoed_or_made(client):
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
-    made = client.get("/healthz").headers["X-Request-ID"]
-    assert len(made) == 32
-    # A hostile value is replaced, not echoed.
-    assert client.get("/healthz", headers={"X-Request-ID": "a b<script>"}).headers["X-Request-ID"] != "a b<script>"
-
-
-def test_healthz_and_readyz(client):
-    assert client.get("/healthz").get_json() == {"status": "ok"}
-    assert client.get("/readyz").get_json() == {"status": "ready"}
-
-
 @pytest.mark.parametrize(
     ("data", "content_type", "status", "field"),
     [
@@ -96,7 +69,7 @@ def test_healthz_and_readyz(client):
         ('{"type": "count_words", "text": "x", "max_retries": -1}', "application/json", 422, "max_retries"),
         ('{"type": "count_words", "text": "x", "max_retries": 99}', "application/json", 422, "max_retries"),
         ('{"type": "count_words", "text": "x", "delay_seconds": 5, "run_at": "2030-01-01T00:00:00Z"}',
-         "application/json", 422, "body"),
+         "application/json", 422, "run_at"),
         ('{"type": "count_words", "text": "x", "run_at": "2030-01-01T00:00:00"}', "application/json", 422, "run_at"),
         ('{"type": "count_words", "text": "x", "metadata": [1]}', "application/json", 422, "metadata"),
         ('{"type": "count_words", "text": "x", "callback_url": "ftp://x"}', "application/json", 422, "callback_url"),
@@ -211,66 +184,6 @@ def test_multipart_rejects_non_utf8_file_and_other_types(client, job_queue):
     assert queued_count(job_queue) == 0
 
 
-def test_redis_down_is_a_fast_503(settings):
-    import time
-
-    from app import create_app
-    from app.queueing import JobQueue, connect
-
-    dead = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
-    app = create_app(dead, job_queue=JobQueue(connect(dead), dead))
-    client = app.test_client()
-    started = time.monotonic()
-    response = client.post("/jobs", json={"type": "count_words", "text": "x"})
-    elapsed = time.monotonic() - started
-    body = assert_problem(response, 503)
-    assert int(response.headers["Retry-After"]) > 0
-    assert "127.0.0.1:1" not in body["detail"]
-    assert elapsed < 2.0, elapsed
-    assert_problem(client.get("/readyz"), 503)
-    assert_problem(client.get("/jobs/abc"), 503)
-    assert client.get("/healthz").status_code == 200
-
-
-def test_idempotent_replay_returns_the_first_answer(client, job_queue):
-    headers = {"Idempotency-Key": "order-42"}
-    first = client.post("/jobs", json={"type": "count_words", "text": "a b"}, headers=headers)
-    again = client.post("/jobs", json={"text": "a b", "type": "count_words"}, headers=headers)
-    assert first.status_code == again.status_code == 202
-    assert again.get_json() == first.get_json()
-    assert again.headers["Location"] == first.headers["Location"]
-    assert queued_count(job_queue) == 1
-
-
-def test_idempotency_key_with_a_different_body_is_422(client, job_queue):
-    headers = {"Idempotency-Key": "order-43"}
-    assert client.post("/jobs", json={"type": "count_words", "text": "a"}, headers=headers).status_code == 202
-    body = assert_problem(client.post("/jobs", json={"type": "count_words", "text": "b"}, headers=headers), 422)
-    assert body["errors"][0]["field"] == "Idempotency-Key"
-    assert queued_count(job_queue) == 1
-
-
-def test_idempotency_key_in_flight_is_409_and_keys_are_kept_a_day(client, job_queue):
-    from app.queueing import claim_idempotency_key
-
-    claim = claim_idempotency_key(job_queue.connection, None, "order-44", {"type": "count_words", "text": "a"})
-    response = client.post("/jobs", json={"type": "count_words", "text": "a"}, headers={"Idempotency-Key": "order-44"})
-    assert_problem(response, 409)
-    assert response.headers["Retry-After"]
-    assert queued_count(job_queue) == 0
-    done = client.post("/jobs", json={"type": "count_words", "text": "z"}, headers={"Idempotency-Key": "order-45"})
-    assert done.status_code == 202
-    ttls = [job_queue.connection.ttl(key) for key in job_queue.connection.keys("rq:offload:idempotency:*")]
-    assert claim.key.encode() in job_queue.connection.keys("rq:offload:idempotency:*")
-    assert max(ttls) >= 24 * 3600
-
-
-def test_idempotency_key_too_long_is_400(client, job_queue):
-    response = client.post("/jobs", json={"type": "count_words", "text": "a"}, headers={"Idempotency-Key": "k" * 256})
-    assert_problem(response, 400)
-    assert queued_count(job_queue) == 0
-
-
 def test_list_filters_and_opaque_cursor(client, job_queue):
     for n in range(5):
         client.post("/jobs", json={"type": "count_words", "text": f"t{n}", "queue": "high" if n % 2 else "low"})
@@ -286,3 +199,17 @@ def test_list_filters_and_opaque_cursor(client, job_queue):
     assert not {job["id"] for job in rest["jobs"]} & {job["id"] for job in page["jobs"]}
     for query in ("limit=0", "limit=201", "limit=x", "status=done", "queue=urgent", "cursor=nonsense!!", "cursor=Zm9v"):
         assert_problem(client.get(f"/jobs?{query}"), 422)
+
+
+@pytest.mark.integration
+@pytest.mark.deployments("default", "forking", "cluster")
+def test_count_words_round_trip_over_http(stack):
+    text = "the quick brown fox\njumps over\n\nthe lazy dog"
+    response = stack.post({"type": "count_words", "text": text})
+    assert response.status_code == 202
+    job_id = response.json()["id"]
+    assert response.headers["Location"] == f"/jobs/{job_id}"
+    body = stack.wait_for(job_id)
+    assert body["status"] == "finished", body
+    assert body["result"] == {"words": len(text.split()), "characters": len(text), "lines": len(text.splitlines())}
+    assert body["attempts"] == 1

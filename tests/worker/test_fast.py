@@ -1,8 +1,8 @@
-"""The fast worker (``app/fastworker.py``, the default ``WORKER_CLASS=fast``): what it does
+"""The fast worker (``app/worker/fast``, the default ``WORKER_CLASS=fast``): what it does
 differently from RQ's forking worker (one horse for many jobs, three round trips a job, the
 stored payload kept as it was). Every other integration, lifecycle and fault-injection test
-runs against it too, as the default; ``tests/test_forkingworker.py`` runs them again against
-the forking worker (``make test-forking-worker``)."""
+runs against it too, as the default; the ones marked ``@pytest.mark.deployments(..., "forking")``
+run again against the forking worker (``make test-forking-worker``, see tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -77,9 +77,10 @@ def test_metrics_and_events_match_the_default_worker(stack_factory):
 
 
 def test_the_stored_payload_is_written_back_as_read(fake_redis):
-    from app.fastworker import _PENDING, _payload_keeping
-    from app.queueing import OffloadJob
     from rq.serializers import JSONSerializer
+
+    from app.jobs.job import OffloadJob
+    from app.worker.fast.payload import _PENDING, _payload_keeping
 
     job = OffloadJob.create("app.tasks.count_words", kwargs={"text": "x " * 1000}, connection=fake_redis, serializer=JSONSerializer)
     job.save()

@@ -1,4 +1,4 @@
-"""API keys: who may submit, see, cancel and retry which jobs, and who may open the dashboard."""
+"""API keys (app/web/auth.py): who may submit, see, cancel and retry which jobs, and who may open the dashboard."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ CLIENT, OTHER, ADMIN = "shop-s3cret", "blog-s3cret", "ops-t0ps3cret"
 
 @pytest.fixture
 def keyed_client(monkeypatch, fake_redis):
-    from app.queueing import JobQueue
+    from app.jobs import JobQueue
 
     monkeypatch.setenv("API_KEYS", f"shop:client:{CLIENT},blog:client:{OTHER},ops:admin:{ADMIN}")
     monkeypatch.setenv("ENABLE_DIAGNOSTIC_TASKS", "1")
