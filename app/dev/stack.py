@@ -158,7 +158,7 @@ def _rq_prefix() -> str:
 
 
 def main() -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout: app/dev/stack.py
     # With sentinels the service follows their primary: no embedded Valkey (REDIS_URL then
     # gives only the database number and credentials).
     embedded_redis = "REDIS_URL" not in os.environ and not os.environ.get("REDIS_SENTINELS", "").strip()
