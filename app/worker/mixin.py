@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import redis
+from redis.cluster import RedisCluster
 from rq import SimpleWorker, Worker, worker_registration
 from rq.registry import clean_registries
 from rq.utils import now
@@ -161,12 +162,18 @@ class OffloadWorkerMixin:
         """The fast worker's outcome transaction carries the counters and, for a job without a
         callback, the announcement (a waiter then never reads the job before its result)."""
         record_outcome(self.connection, job, "finished", pipeline=pipeline)
-        if not job.meta.get("callback_url"):
+        if not self._announce_after(job):
             publish_job_ended(self.connection, job.id, pipeline=pipeline)
 
     def after_success(self, job) -> None:  # noqa: ANN001
-        if job.meta.get("callback_url"):
+        if self._announce_after(job):
             self._job_ended(job)
+
+    def _announce_after(self, job) -> bool:  # noqa: ANN001
+        """Announce (and queue the callback) after the outcome transaction rather than in it:
+        a job with a callback (queued once the result is stored), and any job on Redis Cluster,
+        whose pipelines cannot carry PUBLISH (it has no key to route by)."""
+        return bool(job.meta.get("callback_url")) or isinstance(self.connection, RedisCluster)
 
     def _job_ended(self, job) -> None:  # noqa: ANN001
         publish_job_ended(self.connection, job.id)
