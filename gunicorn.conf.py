@@ -28,12 +28,17 @@ import sys
 
 # Prometheus multiprocess mode: each gunicorn process writes its HTTP metrics to files in a
 # directory of this server's own (made fresh at start), and /metrics sums them, whichever
-# process answers the scrape. Job metrics come from Redis instead (see app/metrics.py).
+# process answers the scrape. Job metrics come from Redis instead (see app/web/metrics.py).
 # Set before anything imports prometheus_client (importing app.settings imports the app).
+# The directory is this master's (its pid in the name): removed when the master exits
+# (on_exit below), and one left by a master that was killed is removed by the next start.
+_METRICS_PREFIX = "offload-metrics-"
+_OWN_METRICS_DIR = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     import tempfile
 
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="offload-metrics-")
+    _OWN_METRICS_DIR = tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}{os.getpid()}-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
 
 from pydantic import ValidationError  # noqa: E402
 
@@ -95,6 +100,37 @@ control_socket_disable = True
 # Heartbeat files on a tmpfs when there is one (in containers /tmp may be an overlay).
 if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
     worker_tmp_dir = "/dev/shm"
+
+
+def _remove_metrics_dirs_of_dead_masters() -> None:
+    """``offload-metrics-<pid>-*`` directories whose master is gone (SIGKILL, OOM, a crash)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    for path in Path(tempfile.gettempdir()).glob(f"{_METRICS_PREFIX}*"):
+        pid = path.name[len(_METRICS_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or str(path) == _OWN_METRICS_DIR:
+            continue  # a name of the old form (no pid), or ours
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    if _OWN_METRICS_DIR is not None:
+        _remove_metrics_dirs_of_dead_masters()
+
+
+def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """The master is stopping: its metrics directory goes with it."""
+    if _OWN_METRICS_DIR is not None:
+        import shutil
+
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
