@@ -43,10 +43,11 @@ def build_worker(connection: redis.Redis, settings: Settings, queues: Sequence[s
         job_class=OffloadJob,
         default_result_ttl=settings.result_ttl_seconds,
         # A dead worker's registration lapses in worker_ttl; its job's heartbeat after two
-        # missed beats (get_heartbeat_ttl); maintenance, run every beat, then retries or fails it.
+        # missed beats (get_heartbeat_ttl); maintenance, run every half beat, then requeues or
+        # fails it (one pass is a few round trips under a lock: one worker does it).
         worker_ttl=max(30, settings.job_heartbeat_seconds * 3),
         job_monitoring_interval=settings.job_heartbeat_seconds,
-        maintenance_interval=settings.job_heartbeat_seconds,
+        maintenance_interval=max(1, settings.job_heartbeat_seconds // 2),
         log_job_description=False,
     )
     worker.offload_settings = settings
