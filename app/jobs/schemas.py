@@ -318,6 +318,17 @@ class FieldError(BaseModel):
     message: str
 
 
+class RateLimitBreach(BaseModel):
+    """Which rate limit a 429 hit, and when it lets requests by again."""
+
+    limit: str = Field(description='The limit, e.g. "50 per 1 second".')
+    applies_to: str = Field(description='What it counts: "POST /jobs" or "the other /jobs calls".')
+    per: Literal["API key", "client address"]
+    setting: Literal["RATE_LIMIT_SUBMIT", "RATE_LIMIT_READ"] = Field(description="The setting that sets it.")
+    retry_after: int = Field(description="Seconds until a request is let by again (as `Retry-After`).")
+    reset_at: str = Field(description="When that is, RFC 3339 UTC.")
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 
@@ -327,3 +338,4 @@ class Problem(BaseModel):
     detail: str | None = None
     errors: list[FieldError] | None = None
     request_id: str | None = None
+    rate_limit: RateLimitBreach | None = Field(None, description="On a 429: the limit that was hit.")

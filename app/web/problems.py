@@ -50,7 +50,9 @@ def problem(
     title: str | None = None,
     errors: list[dict] | None = None,
     headers: dict[str, str] | None = None,
+    members: dict | None = None,
 ) -> Response:
+    """An RFC 9457 answer; ``members`` are extension members of this problem type (RFC 9457 3.2)."""
     body: dict = {
         "type": "about:blank",
         "title": title or HTTPStatus(status).phrase,
@@ -59,6 +61,7 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
+    body.update(members or {})
     request_id = request_id_var.get()
     if request_id:
         body["request_id"] = request_id

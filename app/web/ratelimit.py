@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import UTC, datetime
 
 from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter, RequestLimit
@@ -41,12 +42,30 @@ def read_limit() -> str:
 
 
 def _breached(limit: RequestLimit) -> Response:
+    """429 saying which limit was hit, for what, counted per what, and when it lets requests by."""
     retry_after = max(1, math.ceil(limit.reset_at - time.time()))
+    reset_at = datetime.fromtimestamp(time.time() + retry_after, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    settings: Settings = current_app.extensions["offload.settings"]
+    submit = request.method == "POST" and request.url_rule is not None and request.url_rule.rule == "/jobs"
+    applies_to = "POST /jobs" if submit else "the other /jobs calls"
+    setting = "RATE_LIMIT_SUBMIT" if submit else "RATE_LIMIT_READ"
+    per = "API key" if auth.identify(request, settings) else "client address"
     return problem(
         429,
-        f"rate limit of {limit.limit} exceeded; retry in {retry_after} s",
+        f"rate limit of {limit.limit} on {applies_to} (per {per}, {setting}) exceeded; "
+        f"retry in {retry_after} s, at {reset_at}",
         title="Too Many Requests",
         headers={"Retry-After": str(retry_after), **_headers(limit)},
+        members={
+            "rate_limit": {
+                "limit": str(limit.limit),
+                "applies_to": applies_to,
+                "per": per,
+                "setting": setting,
+                "retry_after": retry_after,
+                "reset_at": reset_at,
+            }
+        },
     )
 
 

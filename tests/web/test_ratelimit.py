@@ -45,3 +45,41 @@ def test_rate_limits_are_per_key(monkeypatch, fake_redis):
     assert post("aaa").status_code == 202
     assert post("aaa").status_code == 429
     assert post("bbb").status_code == 202
+
+
+def test_429_says_which_limit_for_what_per_what_and_when_it_resets(limited_client):
+    """Issue 16: the 429 said only "rate limit of 3 per 1 minute exceeded": not whether it was the
+    submit or the read limit (RATE_LIMIT_SUBMIT is two limits by default), nor when it resets."""
+    from datetime import UTC, datetime
+
+    client, _ = limited_client
+    for _ in range(3):
+        client.post("/jobs", json={"type": "noop"})
+    breached = client.post("/jobs", json={"type": "noop"})
+    body = breached.get_json()
+    retry_after = int(breached.headers["Retry-After"])
+    assert body["rate_limit"]["limit"] == "3 per 1 minute"
+    assert body["rate_limit"]["applies_to"] == "POST /jobs"
+    assert body["rate_limit"]["per"] == "client address"
+    assert body["rate_limit"]["setting"] == "RATE_LIMIT_SUBMIT"
+    assert body["rate_limit"]["retry_after"] == retry_after
+    reset_at = datetime.strptime(body["rate_limit"]["reset_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs((reset_at - datetime.now(UTC)).total_seconds() - retry_after) <= 2
+    assert "3 per 1 minute on POST /jobs" in body["detail"] and body["rate_limit"]["reset_at"] in body["detail"]
+
+
+def test_anonymous_make_run_does_not_throttle_its_developer(monkeypatch):
+    """Issue 16: fifty quick POSTs from one local client, then 429s. An anonymous dev stack (loopback
+    only, one developer) turns limits off unless RATE_LIMIT_ENABLED says otherwise; with keys on they stay."""
+    from app.dev import stack
+
+    calls = {}
+    monkeypatch.setattr(stack.os, "environ", dict(stack.os.environ))  # main() adds to it: keep ours clean
+    monkeypatch.setattr(stack.os, "execv", lambda path, argv: calls.setdefault("argv", argv))
+    for name in ("API_KEYS", "RATE_LIMIT_ENABLED", "REDIS_URL", "SMTP_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VAR_DIR", str(__import__("tempfile").mkdtemp()))
+    stack.main()
+    assert stack.os.environ["RATE_LIMIT_ENABLED"] == "0"
+    config = (stack.Path(stack.os.environ["VAR_DIR"]) / "supervisord.conf").read_text()
+    assert 'RATE_LIMIT_ENABLED="0"' in config
