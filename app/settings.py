@@ -151,6 +151,15 @@ class Settings(BaseSettings):
             raise ValueError("API_KEYS names must be unique")
         return tuple(keys)
 
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _empty_webhook_secret_is_none(cls, value: object) -> object:
+        """``WEBHOOK_SECRET=`` (empty) turns callbacks off, as leaving it unset does: an empty
+        key would sign every callback with no secret at all."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("smtp_url")
     @classmethod
     def _check_smtp_url(cls, value: str) -> str:

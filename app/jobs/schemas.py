@@ -13,10 +13,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Union
 
+from annotated_types import Ge
+
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -60,6 +63,27 @@ def _reject_lone_surrogates(value: str) -> str:
     return value
 
 
+def _integral_float_to_int(value: object) -> object:
+    """JSON has one number type: ``77.0`` is the integer 77 (JSON Schema's ``integer`` says so
+    too). Strings and booleans stay refused (StrictInt), and so do numbers with a fraction."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: On a StrictInt, after its bounds (so the schema still says ``minimum``): 3 and 3.0 alike.
+_INTEGRAL = BeforeValidator(_integral_float_to_int)
+
+#: What the validators below refuse, said in the OpenAPI document as JSON Schema.
+NO_HEADER_BREAKS_PATTERN = "^[^\r\n\x00]*$"
+NO_NUL_PATTERN = "^[^\x00]*$"
+#: The special-use domains email_validator refuses (RFC 6761 and kin): never deliverable.
+SPECIAL_USE_EMAIL_DOMAIN_PATTERN = (
+    "[.@]([Aa][Rr][Pp][Aa]|[Ii][Nn][Vv][Aa][Ll][Ii][Dd]|[Ll][Oo][Cc][Aa][Ll]|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]"
+    "|[Oo][Nn][Ii][Oo][Nn]|[Tt][Ee][Ss][Tt])\\.?$"
+)
+
+
 class JobOptions(BaseModel):
     """Options every job type accepts."""
 
@@ -70,8 +94,10 @@ class JobOptions(BaseModel):
         None, description="Run no earlier than this many seconds from now."
     )
     run_at: AwareDatetime | None = Field(None, description="Run no earlier than this RFC 3339 time.")
-    timeout_seconds: StrictInt | None = Field(None, ge=1, description="Bound on each attempt; default from settings.")
-    max_retries: StrictInt | None = Field(None, ge=0, description="Retries after a failed attempt.")
+    timeout_seconds: Annotated[StrictInt, Ge(1), _INTEGRAL] | None = Field(
+        None, description="Bound on each attempt; default from settings."
+    )
+    max_retries: Annotated[StrictInt, Ge(0), _INTEGRAL] | None = Field(None, description="Retries after a failed attempt.")
     callback_url: Annotated[StrictStr, Field(max_length=2048)] | None = Field(
         None, description="POSTed the job resource when the job ends (finished, or failed for good)."
     )
@@ -182,9 +208,16 @@ class SendEmailArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    to: StrictStr = Field(max_length=320, description="One recipient address.")
-    subject: StrictStr = Field("", max_length=998, description="One line: no CR or LF.")
-    body: StrictStr = Field(description="Plain-text body.")
+    to: StrictStr = Field(
+        max_length=320,
+        description="One recipient address, not at a special-use domain (.arpa, .invalid, .local, .localhost, "
+        ".onion, .test): those are never deliverable.",
+        json_schema_extra={"format": "email", "not": {"pattern": SPECIAL_USE_EMAIL_DOMAIN_PATTERN}},
+    )
+    subject: StrictStr = Field(
+        "", max_length=998, description="One line: no CR or LF.", json_schema_extra={"pattern": NO_HEADER_BREAKS_PATTERN}
+    )
+    body: StrictStr = Field(description="Plain-text body.", json_schema_extra={"pattern": NO_NUL_PATTERN})
 
     @field_validator("to")
     @classmethod

@@ -20,7 +20,7 @@ from ..jobs import (
     QueueFull,
     schemas,
 )
-from ..jobs.idempotency import IdempotencyClaim
+from ..jobs.idempotency import IdempotencyClaim, valid_idempotency_key
 from ..jobs.resource import links
 from ..tasks import webhook
 from .context import job_queue, principal, settings
@@ -88,9 +88,11 @@ def _claim_idempotency_key(who: Principal, payload: dict, queue: str) -> Idempot
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not 1 <= len(key) <= 255 or not key.isprintable():
+    if not valid_idempotency_key(key):
         raise ApiProblem(
-            400, "Idempotency-Key must be 1 to 255 printable characters", errors=[{"field": "Idempotency-Key", "message": "invalid"}]
+            400,
+            "Idempotency-Key must be 1 to 255 printable ASCII characters (spaces only inside)",
+            errors=[{"field": "Idempotency-Key", "message": "invalid"}],
         )
     try:
         return job_queue().claim_idempotency_key(who.name, key, payload, queue)

@@ -10,10 +10,12 @@ import json
 import math
 
 from flask import request
+from pydantic import ValidationError
 from werkzeug.exceptions import BadRequest
 
+from ..jobs import schemas
 from .context import settings
-from .problems import ApiProblem
+from .problems import ApiProblem, field_errors
 
 _NUMERIC_FORM_FIELDS = {"delay_seconds": float, "timeout_seconds": int, "max_retries": int}
 
@@ -61,7 +63,16 @@ def _read_form() -> dict:
             errors=[{"field": "type", "message": "multipart/form-data is for count_words only"}],
         )
     upload = files.get("file")
-    if upload is None:
+    if upload is not None or "file" in form:
+        _check_text_beside_file(payload)
+    if upload is None and "file" in form:
+        # A `file` part sent without a filename (curl -F 'file=<notes.txt') is a plain text field.
+        text = form["file"]
+        limit = settings().max_text_bytes
+        if len(text.encode("utf-8", "surrogatepass")) > limit:
+            raise ApiProblem(413, f"text must be at most {limit} bytes of UTF-8")
+        payload["text"] = text
+    elif upload is None:
         if "text" not in payload:
             raise ApiProblem(
                 422,
@@ -98,6 +109,23 @@ def _read_form() -> dict:
     if errors:
         raise ApiProblem(422, "the form is not valid", title="Validation Failed", errors=errors)
     return payload
+
+
+def _check_text_beside_file(payload: dict) -> None:
+    """The file takes precedence, but a ``text`` sent beside it must still be a valid text: the
+    OpenAPI document declares both fields with their limits."""
+    if "text" not in payload:
+        return
+    try:
+        schemas.CountWordsArgs.model_validate({"text": payload["text"]}, context={"settings": settings()})
+    except ValidationError as exc:
+        too_large = any(error["type"] == schemas.TOO_LARGE for error in exc.errors())
+        raise ApiProblem(
+            413 if too_large else 422,
+            "the text beside the file is not valid",
+            title=None if too_large else "Validation Failed",
+            errors=field_errors(exc),
+        ) from None
 
 
 def _reject_constant(name: str) -> None:

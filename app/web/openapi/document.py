@@ -7,6 +7,7 @@ from importlib import metadata
 from typing import Any
 
 from ...jobs import schemas
+from ...jobs.idempotency import IDEMPOTENCY_KEY_PATTERN
 from ...settings import Settings
 from .components import (
     _DESCRIPTION,
@@ -24,6 +25,11 @@ from .components import (
     ref,
 )
 from .paths import PathsMixin
+
+
+#: What ``callback_url`` must look like; where its host points is checked at submission.
+CALLBACK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+([/?#]\S*)?$"
+_NOT_NULL = {"not": {"type": "null"}}
 
 
 def document_for(app_settings: Settings) -> dict[str, Any]:
@@ -118,12 +124,34 @@ class _Builder(PathsMixin):
                 )
             if "metadata" in properties:
                 _describe(properties["metadata"], f"Here: at most {settings.max_metadata_bytes} bytes.")
+            if "delay_seconds" in properties and "run_at" in properties:
+                # The model's "give delay_seconds or run_at, not both", as JSON Schema (null is absent).
+                model_schema["not"] = {
+                    "required": ["delay_seconds", "run_at"],
+                    "properties": {"delay_seconds": _NOT_NULL, "run_at": _NOT_NULL},
+                }
+            if "callback_url" in properties:
+                self._callback_url(properties)
             if name == "CountWordsRequest":
                 _constrain(properties["text"], maxLength=text_limit)
                 _describe(properties["text"], f"Here: at most {text_limit} bytes (413 beyond it).")
             if name == "SendEmailRequest":
                 _constrain(properties["body"], maxLength=text_limit)
                 _describe(properties["body"], f"At most {text_limit} bytes of UTF-8 (413 beyond it).")
+
+    def _callback_url(self, properties: dict[str, Any]) -> None:
+        if self.settings.webhook_secret is None:
+            # This server refuses every callback (no WEBHOOK_SECRET to sign them with): the
+            # document offers none, so no valid request carries one.
+            del properties["callback_url"]
+            return
+        _constrain(properties["callback_url"], pattern=CALLBACK_URL_PATTERN)
+        _describe(
+            properties["callback_url"],
+            "An http:// or https:// URL with a host and no credentials; refused (422) when its host does not "
+            "resolve, or resolves to a loopback, private, link-local, multicast or reserved address"
+            + (" (allowed on this server)." if self.settings.allow_private_callbacks else "."),
+        )
 
     def _count_words_form(self) -> dict[str, Any]:
         """``count_words`` as ``multipart/form-data``: the model's fields, with the text as a file."""
@@ -133,19 +161,18 @@ class _Builder(PathsMixin):
             field_schema = _without_null(copy.deepcopy(field_schema))
             field_schema.pop("default", None)
             if field_name == "metadata":
-                field_schema = {
-                    "type": "string",
-                    "contentMediaType": "application/json",
-                    "contentSchema": field_schema,
-                    "description": "The metadata object as JSON text.",
-                }
+                # An object part, sent as JSON (the operation's `encoding` says so): a JSON-text
+                # string schema would let any text through, though only an object is accepted.
+                field_schema = {**field_schema, "description": "The metadata object, as a JSON part."}
             properties[field_name] = field_schema
         properties["type"]["description"] = "Optional here: a form is always a count_words job."
         properties["text"] = {**properties["text"], "description": "The text, if not sent as `file`."}
         properties = {
+            # No `format: binary`: the file must be UTF-8 text (anything else is 422), which a
+            # string with a media type says; Swagger UI still shows a file picker for it (OAS 3.1).
             "file": {
                 "type": "string",
-                "format": "binary",
+                "minLength": 1,
                 "contentMediaType": "text/plain",
                 "description": f"The text to count, as a UTF-8 file of at most {self.settings.max_text_bytes} bytes. "
                 "Takes precedence over `text`.",
@@ -158,6 +185,7 @@ class _Builder(PathsMixin):
             "type": "object",
             "properties": properties,
             "anyOf": [{"required": ["file"]}, {"required": ["text"]}],
+            "not": {"required": ["delay_seconds", "run_at"]},
             "additionalProperties": False,
         }
 
@@ -178,16 +206,20 @@ class _Builder(PathsMixin):
                 "required": False,
                 "description": "Make the submission safe to repeat: the same key with the same body returns the "
                 "first answer again (the same job); with a different body it is 422; while the first request "
-                "is still being handled it is 409. Keys are kept at least 24 hours.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "is still being handled it is 409. Keys are kept at least 24 hours. 1 to 255 printable ASCII "
+                "characters, spaces only inside (the IETF Idempotency-Key draft's string); anything else is 400.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY_PATTERN},
             },
             "RequestId": {
                 "name": "X-Request-ID",
                 "in": "header",
                 "required": False,
-                "description": "Your id for this request, echoed back and written in the server's logs. A value "
-                "that does not match the pattern is replaced by one the server makes.",
-                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+                "description": "Your id for this request, echoed back and written in the server's logs: 1 to 128 "
+                "of `A-Z a-z 0-9 . _ : -`. Any other value is not refused: the server replaces it with one it "
+                "makes (the answer's `X-Request-ID` says which).",
+                # No pattern: a pattern declares other values invalid, i.e. refused with a 4xx, and the
+                # contract replaces them instead. The answer's header (components.headers) has it.
+                "schema": {"type": "string"},
             },
         }
 

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from ...jobs import schemas
+from ...jobs.listing import CURSOR_PATTERN
 from .components import _JOB_LINKS, _REQUEST_EXAMPLES, ref, type_names
 
 
@@ -38,7 +39,10 @@ class PathsMixin:
                         "application/json": {"schema": request_ref, "examples": _REQUEST_EXAMPLES},
                         "multipart/form-data": {
                             "schema": form_ref,
-                            "encoding": {"file": {"contentType": "text/plain, application/octet-stream"}},
+                            "encoding": {
+                                "file": {"contentType": "text/plain, application/octet-stream"},
+                                "metadata": {"contentType": "application/json"},
+                            },
                         },
                     },
                 },
@@ -101,8 +105,9 @@ class PathsMixin:
                     {
                         "name": "cursor",
                         "in": "query",
-                        "description": "Opaque: where the previous page ended (it is in that page's `next`).",
-                        "schema": {"type": "string"},
+                        "description": "Where the previous page ended (take it from that page's `next`): the "
+                        "position `<created, as Unix seconds>:<job id>`; the page starts after it.",
+                        "schema": {"type": "string", "pattern": CURSOR_PATTERN},
                     },
                     ref("RequestId", "parameters"),
                 ],
