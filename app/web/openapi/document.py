@@ -24,6 +24,7 @@ from .components import (
     ref,
 )
 from .paths import PathsMixin
+from .paths_schedules import add_schedules
 
 
 def document_for(app_settings: Settings) -> dict[str, Any]:
@@ -95,6 +96,7 @@ class _Builder(PathsMixin):
                     "an admin key sees all.",
                 }
             }
+        add_schedules(self, document)
         return document
 
     # -- settings-dependent limits the models check in their validators --
