@@ -45,10 +45,15 @@ class ScheduleLimitReached(Exception):
     """The service holds MAX_SCHEDULES schedules already (409)."""
 
 
-def server_time(connection: redis.Redis | redis.client.Pipeline) -> float:
-    """The Redis server's clock, in Unix seconds."""
-    seconds, micros = connection.time()
-    return seconds + micros / 1_000_000
+_TIME_LUA = "local now = redis.call('TIME') return {now[1], now[2]}"
+
+
+def server_time(connection: redis.Redis) -> float:
+    """The clock of the Redis server that holds the schedules, in Unix seconds. (A script with a
+    key, not TIME: in a cluster it then runs on the node of offload's slot, and no cluster
+    pipeline refuses it.)"""
+    seconds, micros = connection.register_script(_TIME_LUA)(keys=[SCHEDULE_DUE_KEY])
+    return int(seconds) + int(micros) / 1_000_000
 
 
 def decode(raw: dict) -> dict[str, str]:
@@ -110,7 +115,7 @@ class ScheduleStore:
                     pipe.watch(SCHEDULE_INDEX_KEY)  # the count: two creations cannot both take the last place
                     if pipe.zcard(SCHEDULE_INDEX_KEY) >= self.settings.max_schedules:
                         raise ScheduleLimitReached
-                    now = server_time(pipe)
+                    now = server_time(self.connection)
                     fields = {
                         "id": schedule_id,
                         "owner": owner or "",
@@ -166,7 +171,7 @@ class ScheduleStore:
                 try:
                     pipe.watch(key)
                     fields = self._fields(pipe, schedule_id, principal)
-                    now = server_time(pipe)
+                    now = server_time(self.connection)
                     was_enabled = fields["enabled"] == "1"
                     restart = False
                     if patch.cron is not None or patch.every_seconds is not None:

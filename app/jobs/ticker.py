@@ -101,7 +101,7 @@ class ScheduleTicker:
                 pipe.watch(key)
                 fields = decode(pipe.hgetall(key))
                 if now is None:
-                    now = server_time(pipe)
+                    now = server_time(self.connection)
                 if not fields or fields.get("enabled") != "1" or not fields.get("next_run_at"):
                     pipe.multi()  # deleted or disabled since the poll: it has no place in the due set
                     pipe.zrem(SCHEDULE_DUE_KEY, schedule_id)
