@@ -190,6 +190,7 @@ def _jobs_of(stack, schedule_id: str) -> list[dict]:
 
 @pytest.mark.integration
 @pytest.mark.timeout(120)
+@pytest.mark.deployments("default", "forking", "cluster")
 def test_a_one_second_schedule_runs_each_tick_once_with_two_workers(stack_factory, smtp, clean_valkey):
     stack = stack_factory(workers=2)
     body = {"every_seconds": 1, "job": {"type": "send_email", "to": "ticks@example.com", "subject": "tick", "body": "t"}}
