@@ -15,7 +15,8 @@ on any number of hosts:
   there would only move the schedule on.
 * **Failover.** The claim and its job are one transaction, so they replicate together: after a
   failover the new primary has both or neither, and a tick lost with its job is claimed again,
-  once. Under Sentinel the ticker WAITs for replicas after each claim, as ``POST /jobs`` does.
+  once. Under Sentinel the ticker WAITs for replicas after a poll's claims, as ``POST /jobs`` does
+  after a submission (one WAIT covers every write before it).
 * **Catch-up.** The next tick after a claim is the cadence's first tick after *now*: a ticker
   that comes back after more than one period runs the missed tick once (the one stored, T) and
   then goes on at the next future tick; it never runs a burst of the ticks it missed.
@@ -74,15 +75,18 @@ class ScheduleTicker:
         seconds, micros, due, earliest = self._due(keys=[SCHEDULE_DUE_KEY], args=[BATCH])
         now = int(seconds) + int(micros) / 1_000_000
         trouble = False
+        claimed = []
         for raw in due:
             schedule_id = raw.decode() if isinstance(raw, bytes) else raw
             try:
-                self.claim(schedule_id, now)
+                claimed.append(self.claim(schedule_id, now, replicate=False))
             except redis.RedisError:
                 raise
             except Exception:  # noqa: BLE001 - one broken schedule must not stop the others
                 trouble = True
                 log.exception("schedule %s: the tick failed", schedule_id, extra={"schedule_id": schedule_id})
+        if any(claimed):
+            self._replicate(f"{sum(map(bool, claimed))} claim(s)")
         if trouble:
             return _AFTER_TROUBLE_SECONDS
         if due:
@@ -91,10 +95,11 @@ class ScheduleTicker:
             return MAX_WAIT_SECONDS
         return max(0.0, min(MAX_WAIT_SECONDS, float(earliest) - now))
 
-    def claim(self, schedule_id: str, now: float | None = None) -> str | None:
+    def claim(self, schedule_id: str, now: float | None = None, *, replicate: bool = True) -> str | None:
         """Run the schedule's due tick, unless it is not due or another ticker (or an edit) got
         there first. Answers the id of the job started, or None. ``now`` is the server's time
-        (read here when not given)."""
+        (read here when not given). ``replicate=False`` leaves the WAIT for replicas to the caller:
+        :meth:`tick` waits once for all the claims of a poll (one WAIT covers every write before it)."""
         key = schedule_key(schedule_id)
         with self.connection.pipeline() as pipe:
             try:
@@ -145,16 +150,22 @@ class ScheduleTicker:
                 pipe.execute()
             except redis.WatchError:
                 return None
-        try:
-            connections.wait_for_replicas(self.connection, self.settings)
-        except connections.NotReplicated as exc:
-            log.warning("schedule %s: tick %s not yet on a replica (%s)", schedule_id, tick, exc)
+        if replicate and started:
+            self._replicate(f"tick {tick} of schedule {schedule_id}")
         extra = {"schedule_id": schedule_id, "job_id": started}
         if started:
             log.info("schedule %s: tick %s started job %s", schedule_id, tick, started, extra=extra)
         elif error:
             log.warning("schedule %s: tick %s started no job: %s", schedule_id, tick, error["message"], extra=extra)
         return started
+
+    def _replicate(self, what: str) -> None:
+        """WAIT for replicas, as ``POST /jobs`` does; a claim no replica confirmed in time stays
+        claimed (it has run or will): a failover now would lose it with its job, and run it again."""
+        try:
+            connections.wait_for_replicas(self.connection, self.settings)
+        except connections.NotReplicated as exc:
+            log.warning("%s not yet on a replica (%s)", what, exc)
 
     def _validated(self, submission: str) -> tuple[schemas.JobOptions | None, dict | None]:
         """The schedule's job, validated as ``POST /jobs`` would validate it on this server now."""

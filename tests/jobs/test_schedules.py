@@ -309,3 +309,21 @@ def test_tick_polls_by_the_servers_clock_and_says_how_long_to_sleep(store, ticke
     assert ticker.tick() == 0.0
     assert enqueued(fake_redis) == 1
     assert 0 < ticker.tick() <= 1.0
+
+
+def test_claims_wait_for_replicas_once_per_poll(monkeypatch, store, ticker, fake_redis):
+    """As POST /jobs does under Sentinel; one WAIT covers every claim of a poll before it."""
+    from app import connections
+
+    schedules = [make(store) for _ in range(3)]
+    for schedule in schedules:
+        set_next(store, schedule["id"], PAST, anchor=PAST - 10)
+    waits = []
+    monkeypatch.setattr(connections, "wait_for_replicas", lambda connection, settings: waits.append(connection))
+    ticker.tick()
+    assert enqueued(fake_redis) == 3 and len(waits) == 1
+    set_next(store, schedules[0]["id"], T0 + 10, anchor=T0)
+    ticker.claim(schedules[0]["id"], now=T0 + 10.5)
+    assert len(waits) == 2
+    ticker.claim(schedules[0]["id"], now=T0 + 10.6)  # nothing claimed: nothing to wait for
+    assert len(waits) == 2
