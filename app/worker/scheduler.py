@@ -84,7 +84,7 @@ class OffloadScheduler(RQScheduler):
     def _tick_schedules(self, until: float) -> None:
         """Until the next pass of RQ's loop: run periodic schedules (app/jobs/ticker.py) as
         they fall due, sleeping in between until the earliest next tick (at most a second), so
-        a tick starts within milliseconds of its time, not up to a second late."""
+        a tick starts a few milliseconds after its time, not up to a second late."""
         if self._ticker is None:
             self._ticker = ScheduleTicker(self.connection, get_settings())
         while not self._stop_requested:
