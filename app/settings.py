@@ -246,6 +246,12 @@ class Settings(BaseSettings):
     redis_wait_replicas: int | None = Field(None, ge=0, le=16)
     redis_wait_timeout: float = Field(0.5, gt=0, le=30)
 
+    # --- Periodic schedules (/schedules, app/jobs/schedules.py). ---
+    # The most schedules the service keeps (each is looked at by every worker when due), and
+    # the shortest interval an every_seconds schedule may have.
+    max_schedules: int = Field(1000, ge=0, le=100_000)
+    min_schedule_seconds: int = Field(1, ge=1, le=86_400)
+
     @field_validator("redis_sentinels", mode="before")
     @classmethod
     def _parse_sentinels(cls, value: object) -> object:

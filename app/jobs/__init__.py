@@ -18,6 +18,9 @@ The HTTP layer calls :class:`JobQueue` (``store``) and never Redis; the worker r
 ``counters``       counters for /metrics, kept in Redis
 ``keys``           every Redis key offload writes beside RQ's
 ``access``         :class:`Principal`: who may see which job
+``schedules``      periodic schedules in Redis (contract: ``schedule_schemas``)
+``ticker``         running them: each due tick claimed once, with its job
+``cadence``        cron (UTC) and interval ticks, pure functions of a moment
 ``errors``         the exceptions of this layer
 =================  =============================================================
 """

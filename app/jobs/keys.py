@@ -22,11 +22,20 @@ JOB_INDEX_KEY = f"{KEY_PREFIX}:jobs"
 METRICS_KEY = f"{KEY_PREFIX}:metrics"
 #: List an idle worker blocks on; every enqueue pushes a token (see :class:`~app.jobs.queue.OffloadQueue`).
 WAKE_KEY = f"{KEY_PREFIX}:wake"
+#: Sorted set of every schedule id by creation time: the index ``GET /schedules`` pages through.
+SCHEDULE_INDEX_KEY = f"{KEY_PREFIX}:schedules"
+#: Sorted set of the enabled schedules by their next run (Unix seconds): what the tickers poll.
+SCHEDULE_DUE_KEY = f"{KEY_PREFIX}:schedules:due"
 
 
 def text_key(job_id: str) -> str:
     """Where a large ``count_words`` text is kept, outside RQ's job payload."""
     return f"{KEY_PREFIX}:text:{job_id}"
+
+
+def schedule_key(schedule_id: str) -> str:
+    """A periodic schedule (a hash: cadence, job submission, next and last run)."""
+    return f"{KEY_PREFIX}:schedule:{schedule_id}"
 
 
 def stranded_key(job_id: str) -> str:

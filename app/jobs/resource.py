@@ -48,6 +48,7 @@ def describe(job: Job) -> dict:
         "result": result,
         "error": error,
         "metadata": meta.get("metadata"),
+        "schedule_id": meta.get("schedule_id"),
     }
 
 

@@ -343,6 +343,7 @@ class JobResource(BaseModel):
     result: dict[str, Any] | None
     error: JobError | None
     metadata: dict[str, Any] | None
+    schedule_id: str | None = Field(description="The schedule that started this job (POST /schedules), or null.")
     links: JobLinks
 
 

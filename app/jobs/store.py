@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
 import redis
@@ -65,11 +66,19 @@ class JobQueue:
         owner: str | None,
         request_id: str | None = None,
         idempotency: IdempotencyClaim | None = None,
+        job_id: str | None = None,
+        extra_meta: dict | None = None,
+        pipeline: redis.client.Pipeline | None = None,
     ) -> dict:
         """Create the job and put it on its queue (or in the schedule); returns the resource.
 
         With an idempotency claim, the answer is recorded under the key in the same Redis
         transaction that enqueues the job: either both happen or neither does.
+
+        With ``pipeline``, a transaction the caller has begun (after a WATCH of its own), the
+        job's commands join it and nothing is sent: the caller executes it, then waits for
+        replicas. A schedule's tick does so, naming the job after the tick (``job_id``) and
+        marking it with ``extra_meta`` (see :mod:`app.jobs.ticker`).
         """
         task = TASKS[request.type]  # type: ignore[attr-defined]
         queue = self.queues[request.queue]
@@ -86,6 +95,7 @@ class JobQueue:
             "metadata": request.metadata,
             "callback_url": request.callback_url,
             "request_id": request_id,
+            **(extra_meta or {}),
         }
         kwargs = request.task_arguments()
         text = None
@@ -101,9 +111,10 @@ class JobQueue:
             meta=meta,
             retry=self.retry_policy(max_retries),
             description=task.type,
+            job_id=job_id,
         )
         run_at = _run_at(request)
-        with self.connection.pipeline() as pipe:
+        with self.connection.pipeline() if pipeline is None else nullcontext(pipeline) as pipe:
             if run_at is not None and run_at > datetime.now(UTC):
                 queue.schedule_job(job, run_at, pipeline=pipe)
             else:
@@ -114,6 +125,8 @@ class JobQueue:
             resource = self.describe(job)
             if idempotency is not None:
                 idempotency.record(resource, pipe)
+            if pipeline is not None:
+                return resource
             pipe.execute()
         # Under Sentinel: no 202 before a replica holds the job (NotReplicated is a 503).
         connections.wait_for_replicas(self.connection, self.settings)

@@ -19,6 +19,7 @@ from ..connections import connect
 from ..jobs import JobQueue
 from ..settings import Settings, get_settings
 from . import dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
+from .schedules import bp as schedules_bp
 
 log = logging.getLogger("offload.http")
 
@@ -47,6 +48,7 @@ def create_app(
     app.register_blueprint(jobs.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(page.bp)
+    app.register_blueprint(schedules_bp)
     dashboard.mount(app, settings)
     return app
 

@@ -38,7 +38,8 @@ class OffloadWorkerMixin:
     scheduler_name: str | None = None
 
     def _start_scheduler(self, burst=False, logging_level="INFO", date_format=None, log_format=None) -> None:  # noqa: ANN001
-        """RQ's, with :class:`OffloadScheduler` and this process's scheduler name."""
+        """RQ's, with :class:`OffloadScheduler` and this process's scheduler name, started
+        whether or not it got RQ's per-queue locks (periodic schedules need no lock)."""
         from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 
         self.scheduler = OffloadScheduler(
@@ -51,16 +52,16 @@ class OffloadWorkerMixin:
             name=self.scheduler_name,
         )
         self.scheduler.acquire_locks()
-        if self.scheduler.acquired_locks:
-            if burst:
-                try:
-                    self.scheduler.register_birth()
-                    self.scheduler.enqueue_scheduled_jobs()
-                finally:
-                    self.scheduler.release_locks()
-                    self.scheduler.register_death()
-            else:
-                self.scheduler.start()
+        if not burst:
+            # Locks or not: every worker's scheduler also runs the periodic schedules.
+            self.scheduler.start()
+        elif self.scheduler.acquired_locks:
+            try:
+                self.scheduler.register_birth()
+                self.scheduler.enqueue_scheduled_jobs()
+            finally:
+                self.scheduler.release_locks()
+                self.scheduler.register_death()
 
     def execute_job(self, job, queue) -> None:  # noqa: ANN001
         """Run the job with its id (and the id of the request that submitted it) in every

@@ -6,17 +6,27 @@ import os
 import signal
 import socket
 import time
+from datetime import datetime
 from uuid import uuid4
 
 import redis
 from rq.scheduler import RQScheduler
 
+from ..jobs.ticker import ScheduleTicker
+from ..settings import get_settings
 from .process import die_with_parent
+
+#: How often a scheduler without RQ's per-queue locks tries to take them (see should_reacquire_locks).
+LOCK_RETRY_SECONDS = 5
 
 
 class OffloadScheduler(RQScheduler):
     """RQ's scheduler (moves due delayed jobs and retries onto their queues), surviving a
     Redis outage or a Sentinel failover instead of dying with its connection.
+
+    Every worker runs one, with or without RQ's per-queue locks (only a holder moves delayed
+    jobs): it also runs the periodic schedules (``/schedules``, :mod:`app.jobs.ticker`), which
+    any number of processes may do at once.
 
     RQ's scheduler process exits at the first Redis error while holding its per-queue locks
     (``rq:scheduler-lock:<queue>``, 61 s); those are replicated, so after a failover the new
@@ -28,6 +38,19 @@ class OffloadScheduler(RQScheduler):
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
         self._worker_pid = os.getpid()  # built in the worker, run in a child of it
+        self._ticker: ScheduleTicker | None = None  # made in the scheduler process (its connection)
+
+    @property
+    def should_reacquire_locks(self) -> bool:
+        """Every worker runs a scheduler process (for periodic schedules), so one without RQ's
+        locks tries for them again every LOCK_RETRY_SECONDS, instead of RQ's two minutes: when
+        the holder dies its successor takes over as fast as before, when a worker without a
+        scheduler retried at each maintenance pass."""
+        if self._queue_names == self.acquired_locks:
+            return False
+        if not self.lock_acquisition_time:
+            return True
+        return (datetime.now() - self.lock_acquisition_time).total_seconds() > LOCK_RETRY_SECONDS
 
     def work(self) -> None:
         # RQ forks this process with no parent-death signal: a SIGKILLed worker would leave it
@@ -51,12 +74,25 @@ class OffloadScheduler(RQScheduler):
                 self.heartbeat()
                 self.enqueue_scheduled_jobs()
                 backoff = 0.25
-                time.sleep(self.interval)
+                self._tick_schedules(until=time.monotonic() + self.interval)
             except redis.RedisError as exc:
                 self.log.warning("scheduler %s lost Redis (%s); retrying in %.2f s", self.name, exc, backoff)
                 self._scheduled_job_registries = []  # rebuilt on the next pass
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+    def _tick_schedules(self, until: float) -> None:
+        """Until the next pass of RQ's loop: run periodic schedules (app/jobs/ticker.py) as
+        they fall due, sleeping in between until the earliest next tick (at most a second), so
+        a tick starts a few milliseconds after its time, not up to a second late."""
+        if self._ticker is None:
+            self._ticker = ScheduleTicker(self.connection, get_settings())
+        while not self._stop_requested:
+            wait = self._ticker.tick()
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(max(wait, 0.005), remaining))
 
     def _until_redis_answers(self, action) -> None:  # noqa: ANN001
         while not self._stop_requested:

@@ -1,9 +1,9 @@
 """``/openapi.json`` is a valid OpenAPI 3.1 document, true to the running API; ``/docs`` renders it.
 
 The document is checked three ways: ``openapi-spec-validator`` says it is valid OpenAPI 3.1; it
-lists exactly the routes of ``app/web/jobs.py``; and schemathesis generates requests from it (valid and
-invalid ones, every phase: examples, coverage, fuzzing, stateful) against the app on fakeredis and
-checks every answer: no 5xx, and status code, content type, headers and body as the document says.
+lists exactly the routes of ``app/web/jobs.py``, ``health.py`` and ``schedules.py``; and schemathesis
+generates requests from it (valid and invalid ones, every phase: examples, coverage, fuzzing, stateful)
+against the app on fakeredis and checks every answer: no 5xx, and status code, content type, headers and body as the document says.
 
 schemathesis runs through its engine (what its CLI uses), not its pytest plugin: the plugin's
 fixture support breaks on pytest 9.2 (it reads ``Node._nodeid``, which pytest 9.2 removed).
@@ -97,7 +97,7 @@ def test_document_is_valid_openapi_3_1(document):
 def test_document_lists_every_route_of_the_api(app, document):
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith(("api.", "health.")):  # app/web/jobs.py and app/web/health.py
+        if rule.endpoint.startswith(("api.", "health.", "schedules.")):  # app/web/jobs.py, health.py, schedules.py
             path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             routes |= {(path, method.lower()) for method in rule.methods - {"HEAD", "OPTIONS"}}
     documented = {
@@ -163,7 +163,7 @@ def test_with_api_keys_the_document_has_bearer_auth_and_401s_conform(monkeypatch
         for method, operation in item.items():
             if method == "parameters":
                 continue
-            if path.startswith("/jobs"):
+            if path.startswith(("/jobs", "/schedules")):
                 assert operation["security"] == [{"bearerAuth": []}], (method, path)
                 assert "401" in operation["responses"], (method, path)
             else:

@@ -25,6 +25,7 @@ from .components import (
     ref,
 )
 from .paths import PathsMixin
+from .paths_schedules import add_schedules
 
 
 #: What ``callback_url`` must look like; where its host points is checked at submission.
@@ -101,6 +102,7 @@ class _Builder(PathsMixin):
                     "an admin key sees all.",
                 }
             }
+        add_schedules(self, document)
         return document
 
     # -- settings-dependent limits the models check in their validators --

@@ -1,0 +1,188 @@
+"""``/schedules``: periodic jobs. Create, list, get, change (enable, disable, new cadence) and
+delete schedules; the workers run them (:mod:`app.jobs.ticker`).
+
+A schedule's job is validated here exactly as ``POST /jobs`` validates a submission, so a
+schedule that could never start its job is a 422 and nothing is stored. Ownership is that of
+jobs: a client key sees and changes only its own schedules (another's is 404), an admin key all
+of them, and the jobs a schedule starts belong to the schedule's owner.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app, request, url_for
+from pydantic import ValidationError
+
+from ..jobs import schemas
+from ..jobs.schedule_schemas import TIMING_FIELDS, SchedulePatch, ScheduleRequest
+from ..jobs.schedules import ScheduleLimitReached, ScheduleNotFound, ScheduleStore
+from ..tasks import webhook
+from .context import job_queue, principal, settings
+from .parsing import read_submission
+from .problems import ApiProblem, field_errors, problem
+from .ratelimit import limiter, read_limit, submit_limit
+
+bp = Blueprint("schedules", __name__)
+
+JSON_TYPES = "application/json"
+PATCH_TYPES = "application/json, application/merge-patch+json"
+
+
+def store() -> ScheduleStore:
+    schedules = current_app.extensions.get("offload.schedules")
+    if schedules is None:
+        schedules = ScheduleStore(job_queue().connection, settings())
+        current_app.extensions["offload.schedules"] = schedules
+    return schedules
+
+
+@bp.post("/schedules")
+@limiter.limit(submit_limit)
+def create_schedule() -> Response:
+    who = principal()
+    spec = _validated(_read_json("Accept-Post", JSON_TYPES))
+    try:
+        resource = store().create(spec, owner=who.name)
+    except ScheduleLimitReached:
+        return problem(409, f"this service holds its limit of {settings().max_schedules} schedules; delete one first")
+    response = _json(resource, 201)
+    response.headers["Location"] = resource["links"]["self"]
+    return response
+
+
+@bp.get("/schedules")
+@limiter.limit(read_limit)
+def list_schedules() -> Response:
+    who = principal()
+    args = request.args
+    limit_text = args.get("limit", "50")
+    try:
+        limit = int(limit_text) if limit_text.isdigit() else 0
+    except ValueError:  # "²" is a digit that int() refuses, and so are 4301 digits or more
+        limit = 0
+    if not 1 <= limit <= 200:
+        raise ApiProblem(
+            422,
+            "the query is not valid",
+            title="Validation Failed",
+            errors=[{"field": "limit", "message": "must be an integer from 1 to 200"}],
+        )
+    try:
+        page, next_cursor = store().list(who, limit=limit, cursor=args.get("cursor"))
+    except ValueError:
+        raise ApiProblem(
+            422,
+            "the cursor is not valid",
+            title="Validation Failed",
+            errors=[{"field": "cursor", "message": "invalid"}],
+        ) from None
+    next_url = url_for("schedules.list_schedules", **{**args.to_dict(), "cursor": next_cursor}) if next_cursor else None
+    return _json({"schedules": page, "next": next_url})
+
+
+@bp.get("/schedules/<schedule_id>")
+@limiter.limit(read_limit)
+def get_schedule(schedule_id: str) -> Response:
+    who = principal()
+    try:
+        return _json(store().get(schedule_id, who))
+    except ScheduleNotFound:
+        return _not_found()
+
+
+@bp.patch("/schedules/<schedule_id>")
+@limiter.limit(submit_limit)
+def update_schedule(schedule_id: str) -> Response:
+    who = principal()
+    try:
+        store().get(schedule_id, who)  # an unknown id is 404 whatever the body
+    except ScheduleNotFound:
+        return _not_found()
+    payload = _read_json("Accept-Patch", PATCH_TYPES)
+    try:
+        patch = SchedulePatch.model_validate(payload, context={"settings": settings()})
+    except ValidationError as exc:
+        raise ApiProblem(422, "the change is not valid", title="Validation Failed", errors=field_errors(exc)) from None
+    try:
+        return _json(store().update(schedule_id, patch, who))
+    except ScheduleNotFound:  # deleted meanwhile
+        return _not_found()
+
+
+@bp.delete("/schedules/<schedule_id>")
+@limiter.limit(submit_limit)
+def delete_schedule(schedule_id: str) -> Response:
+    who = principal()
+    try:
+        store().delete(schedule_id, who)
+    except ScheduleNotFound:
+        return _not_found()
+    return Response(status=204)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _read_json(accept_header: str, accepted: str) -> dict:
+    """The body as a JSON object (a 4xx otherwise): JSON only, no forms here."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        raise ApiProblem(415, f"send {accepted.replace(', ', ' or ')}", headers={accept_header: accepted})
+    return read_submission()
+
+
+def _validated(payload: dict) -> ScheduleRequest:
+    """The schedule, its job validated as POST /jobs validates one; all the errors at once."""
+    errors: list[dict] = []
+    too_large = False
+    spec = None
+    try:
+        spec = ScheduleRequest.model_validate(payload, context={"settings": settings()})
+    except ValidationError as exc:
+        errors += field_errors(exc)
+    job = payload.get("job")
+    if isinstance(job, dict):
+        message = "not allowed in a schedule's job: the schedule says when it runs"
+        errors += [{"field": f"job.{name}", "message": message} for name in TIMING_FIELDS if name in job]
+        try:
+            job_spec = schemas.request_adapter(settings().enable_diagnostic_tasks).validate_python(
+                job, context={"settings": settings()}
+            )
+        except ValidationError as exc:
+            too_large = any(error["type"] == schemas.TOO_LARGE for error in exc.errors())
+            errors += [{**error, "field": _in_job(error["field"])} for error in field_errors(exc)]
+        else:
+            if job_spec.callback_url is not None:
+                errors += _callback_errors(job_spec.callback_url)
+    if too_large:
+        limit = settings().max_text_bytes
+        raise ApiProblem(413, f"the job's text must be at most {limit} bytes of UTF-8", errors=errors)
+    if errors or spec is None:
+        raise ApiProblem(422, "the schedule is not valid", title="Validation Failed", errors=errors)
+    return spec
+
+
+def _in_job(field: str) -> str:
+    return "job" if field == "body" else f"job.{field}"
+
+
+def _callback_errors(url: str) -> list[dict]:
+    """As POST /jobs checks a callback URL (the worker checks it again before each delivery)."""
+    if settings().webhook_secret is None:
+        return [
+            {"field": "job.callback_url", "message": "callbacks are not enabled on this server (no WEBHOOK_SECRET)"}
+        ]
+    try:
+        webhook.check_url(url, settings().allow_private_callbacks)
+    except webhook.CallbackRefused as exc:
+        return [{"field": "job.callback_url", "message": str(exc)}]
+    return []
+
+
+def _not_found() -> Response:
+    return problem(404, "no schedule with this id (it may never have existed, or it was deleted)")
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
