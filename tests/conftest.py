@@ -55,6 +55,17 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05, what: s
 
 
 @pytest.fixture(autouse=True)
+def _restore_environ():
+    """Put the environment back after each test: ``app.dev.stack.main()`` adds to os.environ (for
+    the processes supervisord starts), and a test calling it must not change the next one's settings."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_settings_cache():
     get_settings.cache_clear()
     yield
