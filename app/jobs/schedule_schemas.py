@@ -63,10 +63,19 @@ def _interval(value: int | None, info: ValidationInfo) -> int | None:
     return value
 
 
+#: JSON Schema for "exactly one of cron and every_seconds, not null" (the OpenAPI document
+#: then says what :meth:`ScheduleRequest._one_cadence` checks; null counts as absent).
+_EXACTLY_ONE_CADENCE = {
+    "oneOf": [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in ("cron", "every_seconds")
+    ]
+}
+
+
 class ScheduleRequest(BaseModel):
     """``POST /schedules``: a job submission and when to run it (``cron`` or ``every_seconds``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_EXACTLY_ONE_CADENCE)
 
     job: dict[str, Any] = Field(
         description="The job to start at each tick: a body of `POST /jobs`, validated the same way "
@@ -83,7 +92,7 @@ class ScheduleRequest(BaseModel):
     @model_validator(mode="after")
     def _one_cadence(self) -> ScheduleRequest:
         if (self.cron is None) == (self.every_seconds is None):
-            raise PydanticCustomError("cadence", "give cron or every_seconds (exactly one of them)")
+            raise PydanticCustomError("cadence", "give cron or every_seconds (exactly one of them)", {"field": "cron"})
         return self
 
 
@@ -98,7 +107,7 @@ class SchedulePatch(BaseModel):
     both); either starts the cadence afresh from now, as enabling a disabled schedule does.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"not": {"required": ["cron", "every_seconds"]}})
 
     enabled: StrictBool = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
     cron: CronText = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
@@ -111,7 +120,7 @@ class SchedulePatch(BaseModel):
     @model_validator(mode="after")
     def _at_most_one_cadence(self) -> SchedulePatch:
         if self.cron is not None and self.every_seconds is not None:
-            raise PydanticCustomError("cadence", "give cron or every_seconds, not both")
+            raise PydanticCustomError("cadence", "give cron or every_seconds, not both", {"field": "cron"})
         return self
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from ...jobs import schedule_schemas
 from ...jobs.cadence import MAX_EVERY_SECONDS
+from ...jobs.listing import CURSOR_PATTERN
 from .components import PROBLEM_JSON, ref
 
 _TAG = {
@@ -183,8 +184,8 @@ class _Operations:
                     {
                         "name": "cursor",
                         "in": "query",
-                        "description": "Opaque: where the previous page ended (it is in that page's `next`).",
-                        "schema": {"type": "string"},
+                        "description": "Where the previous page ended (take it from that page's `next`).",
+                        "schema": {"type": "string", "pattern": CURSOR_PATTERN},
                     },
                 ],
                 "responses": {
