@@ -24,8 +24,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .cadence import MAX_CRON_LENGTH, MAX_EVERY_SECONDS, check_cron
-from .schemas import JobError
+from .cadence import CRON_PATTERN, MAX_CRON_LENGTH, MAX_EVERY_SECONDS, check_cron
+from .schemas import _INTEGRAL, JobError
 
 #: Fields of a job submission that make no sense in a schedule: the schedule says when.
 TIMING_FIELDS = ("delay_seconds", "run_at", "depends_on")
@@ -35,6 +35,7 @@ CronText = Annotated[
     StrictStr,
     Field(
         max_length=MAX_CRON_LENGTH,
+        pattern=CRON_PATTERN,
         description="Five cron fields, minute hour day-of-month month day-of-week, in UTC "
         "(e.g. `*/5 * * * *`), or @hourly, @daily, @midnight, @weekly, @monthly, @yearly.",
         examples=["*/5 * * * *", "0 3 * * MON-FRI", "@daily"],
@@ -43,6 +44,7 @@ CronText = Annotated[
 EverySeconds = Annotated[
     StrictInt,
     Field(ge=1, le=MAX_EVERY_SECONDS, description="Run every this many seconds, counted from when it was set."),
+    _INTEGRAL,  # 60.0 is the integer 60 in JSON (and in the document's JSON Schema)
 ]
 
 

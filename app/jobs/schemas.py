@@ -74,6 +74,17 @@ def _integral_float_to_int(value: object) -> object:
 #: On a StrictInt, after its bounds (so the schema still says ``minimum``): 3 and 3.0 alike.
 _INTEGRAL = BeforeValidator(_integral_float_to_int)
 
+
+def _text_only(value: object) -> object:
+    """A time is an RFC 3339 string, as the document says: pydantic would also take a number
+    (as Unix seconds), which the document does not allow."""
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", "must be an RFC 3339 date-time string")
+    return value
+
+
+_TEXT_ONLY = BeforeValidator(_text_only)
+
 #: What the validators below refuse, said in the OpenAPI document as JSON Schema.
 NO_HEADER_BREAKS_PATTERN = "^[^\r\n\x00]*$"
 NO_NUL_PATTERN = "^[^\x00]*$"
@@ -93,7 +104,7 @@ class JobOptions(BaseModel):
     delay_seconds: Annotated[float, Field(strict=True, ge=0, le=365 * 24 * 3600)] | None = Field(
         None, description="Run no earlier than this many seconds from now."
     )
-    run_at: AwareDatetime | None = Field(None, description="Run no earlier than this RFC 3339 time.")
+    run_at: Annotated[AwareDatetime, _TEXT_ONLY] | None = Field(None, description="Run no earlier than this RFC 3339 time.")
     timeout_seconds: Annotated[StrictInt, Ge(1), _INTEGRAL] | None = Field(
         None, description="Bound on each attempt; default from settings."
     )

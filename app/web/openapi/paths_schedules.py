@@ -92,7 +92,12 @@ def add_schedules(builder: Any, document: dict[str, Any]) -> None:
 def _tune(schemas: dict[str, Any], settings: Any) -> None:
     """The schedule's ``job`` is a job request; ``every_seconds`` has this server's minimum."""
     request = schemas["ScheduleRequest"]["properties"]
-    request["job"] = {**ref("JobRequest"), "description": request["job"]["description"]}
+    request["job"] = {
+        **ref("JobRequest"),
+        "description": request["job"]["description"],
+        # The server refuses these keys in a schedule's job (the schedule says when it runs).
+        "not": {"anyOf": [{"required": [name]} for name in schedule_schemas.TIMING_FIELDS]},
+    }
     for name in ("ScheduleRequest", "SchedulePatch"):
         every = schemas[name]["properties"]["every_seconds"]
         for branch in every.get("anyOf", [every]):
