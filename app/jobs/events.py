@@ -120,7 +120,10 @@ def publish_job_event(connection: redis.Redis, job_id: str, pipeline: redis.clie
     to be retried. With ``pipeline``, the PUBLISH joins it (RQ's convention): inside the
     transaction that writes the change, a waiter woken by it never reads the job before it."""
     if pipeline is not None:
-        pipeline.publish(EVENTS_CHANNEL, job_id)
+        # Not pipeline.publish(): redis-py refuses it in a Redis Cluster pipeline. Sent as a plain
+        # command, it is routed by the channel's name, which carries offload's hash tag: the
+        # node that holds the job, inside its transaction; the cluster passes it to every node.
+        pipeline.execute_command("PUBLISH", EVENTS_CHANNEL, job_id)
         return
     try:
         connection.publish(EVENTS_CHANNEL, job_id)
