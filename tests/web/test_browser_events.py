@@ -68,7 +68,7 @@ def test_the_page_shows_progress_live_through_server_sent_events(stack, page, ar
     urls = [request.url for request in requests]
     assert f"{stack.base}/jobs/{job_id}/events" in urls
     assert not [url for url in urls if "?wait=" in url], urls  # no polling loop
-    assert [r for r in requests if r.url.endswith("/events")][0].resource_type == "eventsource"
+    assert next(r for r in requests if r.url.endswith("/events")).resource_type == "eventsource"
 
 
 def test_with_api_keys_the_stream_is_read_with_the_key_in_its_header(stack_factory, new_page, artifact):

@@ -216,7 +216,7 @@ def test_with_api_keys_a_stream_needs_the_key_of_the_jobs_owner(stack_factory):
     anonymous = open_stream(stack, job_id)
     assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Bearer")
     assert anonymous.headers["Content-Type"] == "application/problem+json"
-    assert open_stream(stack, job_id, **{"Authorization": "Bearer wrong"}).status_code == 401
+    assert open_stream(stack, job_id, Authorization="Bearer wrong").status_code == 401
     other = open_stream(stack, job_id, **BLOG)
     assert other.status_code == 404 and other.json()["status"] == 404  # another client's job does not exist
     for headers in (SHOP, ADMIN):
