@@ -224,6 +224,27 @@ def test_with_api_keys_a_stream_needs_the_key_of_the_jobs_owner(stack_factory):
         assert [event.data["status"] for event in events] == ["queued"]
 
 
+@pytest.mark.integration
+def test_the_python_client_follows_a_job_through_the_real_stream(stack_factory):
+    """offload.Client.events (built against the shared format and a stub server) on this server:
+    the events in order, ?timeout= honoured with the last state seen."""
+    from offload import Client
+    from offload.errors import WaitTimeout
+
+    stack = stack_factory(workers=0)
+    with Client(stack.base) as client:
+        waiting = stack.post({"type": "noop"}).json()["id"]
+        with pytest.raises(WaitTimeout) as raised:
+            list(client.events(waiting, timeout=1))
+        assert raised.value.job.status == "queued"
+
+        job_id = stack.post({"type": "sleep", "seconds": 1}).json()["id"]
+        stack.start_worker()
+        seen = [(event.event, getattr(event.data, "status", None)) for event in client.events(job_id)]
+    assert seen[-2:] == [("status", "finished"), ("end", "finished")]
+    assert ("status", "started") in seen and ("progress", None) in seen
+
+
 def start_web_from_config(stack, **env: str) -> None:
     """gunicorn as production starts it, from gunicorn.conf.py and the environment (the stack's
     own web process gets its workers and threads on the command line)."""
