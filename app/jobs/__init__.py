@@ -12,7 +12,7 @@ The HTTP layer calls :class:`JobQueue` (``store``) and never Redis; the worker r
 ``store``          :class:`JobQueue`: submit, get, wait, cancel, retry, list
 ``resource``       the job resource a client sees, and its links
 ``idempotency``    ``Idempotency-Key`` claims and replays
-``events``         job-ended pub/sub, for ``?wait=``
+``events``         job-events pub/sub, for ``?wait=`` and live streams
 ``listing``        ``GET /jobs`` pages and cursors
 ``callbacks``      retry backoff; queueing a job's callback delivery
 ``counters``       counters for /metrics, kept in Redis

@@ -21,6 +21,7 @@ from rq.job import Job, JobStatus
 from ..settings import get_settings
 from . import catalog
 from .errors import InvalidArgumentsError, MissingTextError, UnknownTaskError
+from .events import publish_job_event
 from .keys import METRICS_KEY, text_key
 
 #: A ``count_words`` text longer than this (characters) is kept in a key of its own
@@ -38,8 +39,9 @@ ATTEMPTS_FIELD = "offload_attempts"
 class OffloadJob(Job):
     """An RQ job that only ever runs registered tasks, with validated arguments.
 
-    It also counts its attempts in its own hash field, bumped in the same pipeline that
-    marks the job started, so counting costs no extra round trip.
+    It also counts its attempts in its own hash field, and announces that it started (for
+    ``GET /jobs/{id}/events``), both in the transaction that marks the job started (the fast
+    worker's ``_start`` and RQ's ``prepare_job_execution`` alike): no extra round trip.
     """
 
     attempts: int = 0
@@ -63,6 +65,7 @@ class OffloadJob(Job):
         self.attempts += 1
         pipeline.hincrby(self.key, ATTEMPTS_FIELD, 1)
         pipeline.hincrby(METRICS_KEY, f"started:{self.meta.get('type', 'unknown')}", 1)
+        publish_job_event(self.connection, self.id, pipeline=pipeline)
 
     def restore(self, raw_data: dict) -> Any:
         result = super().restore(raw_data)

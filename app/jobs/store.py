@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +26,7 @@ from . import schemas
 from .access import ANONYMOUS, Principal
 from .catalog import TASKS
 from .errors import JobNotFound, JobStateConflict, QueueFull
-from .events import JobEvents
+from .events import REREAD_SECONDS, JobEvents, follow
 from .idempotency import IdempotencyClaim, claim_idempotency_key
 from .job import TEXT_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
 from .keys import JOB_INDEX_KEY, METRICS_KEY, text_key
@@ -192,9 +193,9 @@ class JobQueue:
     def wait(self, job_id: str, principal: Principal, timeout: float) -> dict:
         """The job once it is terminal, or as it is after ``timeout`` seconds.
 
-        Waiting is event driven: workers publish a job's id when it ends, and one listener
-        thread per process wakes the waiters. A re-read every couple of seconds covers an
-        event lost to a reconnect.
+        Waiting is event driven: workers publish a job's id when it starts, reports progress
+        and ends, and one listener thread per process wakes the waiters, which read the job
+        again. A re-read every couple of seconds covers an event lost to a reconnect.
         """
         deadline = time.monotonic() + timeout
         with self._events.watch(job_id) as event:
@@ -203,8 +204,15 @@ class JobQueue:
                 remaining = deadline - time.monotonic()
                 if resource["status"] in schemas.TERMINAL_STATUSES or remaining <= 0:
                     return resource
-                event.wait(min(remaining, 2.0))
+                event.wait(min(remaining, REREAD_SECONDS))
                 event.clear()
+
+    def follow(self, job_id: str, principal: Principal, seconds: float) -> Iterator[dict]:
+        """The job now, then again each time a worker announces a change, for ``seconds``
+        (see :func:`app.jobs.events.follow`). An unknown job raises :class:`JobNotFound` here,
+        before anything is streamed."""
+        self.fetch(job_id, principal)
+        return follow(self._events, job_id, lambda: self.get(job_id, principal), seconds)
 
     #: The job resource, without ``links`` (see :func:`app.jobs.resource.describe`).
     describe = staticmethod(describe_job)

@@ -15,7 +15,7 @@ from rq.utils import now
 from .. import logs
 from ..jobs.callbacks import enqueue_callback
 from ..jobs.counters import record_outcome, remember_failure
-from ..jobs.events import publish_job_ended
+from ..jobs.events import publish_job_event
 from ..jobs.job import OffloadJob
 from ..jobs.queue import OffloadQueue, requeue_stranded
 from ..settings import Settings, get_settings
@@ -173,7 +173,7 @@ class OffloadWorkerMixin:
         callback, the announcement (a waiter then never reads the job before its result)."""
         record_outcome(self.connection, job, "finished", pipeline=pipeline)
         if not self._announce_after(job):
-            publish_job_ended(self.connection, job.id, pipeline=pipeline)
+            publish_job_event(self.connection, job.id, pipeline=pipeline)
 
     def after_success(self, job) -> None:  # noqa: ANN001
         if self._announce_after(job):
@@ -186,7 +186,7 @@ class OffloadWorkerMixin:
         return bool(job.meta.get("callback_url")) or isinstance(self.connection, RedisCluster)
 
     def _job_ended(self, job) -> None:  # noqa: ANN001
-        publish_job_ended(self.connection, job.id)
+        publish_job_event(self.connection, job.id)
         if job.meta.get("callback_url"):
             try:
                 enqueue_callback(self.connection, job, self.offload_settings or get_settings())

@@ -25,6 +25,7 @@ from .components import (
     ref,
 )
 from .paths import PathsMixin
+from .paths_events import EventsPathsMixin
 from .paths_schedules import add_schedules
 
 
@@ -38,7 +39,7 @@ def document_for(app_settings: Settings) -> dict[str, Any]:
     return _Builder(app_settings).build()
 
 
-class _Builder(PathsMixin):
+class _Builder(PathsMixin, EventsPathsMixin):
     def __init__(self, app_settings: Settings) -> None:
         self.settings = app_settings
         self.components = _Components()
@@ -83,6 +84,7 @@ class _Builder(PathsMixin):
                 "/jobs/{job_id}": {"parameters": [ref("JobId", "parameters")], "get": self._get(job_ref)},
                 "/jobs/{job_id}/cancel": {"parameters": [ref("JobId", "parameters")], "post": self._cancel(job_ref)},
                 "/jobs/{job_id}/retry": {"parameters": [ref("JobId", "parameters")], "post": self._retry(job_ref)},
+                "/jobs/{job_id}/events": {"parameters": [ref("JobId", "parameters")], "get": self._job_events(job_ref)},
                 "/healthz": {"get": self._healthz(health_ref)},
                 "/readyz": {"get": self._readyz(ready_ref)},
             },
