@@ -18,7 +18,7 @@ from .. import logs
 from ..connections import connect
 from ..jobs import JobQueue
 from ..settings import Settings, get_settings
-from . import dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
+from . import batches, dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
 from .schedules import bp as schedules_bp
 
 log = logging.getLogger("offload.http")
@@ -46,6 +46,7 @@ def create_app(
     ratelimit.install(app, settings, rate_limit_storage)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(schedules_bp)
