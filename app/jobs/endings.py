@@ -8,8 +8,9 @@ every path: the fast worker's one-transaction success, RQ's own success and fail
 So a batch's count of unfinished jobs drops in the same transaction that writes the job's
 status, whichever process ends the job, and can never drift from the statuses.
 
-The commands are small Lua scripts (sent with ``EVAL``, so the transaction needs no
-``SCRIPT LOAD`` round trip before it): a script is atomic, and the one below tells exactly
+The commands are small Lua scripts, sent with ``EVAL`` (so the transaction needs no
+``SCRIPT LOAD`` round trip before it, and a Redis Cluster pipeline, which refuses ``EVALSHA``
+and has no ``eval()``, takes them too): a script is atomic, and the one below tells exactly
 one job's end that it was the batch's last, even when two workers end the last two jobs at
 the same moment.
 """
@@ -55,12 +56,12 @@ def job_ended(job: Job, pipeline: redis.client.Pipeline, *, finished: bool) -> N
     if batch_id:
         ttl = max(MIN_BATCH_TTL, job.result_ttl or 0, job.failure_ttl or 0)
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        pipeline.eval(
-            _BATCH_JOB_ENDED, 3, batch_pending_key(batch_id), batch_key(batch_id), BATCH_CALLBACKS_DUE_KEY,
+        pipeline.execute_command(
+            "EVAL", _BATCH_JOB_ENDED, 3, batch_pending_key(batch_id), batch_key(batch_id), BATCH_CALLBACKS_DUE_KEY,
             job.id, now, ttl, batch_id,
         )  # fmt: skip
     if not finished:
-        pipeline.eval(_ORPHANING, 2, job.dependents_key, ORPHANING_KEY, job.id)
+        pipeline.execute_command("EVAL", _ORPHANING, 2, job.dependents_key, ORPHANING_KEY, job.id)
 
 
 def job_reopened(job: Job, pipeline: redis.client.Pipeline) -> None:

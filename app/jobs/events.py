@@ -95,7 +95,8 @@ def publish_job_ended(connection: redis.Redis, job_id: str, pipeline: redis.clie
     ``pipeline``, the PUBLISH joins it: inside the outcome transaction, a waiter woken by it
     never reads the job before its result."""
     if pipeline is not None:
-        pipeline.publish(EVENTS_CHANNEL, job_id)
+        # execute_command: a Redis Cluster pipeline refuses .publish() (it is keyless), not the command.
+        pipeline.execute_command("PUBLISH", EVENTS_CHANNEL, job_id)
         return
     try:
         connection.publish(EVENTS_CHANNEL, job_id)
