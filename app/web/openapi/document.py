@@ -25,6 +25,7 @@ from .components import (
     ref,
 )
 from .paths import PathsMixin
+from .paths_batches import BatchPathsMixin
 from .paths_schedules import add_schedules
 
 
@@ -38,7 +39,7 @@ def document_for(app_settings: Settings) -> dict[str, Any]:
     return _Builder(app_settings).build()
 
 
-class _Builder(PathsMixin):
+class _Builder(PathsMixin, BatchPathsMixin):
     def __init__(self, app_settings: Settings) -> None:
         self.settings = app_settings
         self.components = _Components()
@@ -61,6 +62,7 @@ class _Builder(PathsMixin):
         ready_ref = components.model(Ready, "serialization")
         for result in (schemas.CountWordsResult, schemas.SendEmailResult):
             components.model(result, "serialization")
+        batch_paths = self._batch_paths(request_ref)
 
         document: dict[str, Any] = {
             "openapi": OPENAPI_VERSION,
@@ -93,6 +95,8 @@ class _Builder(PathsMixin):
                 "responses": self._problem_responses(),
             },
         }
+        document["paths"].update(batch_paths)
+        self._add_batch_components(document)
         if self.auth:
             document["components"]["securitySchemes"] = {
                 "bearerAuth": {
