@@ -179,6 +179,10 @@ def _attempt(  # noqa: PLR0913 - write()'s arguments, and its pipeline
         pipe.multi()
     for item in kept:
         _stage(item, pipe)
+    # The index entries and counters of all of them in one command each, not one per job.
+    pipe.zadd(JOB_INDEX_KEY, {d.job.id: d.job.created_at.timestamp() if d.job.created_at else time.time() for d in kept})
+    for job_type, count in Counter(d.job.meta["type"] for d in kept).items():
+        pipe.hincrby(METRICS_KEY, f"enqueued:{job_type}", count)
     if also is not None:
         also(pipe, kept, errors)
     if own:
@@ -187,7 +191,7 @@ def _attempt(  # noqa: PLR0913 - write()'s arguments, and its pipeline
 
 
 def _stage(item: Draft, pipe: redis.client.Pipeline) -> None:
-    """Add ``item``'s job to the transaction: deferred, scheduled or queued, with its index entry."""
+    """Add ``item``'s job to the transaction: deferred, scheduled or queued."""
     job, queue = item.job, item.queue
     if item.depends_on:
         job.meta["depends_on"] = item.depends_on
@@ -201,9 +205,6 @@ def _stage(item: Draft, pipe: redis.client.Pipeline) -> None:
         queue.schedule_job(job, item.run_at, pipeline=pipe)
     else:
         queue.enqueue_job(job, pipeline=pipe)
-    score = job.created_at.timestamp() if job.created_at else time.time()
-    pipe.zadd(JOB_INDEX_KEY, {job.id: score})
-    pipe.hincrby(METRICS_KEY, f"enqueued:{job.meta['type']}", 1)
     if item.text is not None:  # in the job's transaction: both exist or neither
         pipe.set(text_key(job.id), item.text)
 
