@@ -24,6 +24,8 @@ from .ratelimit import limiter, read_limit, submit_limit
 
 bp = Blueprint("batches", __name__)
 
+_ALLOW = "OPTIONS, POST"
+
 
 @bp.post("/jobs/batch")
 @limiter.limit(submit_limit)
@@ -75,6 +77,17 @@ def submit_batch() -> Response:
             claim.release()
         raise
     return _answer(answer)
+
+
+@bp.before_app_request
+def _post_only() -> Response | None:
+    """``/jobs/batch`` takes POST alone. Its path has the form of ``GET /jobs/{id}`` too: without
+    this, a GET would look up a job called "batch", and OPTIONS and every 405 would offer GET."""
+    if request.path != "/jobs/batch" or request.method == "POST":
+        return None
+    if request.method == "OPTIONS":
+        return Response(status=200, headers={"Allow": _ALLOW})
+    return problem(405, "POST /jobs/batch only", headers={"Allow": _ALLOW})
 
 
 @bp.get("/batches/<batch_id>")

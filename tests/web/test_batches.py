@@ -275,3 +275,11 @@ def test_only_json_and_at_most_one_callback_url_per_batch(client, job_queue):
     response = client.post("/jobs/batch", json={"jobs": [{"type": "noop"}], "callback_url": "ftp://x"})
     assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "callback_url"
     assert queued_count(job_queue) == 0
+
+
+def test_jobs_batch_takes_post_alone(client):
+    """Its path has the form of GET /jobs/{id} too: no method but POST may reach a job called "batch"."""
+    for method in ("GET", "PUT", "PATCH", "DELETE", "HEAD"):
+        response = client.open("/jobs/batch", method=method)
+        assert response.status_code == 405 and response.headers["Allow"] == "OPTIONS, POST", method
+    assert client.options("/jobs/batch").headers["Allow"] == "OPTIONS, POST"

@@ -32,6 +32,8 @@ from .paths_schedules import add_schedules
 #: What ``callback_url`` must look like; where its host points is checked at submission.
 CALLBACK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+([/?#]\S*)?$"
 _NOT_NULL = {"not": {"type": "null"}}
+#: What makes an option present, beyond not being null.
+_PRESENT = {"depends_on": {"type": "array", "minItems": 1}}
 
 
 def document_for(app_settings: Settings) -> dict[str, Any]:
@@ -131,10 +133,14 @@ class _Builder(PathsMixin, BatchPathsMixin):
             if "metadata" in properties:
                 _describe(properties["metadata"], f"Here: at most {settings.max_metadata_bytes} bytes.")
             if "delay_seconds" in properties and "run_at" in properties:
-                # The model's "give delay_seconds or run_at, not both", as JSON Schema (null is absent).
+                # The model's "give delay_seconds or run_at, not both" (nor either with depends_on),
+                # as JSON Schema (null is absent, and so is an empty depends_on).
                 model_schema["not"] = {
-                    "required": ["delay_seconds", "run_at"],
-                    "properties": {"delay_seconds": _NOT_NULL, "run_at": _NOT_NULL},
+                    "anyOf": [
+                        {"required": [a, b], "properties": {a: _PRESENT.get(a, _NOT_NULL), b: _NOT_NULL}}
+                        for a, b in (("delay_seconds", "run_at"), ("depends_on", "delay_seconds"), ("depends_on", "run_at"))
+                        if a in properties
+                    ]
                 }
             if "callback_url" in properties:
                 self._callback_url(properties)
@@ -166,6 +172,8 @@ class _Builder(PathsMixin, BatchPathsMixin):
         for field_name, field_schema in source["properties"].items():
             field_schema = _without_null(copy.deepcopy(field_schema))
             field_schema.pop("default", None)
+            if field_name == "depends_on":
+                field_schema = {**field_schema, "description": "A job id per part (the field repeated); no `$N` here."}
             if field_name == "metadata":
                 # An object part, sent as JSON (the operation's `encoding` says so): a JSON-text
                 # string schema would let any text through, though only an object is accepted.
@@ -191,7 +199,7 @@ class _Builder(PathsMixin, BatchPathsMixin):
             "type": "object",
             "properties": properties,
             "anyOf": [{"required": ["file"]}, {"required": ["text"]}],
-            "not": {"required": ["delay_seconds", "run_at"]},
+            "not": {"anyOf": [{"required": pair} for pair in (["delay_seconds", "run_at"], ["depends_on", "delay_seconds"], ["depends_on", "run_at"])]},
             "additionalProperties": False,
         }
 

@@ -50,6 +50,7 @@ class BatchPathsMixin:
         request_schema = BatchRequest.model_json_schema(mode="validation")
         request_schema["properties"]["jobs"]["items"] = request_ref
         request_schema["properties"]["jobs"]["maxItems"] = self.settings.max_batch_jobs
+        self._callback_url(request_schema["properties"])  # as a job's: none at all without WEBHOOK_SECRET
         batch_request_ref = components.add("BatchRequest", request_schema)
         answer_ref = components.model(BatchAnswer, "serialization")
         resource_ref = components.model(BatchResource, "serialization")
@@ -93,7 +94,7 @@ class BatchPathsMixin:
                 "parameters": [ref("IdempotencyKey", "parameters"), ref("RequestId", "parameters")],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": request_ref, "examples": _EXAMPLES}},
+                    "content": {"application/json": {"schema": request_ref, "examples": self._batch_examples()}},
                 },
                 "responses": {
                     "202": {
@@ -117,6 +118,13 @@ class BatchPathsMixin:
                 },
             }
         )
+
+    def _batch_examples(self) -> dict[str, Any]:
+        examples = copy.deepcopy(_EXAMPLES)
+        if self.settings.webhook_secret is None:  # this server takes no callback_url (see _callback_url)
+            examples["texts"]["summary"] = "Three texts to count, with your own metadata"
+            del examples["texts"]["value"]["callback_url"]
+        return examples
 
     def _get_batch(self, resource_ref: dict) -> dict[str, Any]:
         return self._operation(
