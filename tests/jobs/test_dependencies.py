@@ -11,9 +11,6 @@ import pytest
 
 from ..conftest import wait_until
 
-pytestmark = pytest.mark.integration
-
-
 def _ok(response) -> dict:
     assert response.status_code == 202, response.text
     return response.json()
@@ -29,6 +26,7 @@ def _job_count(stack) -> int:
     return len(stack.get("/jobs?limit=200").json()["jobs"])
 
 
+@pytest.mark.integration
 @pytest.mark.deployments("default", "forking", "cluster")
 def test_dependents_run_after_their_dependencies_in_order(stack_factory):
     stack = stack_factory(workers=2)
@@ -45,6 +43,7 @@ def test_dependents_run_after_their_dependencies_in_order(stack_factory):
     assert done[second["id"]]["ended_at"] <= done[third["id"]]["started_at"]
 
 
+@pytest.mark.integration
 @pytest.mark.deployments("default", "forking", "cluster")
 def test_a_failed_dependency_fails_its_dependents_and_theirs(stack_factory):
     stack = stack_factory(workers=1)
@@ -65,6 +64,7 @@ def test_a_failed_dependency_fails_its_dependents_and_theirs(stack_factory):
     assert retry.status_code == 409 and failing["id"] in retry.json()["detail"]
 
 
+@pytest.mark.integration
 @pytest.mark.deployments("default", "forking")
 def test_canceling_or_stopping_a_dependency_fails_its_dependents(stack_factory):
     stack = stack_factory(workers=1)
@@ -83,6 +83,7 @@ def test_canceling_or_stopping_a_dependency_fails_its_dependents(stack_factory):
     assert ended["error"]["type"] == "DependencyFailed" and "was stopped" in ended["error"]["message"]
 
 
+@pytest.mark.integration
 @pytest.mark.deployments("default", "forking")
 def test_a_dependent_submitted_while_its_dependency_runs_waits_for_it(stack_factory):
     stack = stack_factory(workers=1)
@@ -95,6 +96,7 @@ def test_a_dependent_submitted_while_its_dependency_runs_waits_for_it(stack_fact
     assert stack.get(f"/jobs/{running['id']}").json()["ended_at"] <= done["started_at"]
 
 
+@pytest.mark.integration
 @pytest.mark.deployments("default", "forking")
 def test_a_dependency_that_has_finished_is_met_at_once(stack_factory):
     stack = stack_factory(workers=1)
@@ -105,6 +107,7 @@ def test_a_dependency_that_has_finished_is_met_at_once(stack_factory):
     assert stack.wait_for(dependent["id"])["result"]["words"] == 3
 
 
+@pytest.mark.integration
 @pytest.mark.deployments("default")
 def test_unknown_failed_or_batch_only_dependencies_are_422_and_nothing_is_enqueued(stack_factory):
     stack = stack_factory(workers=1)
@@ -125,6 +128,7 @@ def test_unknown_failed_or_batch_only_dependencies_are_422_and_nothing_is_enqueu
     assert _job_count(stack) == before
 
 
+@pytest.mark.integration
 @pytest.mark.deployments("default")
 def test_another_clients_job_is_unknown_to_depends_on(stack_factory):
     stack = stack_factory(workers=0, API_KEYS="shop:client:s3cret,other:client:0th3r,ops:admin:t0ps3cret")
@@ -135,6 +139,7 @@ def test_another_clients_job_is_unknown_to_depends_on(stack_factory):
     assert admin["status"] == "deferred"
 
 
+@pytest.mark.integration
 @pytest.mark.deployments("default")
 def test_dependents_of_a_job_abandoned_by_a_killed_worker_fail_too(stack_factory):
     """A worker SIGKILLed mid-job: maintenance fails the job (no retries left), and with it its dependents."""
@@ -148,3 +153,13 @@ def test_dependents_of_a_job_abandoned_by_a_killed_worker_fail_too(stack_factory
     assert stack.wait_for(doomed["id"], timeout=60)["error"]["type"] == "WorkerDied"
     ended = stack.wait_for(dependent["id"], timeout=60)
     assert ended["status"] == "failed" and ended["error"]["type"] == "DependencyFailed"
+
+
+def test_depends_on_in_a_form_is_the_field_repeated(client):
+    first = client.post("/jobs", json={"type": "noop"}).get_json()["id"]
+    second = client.post("/jobs", json={"type": "noop"}).get_json()["id"]
+    answer = client.post(
+        "/jobs", data={"file": "one two", "depends_on": [first, second]}, content_type="multipart/form-data"
+    )
+    assert answer.status_code == 202, answer.get_json()
+    assert answer.get_json()["status"] == "deferred" and answer.get_json()["depends_on"] == [first, second]
