@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     # Job contract limits and defaults.
     max_text_bytes: int = Field(1024 * 1024, ge=1)
     max_metadata_bytes: int = Field(4096, ge=2)
+    max_batch_jobs: int = Field(1000, ge=1, le=10_000)  # jobs in one POST /jobs/batch
     default_timeout_seconds: int = Field(180, ge=1)
     max_timeout_seconds: int = Field(3600, ge=1)
     default_max_retries: int = Field(3, ge=0, le=25)

@@ -5,12 +5,17 @@ The HTTP layer calls :class:`JobQueue` (``store``) and never Redis; the worker r
 
 =================  =============================================================
 ``schemas``        the contract: request and resource models (pydantic)
+``batch_schemas``  the batch contract
 ``catalog``        job types: arguments model, plain function, runner
 ``runners``        each task inside its job (progress, send-once email, webhooks)
 ``job``            the RQ job class: runs catalog tasks only, validated again
 ``queue``          the RQ queue class: a dequeue that never loses a job
 ``store``          :class:`JobQueue`: submit, get, wait, cancel, retry, list
 ``resource``       the job resource a client sees, and its links
+``submission``     writing new jobs, one or a batch, in one transaction
+``batches``        ``POST /jobs/batch``: the batch record, its counts, its callback
+``dependencies``   ``depends_on``: checks at submission; failing orphaned dependents
+``endings``        what a job's end adds to its outcome transaction
 ``idempotency``    ``Idempotency-Key`` claims and replays
 ``events``         job-events pub/sub, for ``?wait=`` and live streams
 ``listing``        ``GET /jobs`` pages and cursors
@@ -27,10 +32,12 @@ The HTTP layer calls :class:`JobQueue` (``store``) and never Redis; the worker r
 
 from .access import ANONYMOUS, Principal
 from .errors import (
+    BatchNotFound,
     DeliveryUnknown,
     IdempotencyConflict,
     IdempotencyInFlight,
     InvalidArgumentsError,
+    InvalidSubmission,
     JobNotFound,
     JobStateConflict,
     MissingTextError,
@@ -41,10 +48,12 @@ from .store import JobQueue
 
 __all__ = [
     "ANONYMOUS",
+    "BatchNotFound",
     "DeliveryUnknown",
     "IdempotencyConflict",
     "IdempotencyInFlight",
     "InvalidArgumentsError",
+    "InvalidSubmission",
     "JobNotFound",
     "JobQueue",
     "JobStateConflict",

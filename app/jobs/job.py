@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from rq.job import Job, JobStatus
 
 from ..settings import get_settings
-from . import catalog
+from . import catalog, endings
 from .errors import InvalidArgumentsError, MissingTextError, UnknownTaskError
 from .events import publish_job_event
 from .keys import METRICS_KEY, text_key
@@ -71,6 +71,17 @@ class OffloadJob(Job):
         result = super().restore(raw_data)
         self.attempts = int(raw_data.get(ATTEMPTS_FIELD.encode(), raw_data.get(ATTEMPTS_FIELD, 0)) or 0)
         return result
+
+    def _handle_success(self, result_ttl: int, pipeline: redis.client.Pipeline, *args: Any, **kwargs: Any) -> None:
+        """RQ's, and the end of the job in its batch, in the same transaction (see :mod:`.endings`)."""
+        super()._handle_success(result_ttl, pipeline, *args, **kwargs)
+        endings.job_ended(self, pipeline, finished=True)
+
+    def _handle_failure(self, exc_string: str, pipeline: redis.client.Pipeline, *args: Any, **kwargs: Any) -> None:
+        """RQ's (a final failure or stop), and the end of the job in its batch and for its
+        dependents, in the same transaction (see :mod:`.endings`)."""
+        super()._handle_failure(exc_string, pipeline, *args, **kwargs)
+        endings.job_ended(self, pipeline, finished=False)
 
     def cleanup(self, ttl: int | None = None, pipeline: redis.client.Pipeline | None = None, remove_from_queue: bool = True) -> None:
         """RQ's, and the job's text key (if it has one) goes with the job: deleted once the job

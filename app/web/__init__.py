@@ -18,7 +18,7 @@ from .. import logs
 from ..connections import connect
 from ..jobs import JobQueue
 from ..settings import Settings, get_settings
-from . import dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
+from . import batches, dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
 from .events import bp as events_bp
 from .schedules import bp as schedules_bp
 
@@ -48,6 +48,7 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(events_bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(schedules_bp)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from ..jobs import (
     IdempotencyConflict,
     IdempotencyInFlight,
+    InvalidSubmission,
     JobNotFound,
     JobStateConflict,
     Principal,
@@ -57,7 +58,13 @@ def submit_job() -> Response:
         response.headers["Idempotent-Replayed"] = "true"
         return response
     try:
-        resource = job_queue().submit(spec, owner=who.name, request_id=g.get("request_id"), idempotency=claim)
+        resource = job_queue().submit(
+            spec, owner=who.name, request_id=g.get("request_id"), idempotency=claim, principal=who
+        )
+    except InvalidSubmission as exc:  # depends_on: an unknown job, or one that will never finish
+        if claim is not None:
+            claim.release()
+        raise ApiProblem(422, "the job is not valid", title="Validation Failed", errors=exc.errors[0]) from None
     except QueueFull as exc:
         if claim is not None:
             claim.release()

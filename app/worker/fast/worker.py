@@ -44,8 +44,9 @@ no ``RQ_JOB_ID`` environment variable (glibc keeps every value ever set, a leak 
 job; ``rq.get_current_job()`` still works). The scheduler is offload's (``OffloadScheduler``,
 from the mixin): it survives failovers and dies with its worker, as with the forking worker.
 
-Jobs that use RQ features offload never sets (dependents, RQ webhooks, repeats, RQ rate
-limits, a ``Retry`` return value) and every failure take RQ's own code paths unchanged.
+A job with dependents (``depends_on``; RQ moves them onto their queues), jobs that use RQ
+features offload never sets (RQ webhooks, repeats, RQ rate limits, a ``Retry`` return value)
+and every failure take RQ's own code paths unchanged.
 """
 
 from __future__ import annotations
