@@ -22,6 +22,7 @@ The HTTP layer calls :class:`JobQueue` (``store``) and never Redis; the worker r
 ``ticker``         running them: each due tick claimed once, with its job
 ``cadence``        cron (UTC) and interval ticks, pure functions of a moment
 ``errors``         the exceptions of this layer
+``queues_admin``   pausing and resuming queues; per-queue depths and workers
 =================  =============================================================
 """
 
