@@ -21,7 +21,7 @@ from rq.serializers import JSONSerializer
 
 from .. import connections
 from ..settings import QUEUE_NAMES, Settings
-from . import schemas
+from . import schemas, timeseries
 from .access import ANONYMOUS, Principal
 from .catalog import TASKS
 from .errors import JobNotFound, JobStateConflict, QueueFull
@@ -140,6 +140,7 @@ class JobQueue:
         score = job.created_at.timestamp() if job.created_at else time.time()
         pipe.zadd(JOB_INDEX_KEY, {job.id: score})
         pipe.hincrby(METRICS_KEY, f"enqueued:{job.meta['type']}", 1)
+        timeseries.count(pipe, "enqueued", job.origin)
 
     def queue_depths(self) -> dict[str, int]:
         with self.connection.pipeline(transaction=False) as pipe:

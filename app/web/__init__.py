@@ -21,6 +21,7 @@ from ..settings import Settings, get_settings
 from . import dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
 from .queues import bp as queues_bp
 from .schedules import bp as schedules_bp
+from .stats import bp as stats_bp
 
 log = logging.getLogger("offload.http")
 
@@ -51,6 +52,7 @@ def create_app(
     app.register_blueprint(page.bp)
     app.register_blueprint(schedules_bp)
     app.register_blueprint(queues_bp)
+    app.register_blueprint(stats_bp)
     dashboard.mount(app, settings)
     return app
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...jobs.timeseries import MAX_MINUTES
 from ...settings import QUEUE_NAMES
 from .components import PROBLEM_JSON, ref
 
@@ -51,6 +52,43 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+_LINE = {"type": "array", "items": _COUNT}
+_SCHEMAS["QueueSeries"] = {
+    "title": "QueueSeries",
+    "type": "object",
+    "description": "One queue's figures per minute, oldest first (one value per entry of `times`).",
+    "properties": {
+        "enqueued": {**_LINE, "description": "Jobs submitted (queued or scheduled)."},
+        "finished": {**_LINE, "description": "Jobs that finished."},
+        "failed": {**_LINE, "description": "Jobs that failed for good (an attempt that is retried is not counted)."},
+        "mean_run_seconds": {
+            "type": "array",
+            "items": {"type": ["number", "null"], "minimum": 0},
+            "description": "Mean run time of the jobs that ended that minute; null when none did.",
+        },
+    },
+    "required": ["enqueued", "finished", "failed", "mean_run_seconds"],
+}
+_SCHEMAS["Timeseries"] = {
+    "title": "Timeseries",
+    "type": "object",
+    "properties": {
+        "minutes": {"type": "integer", "minimum": 1, "maximum": MAX_MINUTES},
+        "step_seconds": {"type": "integer", "const": 60},
+        "times": {
+            "type": "array",
+            "items": {"type": "string", "format": "date-time"},
+            "description": "The start of each minute (UTC), oldest first; the last is the current minute.",
+        },
+        "queues": {
+            "type": "object",
+            "properties": {name: ref("QueueSeries") for name in QUEUE_NAMES},
+            "required": list(QUEUE_NAMES),
+        },
+    },
+    "required": ["minutes", "step_seconds", "times", "queues"],
+}
+
 _NAME = {
     "name": "name",
     "in": "path",
@@ -88,6 +126,11 @@ def add_queues(builder: Any, document: dict[str, Any]) -> None:
         "parameters": [ref("QueueName", "parameters")],
         "get": _operation(builder, "getQueue", "Get a queue", "One queue, as in `GET /queues`.", ref("Queue"), found=True),
     }
+    stats = _operation(builder, "getTimeseries", "Jobs per minute", _STATS_TEXT, ref("Timeseries"))
+    stats["parameters"].insert(0, _MINUTES)
+    stats["responses"]["422"] = ref("ValidationFailed", "responses")
+    stats["responses"] = dict(sorted(stats["responses"].items()))
+    paths["/stats/timeseries"] = {"get": stats}
     for action, text in (("pause", _PAUSE_TEXT), ("resume", _RESUME_TEXT)):
         paths[f"/queues/{{name}}/{action}"] = {
             "parameters": [ref("QueueName", "parameters")],
@@ -106,6 +149,16 @@ _PAUSE_TEXT = (
     "one until it is resumed; jobs already running finish. The state is kept in Redis: it survives worker "
     "restarts and failovers. Pausing a paused queue changes nothing."
 )
+_STATS_TEXT = (
+    "Per queue and per minute over the last `minutes` minutes: jobs enqueued, finished and failed, and the "
+    "mean run time of the jobs that ended. What the charts on the page at `/` draw. Any key may read it."
+)
+_MINUTES = {
+    "name": "minutes",
+    "in": "query",
+    "description": f"How many minutes, ending with the current one (at most {MAX_MINUTES}).",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_MINUTES, "default": 60},
+}
 _RESUME_TEXT = "Admin keys only. Workers take jobs from the queue again. Resuming a running queue changes nothing."
 
 
