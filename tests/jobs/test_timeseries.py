@@ -86,7 +86,7 @@ def test_timeseries_endpoint_refuses_bad_minutes(client):
 
 
 @pytest.mark.integration
-@pytest.mark.deployments("default", "forking")
+@pytest.mark.deployments("default", "forking", "cluster")
 def test_jobs_run_by_real_workers_show_up_in_the_series(stack):
     ids = [stack.post({"type": "noop"}).json()["id"] for _ in range(3)]
     ids.append(stack.post({"type": "fail", "message": "x", "queue": "low"}).json()["id"])

@@ -106,7 +106,7 @@ def _wait_for(stack, job_id: str, headers: dict) -> dict:
 
 
 @pytest.mark.integration
-@pytest.mark.deployments("default", "forking")
+@pytest.mark.deployments("default", "forking", "cluster")
 def test_pause_holds_jobs_across_a_worker_restart_and_resume_runs_them(stack_factory):
     stack = stack_factory(API_KEYS=f"shop:client:{CLIENT},ops:admin:{ADMIN}")
     admin, client = bearer(ADMIN), bearer(CLIENT)
