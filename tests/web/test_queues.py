@@ -10,7 +10,7 @@ from app import create_app
 from app.jobs import JobQueue
 from app.settings import get_settings
 
-from ..conftest import assert_problem, run_jobs
+from ..conftest import assert_problem, run_jobs, wait_until
 
 CLIENT, ADMIN = "shop-s3cret", "ops-t0ps3cret"
 
@@ -137,3 +137,23 @@ def test_pause_holds_jobs_across_a_worker_restart_and_resume_runs_them(stack_fac
     assert resumed.status_code == 200 and resumed.json()["paused"] is False
     assert _wait_for(stack, held, client)["status"] == "finished"
     assert stack.get("/queues/default", headers=client).json()["queued"] == 0
+
+
+@pytest.mark.integration
+@pytest.mark.deployments("default", "forking")
+def test_a_delayed_job_moves_onto_a_paused_queue_and_waits_there(stack):
+    assert stack.session_post("/queues/default/pause").json()["paused"] is True
+    delayed = stack.post({"type": "noop", "delay_seconds": 1}).json()
+    assert delayed["status"] == "scheduled"
+
+    def moved() -> dict | None:
+        default = stack.get("/queues/default").json()
+        return default if default["scheduled"] == 0 and default["queued"] == 1 else None
+
+    default = wait_until(moved, timeout=30, what="RQ's scheduler to move the job onto its queue")
+    assert default["paused"] is True
+    passed = stack.post({"type": "noop", "queue": "low"}).json()["id"]  # the worker is taking jobs
+    assert stack.wait_for(passed)["status"] == "finished"
+    assert stack.get(f"/jobs/{delayed['id']}").json()["status"] == "queued"
+    stack.session_post("/queues/default/resume")
+    assert stack.wait_for(delayed["id"])["status"] == "finished"
