@@ -9,7 +9,15 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from .test_browser import ADMIN_SECRET, CLIENT_SECRET, KEYS, artifact, browser, chromium_executable, new_page  # noqa: F401
+from .test_browser import (  # noqa: F401
+    ADMIN_SECRET,
+    CLIENT_SECRET,
+    KEYS,
+    artifact,
+    browser,
+    chromium_executable,
+    new_page,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
