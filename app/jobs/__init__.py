@@ -27,6 +27,8 @@ The HTTP layer calls :class:`JobQueue` (``store``) and never Redis; the worker r
 ``ticker``         running them: each due tick claimed once, with its job
 ``cadence``        cron (UTC) and interval ticks, pure functions of a moment
 ``errors``         the exceptions of this layer
+``queues_admin``   pausing and resuming queues; per-queue depths and workers
+``timeseries``     per-minute counts per queue, for the page's charts
 =================  =============================================================
 """
 

@@ -22,6 +22,8 @@ JOB_INDEX_KEY = f"{KEY_PREFIX}:jobs"
 METRICS_KEY = f"{KEY_PREFIX}:metrics"
 #: List an idle worker blocks on; every enqueue pushes a token (see :class:`~app.jobs.queue.OffloadQueue`).
 WAKE_KEY = f"{KEY_PREFIX}:wake"
+#: Set of the names of the paused queues: both workers' dequeue scripts skip them (app/jobs/queues_admin.py).
+PAUSED_QUEUES_KEY = f"{KEY_PREFIX}:paused"
 #: Sorted set of every schedule id by creation time: the index ``GET /schedules`` pages through.
 SCHEDULE_INDEX_KEY = f"{KEY_PREFIX}:schedules"
 #: Sorted set of the enabled schedules by their next run (Unix seconds): what the tickers poll.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import redis
 from rq.job import JobStatus
 
-from . import dependencies, schemas
+from . import dependencies, schemas, timeseries
 from .access import Principal
 from .catalog import TASKS
 from .errors import QueueFull
@@ -183,6 +183,8 @@ def _attempt(  # noqa: PLR0913 - write()'s arguments, and its pipeline
     pipe.zadd(JOB_INDEX_KEY, {d.job.id: d.job.created_at.timestamp() if d.job.created_at else time.time() for d in kept})
     for job_type, count in Counter(d.job.meta["type"] for d in kept).items():
         pipe.hincrby(METRICS_KEY, f"enqueued:{job_type}", count)
+    for queue_name, count in Counter(d.queue.name for d in kept).items():
+        timeseries.count(pipe, "enqueued", queue_name, amount=count)
     if also is not None:
         also(pipe, kept, errors)
     if own:

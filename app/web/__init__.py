@@ -20,7 +20,9 @@ from ..jobs import JobQueue
 from ..settings import Settings, get_settings
 from . import batches, dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
 from .events import bp as events_bp
+from .queues import bp as queues_bp
 from .schedules import bp as schedules_bp
+from .stats import bp as stats_bp
 
 log = logging.getLogger("offload.http")
 
@@ -52,6 +54,8 @@ def create_app(
     app.register_blueprint(openapi.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(schedules_bp)
+    app.register_blueprint(queues_bp)
+    app.register_blueprint(stats_bp)
     dashboard.mount(app, settings)
     return app
 

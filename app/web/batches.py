@@ -136,7 +136,8 @@ def _refuse(errors_by_index: dict[int, list[dict]]) -> None:
 
 def _answer(answer: dict) -> Response:
     response = Response(json.dumps(answer), status=202, mimetype="application/json")
-    response.headers["Location"] = answer["batch"]["links"]["self"]
+    # Azure's long-running-operation convention names the status URL Operation-Location.
+    response.headers["Location"] = response.headers["Operation-Location"] = answer["batch"]["links"]["self"]
     if not answer["batch"]["done"]:
         response.headers["Retry-After"] = str(POLL_AFTER)
     return response

@@ -211,7 +211,8 @@ def _job_response(resource: dict, status: int = 200) -> Response:
     body = _with_links(resource)
     response = _json(body, status)
     if status == 202:
-        response.headers["Location"] = body["links"]["self"]
+        # Azure's long-running-operation convention names the status URL Operation-Location.
+        response.headers["Location"] = response.headers["Operation-Location"] = body["links"]["self"]
     if resource["status"] not in schemas.TERMINAL_STATUSES:
         response.headers["Retry-After"] = str(POLL_AFTER)
     return response

@@ -98,7 +98,7 @@ def test_document_is_valid_openapi_3_1(document):
 def test_document_lists_every_route_of_the_api(app, document):
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith(("api.", "events.", "health.", "schedules.", "batches.")):  # jobs, events, health, schedules, batches
+        if rule.endpoint.startswith(("api.", "events.", "health.", "schedules.", "batches.", "queues.", "stats.")):
             path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             routes |= {(path, method.lower()) for method in rule.methods - {"HEAD", "OPTIONS"}}
     documented = {
@@ -164,7 +164,7 @@ def test_with_api_keys_the_document_has_bearer_auth_and_401s_conform(monkeypatch
         for method, operation in item.items():
             if method == "parameters":
                 continue
-            if path.startswith(("/jobs", "/schedules", "/batches")):
+            if path.startswith(("/jobs", "/schedules", "/batches", "/queues", "/stats")):
                 assert operation["security"] == [{"bearerAuth": []}], (method, path)
                 assert "401" in operation["responses"], (method, path)
             else:

@@ -27,6 +27,7 @@ from .components import (
 from .paths import PathsMixin
 from .paths_batches import BatchPathsMixin
 from .paths_events import EventsPathsMixin
+from .paths_queues import add_queues
 from .paths_schedules import add_schedules
 
 
@@ -111,6 +112,7 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
                 }
             }
         add_schedules(self, document)
+        add_queues(self, document)
         return document
 
     # -- settings-dependent limits the models check in their validators --

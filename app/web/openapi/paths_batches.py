@@ -14,6 +14,12 @@ _BATCH_HEADERS = {
         "required": True,
         "schema": {"type": "string", "pattern": "^/batches/[A-Za-z0-9_-]+$"},
     },
+    "BatchOperationLocation": {
+        "description": "The batch's URL again, as Azure's long-running-operation convention names it: poll "
+        "it until `done`.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^/batches/[A-Za-z0-9_-]+$"},
+    },
 }
 
 _EXAMPLES = {
@@ -102,6 +108,7 @@ class BatchPathsMixin:
                         "With an `Idempotency-Key` seen before with the same body, this is the first answer again.",
                         "headers": {
                             "Location": ref("BatchLocation", "headers"),
+                            "Operation-Location": ref("BatchOperationLocation", "headers"),
                             "Retry-After": ref("RetryAfterWhilePending", "headers"),
                             "Idempotent-Replayed": ref("IdempotentReplayed", "headers"),
                             "X-Request-ID": ref("RequestId", "headers"),
