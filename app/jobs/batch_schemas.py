@@ -7,13 +7,12 @@ here: the OpenAPI document points its items at ``JobRequest``.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from .schemas import JobResource, JobStatusName, Problem, _settings
+from .schemas import JobResource, JobStatusName, Problem, _settings, check_callback_scheme, check_metadata_size
 
 
 class BatchRequest(BaseModel):
@@ -40,21 +39,8 @@ class BatchRequest(BaseModel):
             raise PydanticCustomError("too_long", "at most {limit} jobs in one batch", {"limit": limit})
         return value
 
-    @field_validator("callback_url")
-    @classmethod
-    def _callback_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.lower().startswith(("http://", "https://")):
-            raise PydanticCustomError("url_scheme", "must be an http:// or https:// URL")
-        return value
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_size(cls, value: dict | None, info: ValidationInfo) -> dict | None:
-        settings = _settings(info)
-        limit = settings.max_metadata_bytes if settings else 4096
-        if value is not None and len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")) > limit:
-            raise PydanticCustomError("too_long", "must be at most {limit} bytes as JSON", {"limit": limit})
-        return value
+    _callback_scheme = field_validator("callback_url")(check_callback_scheme)
+    _metadata_size = field_validator("metadata")(check_metadata_size)
 
 
 class BatchLinks(BaseModel):

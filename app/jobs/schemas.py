@@ -60,6 +60,25 @@ def _utf8_size(value: str) -> int:
     return len(value.encode("utf-8", "surrogatepass"))
 
 
+def check_metadata_size(value: dict | None, info: ValidationInfo) -> dict | None:
+    """``metadata`` (of a job or a batch) is at most ``max_metadata_bytes`` as compact JSON."""
+    if value is None:
+        return value
+    settings = _settings(info)
+    limit = settings.max_metadata_bytes if settings else 4096
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise PydanticCustomError("too_long", "must be at most {limit} bytes as JSON", {"limit": limit})
+    return value
+
+
+def check_callback_scheme(value: str | None) -> str | None:
+    """A ``callback_url`` (of a job or a batch) is an http:// or https:// URL."""
+    if value is not None and not value.lower().startswith(("http://", "https://")):
+        raise PydanticCustomError("url_scheme", "must be an http:// or https:// URL")
+    return value
+
+
 def _reject_lone_surrogates(value: str) -> str:
     try:
         value.encode("utf-8")
@@ -172,24 +191,8 @@ class JobOptions(BaseModel):
             raise PydanticCustomError("less_than_equal", "must be at most {limit}", {"limit": settings.max_retries_limit})
         return value
 
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_size(cls, value: dict | None, info: ValidationInfo) -> dict | None:
-        if value is None:
-            return value
-        settings = _settings(info)
-        limit = settings.max_metadata_bytes if settings else 4096
-        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
-        if size > limit:
-            raise PydanticCustomError("too_long", "must be at most {limit} bytes as JSON", {"limit": limit})
-        return value
-
-    @field_validator("callback_url")
-    @classmethod
-    def _callback_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.lower().startswith(("http://", "https://")):
-            raise PydanticCustomError("url_scheme", "must be an http:// or https:// URL")
-        return value
+    _metadata_size = field_validator("metadata")(check_metadata_size)
+    _callback_scheme = field_validator("callback_url")(check_callback_scheme)
 
     def task_arguments(self) -> dict[str, Any]:
         """The fields that are the task's own arguments (everything but the options)."""
