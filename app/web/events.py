@@ -64,7 +64,8 @@ from ..jobs import JobNotFound, schemas
 from ..jobs.resource import links
 from .context import job_queue, principal, settings
 from .jobs import _not_found
-from .problems import ApiProblem, problem
+from .parsing import seconds_query
+from .problems import problem
 from .ratelimit import limiter, read_limit
 
 log = logging.getLogger("offload.http")
@@ -210,18 +211,7 @@ def _stream_seconds(value: str | None) -> float:
     limit = settings().sse_max_seconds
     if value is None:
         return limit
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 <= seconds <= limit:
-        raise ApiProblem(
-            422,
-            f"timeout must be a number of seconds from 0 to {limit:g}",
-            title="Validation Failed",
-            errors=[{"field": "timeout", "message": f"must be from 0 to {limit:g}"}],
-        )
-    return seconds
+    return seconds_query(value, "timeout", limit, f"{limit:g}")
 
 
 def _first_id(last_event_id: str) -> int:

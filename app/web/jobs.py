@@ -25,7 +25,7 @@ from ..jobs.idempotency import IdempotencyClaim, valid_idempotency_key
 from ..jobs.resource import links
 from ..tasks import webhook
 from .context import job_queue, principal, settings
-from .parsing import read_submission, wait_seconds
+from .parsing import invalid_cursor, page_limit, read_submission, refuse_query, wait_seconds
 from .problems import ApiProblem, field_errors, problem
 from .ratelimit import limiter, read_limit, submit_limit
 
@@ -169,23 +169,14 @@ def list_jobs() -> Response:
     queue = args.get("queue")
     if queue is not None and queue not in schemas.QueueName.__args__:  # type: ignore[attr-defined]
         errors.append({"field": "queue", "message": "not a queue"})
-    limit_text = args.get("limit", "50")
-    try:
-        limit = int(limit_text) if limit_text.isdigit() else 0
-    except ValueError:  # "²" is a digit that int() refuses, and so are 4301 digits or more
-        limit = 0
-    if not 1 <= limit <= 200:
-        errors.append({"field": "limit", "message": "must be an integer from 1 to 200"})
-    if errors:
-        raise ApiProblem(422, "the query is not valid", title="Validation Failed", errors=errors)
+    limit = page_limit(args.get("limit", "50"), errors)
+    refuse_query(errors)
     try:
         jobs, next_cursor = job_queue().list(
             who, status=status, type=args.get("type"), queue=queue, limit=limit, cursor=args.get("cursor")
         )
     except ValueError:
-        raise ApiProblem(
-            422, "the cursor is not valid", title="Validation Failed", errors=[{"field": "cursor", "message": "invalid"}]
-        ) from None
+        raise invalid_cursor() from None
     body = {
         "jobs": [_with_links(job) for job in jobs],
         "next": url_for("api.list_jobs", **{**args.to_dict(), "cursor": next_cursor}) if next_cursor else None,

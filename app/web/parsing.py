@@ -135,16 +135,45 @@ def _reject_constant(name: str) -> None:
 
 
 def wait_seconds(value: str) -> float:
+    limit = settings().max_wait_seconds
+    return seconds_query(value, "wait", limit, f"{limit}")
+
+
+def seconds_query(value: str, field: str, limit: float, shown: str) -> float:
+    """A query parameter that is a number of seconds from 0 to ``limit`` (written ``shown`` in
+    the problem); anything else is a 422 naming ``field``."""
     try:
         seconds = float(value)
     except ValueError:
         seconds = math.nan
-    limit = settings().max_wait_seconds
     if not 0 <= seconds <= limit:
         raise ApiProblem(
             422,
-            f"wait must be a number of seconds from 0 to {limit}",
+            f"{field} must be a number of seconds from 0 to {shown}",
             title="Validation Failed",
-            errors=[{"field": "wait", "message": f"must be from 0 to {limit}"}],
+            errors=[{"field": field, "message": f"must be from 0 to {shown}"}],
         )
     return seconds
+
+
+def page_limit(text: str, errors: list[dict]) -> int:
+    """The ``limit`` of a listing (1 to 200); out of range or not a number, an error for the
+    ``limit`` field is added to ``errors`` (the caller refuses the query with all of them)."""
+    try:
+        limit = int(text) if text.isdigit() else 0
+    except ValueError:  # "²" is a digit that int() refuses, and so are 4301 digits or more
+        limit = 0
+    if not 1 <= limit <= 200:
+        errors.append({"field": "limit", "message": "must be an integer from 1 to 200"})
+    return limit
+
+
+def refuse_query(errors: list[dict]) -> None:
+    """A 422 for a query with ``errors`` (nothing when there are none)."""
+    if errors:
+        raise ApiProblem(422, "the query is not valid", title="Validation Failed", errors=errors)
+
+
+def invalid_cursor() -> ApiProblem:
+    """The 422 for a ``cursor`` that is not one a listing handed out (raise it)."""
+    return ApiProblem(422, "the cursor is not valid", title="Validation Failed", errors=[{"field": "cursor", "message": "invalid"}])

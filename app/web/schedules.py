@@ -19,7 +19,7 @@ from ..jobs.schedule_schemas import TIMING_FIELDS, SchedulePatch, ScheduleReques
 from ..jobs.schedules import ScheduleLimitReached, ScheduleNotFound, ScheduleStore
 from ..tasks import webhook
 from .context import job_queue, principal, settings
-from .parsing import read_submission
+from .parsing import invalid_cursor, page_limit, read_submission, refuse_query
 from .problems import ApiProblem, field_errors, problem
 from .ratelimit import limiter, read_limit, submit_limit
 
@@ -56,27 +56,13 @@ def create_schedule() -> Response:
 def list_schedules() -> Response:
     who = principal()
     args = request.args
-    limit_text = args.get("limit", "50")
-    try:
-        limit = int(limit_text) if limit_text.isdigit() else 0
-    except ValueError:  # "²" is a digit that int() refuses, and so are 4301 digits or more
-        limit = 0
-    if not 1 <= limit <= 200:
-        raise ApiProblem(
-            422,
-            "the query is not valid",
-            title="Validation Failed",
-            errors=[{"field": "limit", "message": "must be an integer from 1 to 200"}],
-        )
+    errors: list[dict] = []
+    limit = page_limit(args.get("limit", "50"), errors)
+    refuse_query(errors)
     try:
         page, next_cursor = store().list(who, limit=limit, cursor=args.get("cursor"))
     except ValueError:
-        raise ApiProblem(
-            422,
-            "the cursor is not valid",
-            title="Validation Failed",
-            errors=[{"field": "cursor", "message": "invalid"}],
-        ) from None
+        raise invalid_cursor() from None
     next_url = url_for("schedules.list_schedules", **{**args.to_dict(), "cursor": next_cursor}) if next_cursor else None
     return _json({"schedules": page, "next": next_url})
 
