@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ...jobs import schemas
+from ...jobs.listing import CURSOR_PATTERN
 from ...settings import Settings
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -125,49 +126,53 @@ _JOB_LINKS = {
     "RetryJob": {"operationId": "retryJob", "parameters": {"job_id": "$response.body#/id"}},
 }
 
+def header(description: str, *, required: bool = True, **schema: Any) -> dict[str, Any]:
+    """A header component: a string, with the JSON Schema keywords in ``schema`` (pattern, enum)."""
+    return {"description": description, "required": required, "schema": {"type": "string", **schema}}
+
+
+def page_parameters(cursor_description: str) -> list[dict[str, Any]]:
+    """The ``limit`` and ``cursor`` query parameters of a listing (``GET /jobs``, ``GET /schedules``)."""
+    return [
+        {
+            "name": "limit",
+            "in": "query",
+            "description": "Page size.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "description": cursor_description,
+            "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+        },
+    ]
+
+
+_JOB_URL = "^/jobs/[A-Za-z0-9_-]+$"
+_SECONDS = "^[0-9]+$"
+
 _HEADERS = {
-    "RequestId": {
-        "description": "This request's id: the one you sent in `X-Request-ID`, or one the server made.",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
-    },
-    "Location": {
-        "description": "The job's URL.",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^/jobs/[A-Za-z0-9_-]+$"},
-    },
-    "OperationLocation": {
-        "description": "The job's URL again, as Azure's long-running-operation convention names it: poll it "
-        "until the job is terminal.",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^/jobs/[A-Za-z0-9_-]+$"},
-    },
-    "RetryAfter": {
-        "description": "Seconds to wait before asking again.",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[0-9]+$"},
-    },
-    "RetryAfterWhilePending": {
-        "description": "Seconds to wait before asking again; there while the job is not terminal.",
-        "required": False,
-        "schema": {"type": "string", "pattern": "^[0-9]+$"},
-    },
-    "IdempotentReplayed": {
-        "description": "`true` when this is the stored first answer to an earlier request with the same "
-        "`Idempotency-Key`.",
-        "required": False,
-        "schema": {"type": "string", "enum": ["true"]},
-    },
-    "AcceptPost": {
-        "description": "The media types `POST /jobs` accepts.",
-        "required": True,
-        "schema": {"type": "string"},
-    },
-    "WwwAuthenticate": {
-        "description": "The Bearer challenge (RFC 6750).",
-        "required": True,
-        "schema": {"type": "string"},
-    },
+    "RequestId": header(
+        "This request's id: the one you sent in `X-Request-ID`, or one the server made.",
+        pattern="^[A-Za-z0-9._:-]{1,128}$",
+    ),
+    "Location": header("The job's URL.", pattern=_JOB_URL),
+    "OperationLocation": header(
+        "The job's URL again, as Azure's long-running-operation convention names it: poll it until the job is terminal.",
+        pattern=_JOB_URL,
+    ),
+    "RetryAfter": header("Seconds to wait before asking again.", pattern=_SECONDS),
+    "RetryAfterWhilePending": header(
+        "Seconds to wait before asking again; there while the job is not terminal.", required=False, pattern=_SECONDS
+    ),
+    "IdempotentReplayed": header(
+        "`true` when this is the stored first answer to an earlier request with the same `Idempotency-Key`.",
+        required=False,
+        enum=["true"],
+    ),
+    "AcceptPost": header("The media types `POST /jobs` accepts."),
+    "WwwAuthenticate": header("The Bearer challenge (RFC 6750)."),
 }
 
 

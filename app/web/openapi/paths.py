@@ -7,8 +7,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from ...jobs import schemas
-from ...jobs.listing import CURSOR_PATTERN
-from .components import _JOB_LINKS, _REQUEST_EXAMPLES, ref, type_names
+from .components import _JOB_LINKS, _REQUEST_EXAMPLES, page_parameters, ref, type_names
 
 
 class PathsMixin:
@@ -97,19 +96,10 @@ class PathsMixin:
                         "description": "Only jobs on this queue.",
                         "schema": TypeAdapter(schemas.QueueName).json_schema(),
                     },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "description": "Page size.",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
-                    },
-                    {
-                        "name": "cursor",
-                        "in": "query",
-                        "description": "Where the previous page ended (take it from that page's `next`): the "
-                        "position `<created, as Unix seconds>:<job id>`; the page starts after it.",
-                        "schema": {"type": "string", "pattern": CURSOR_PATTERN},
-                    },
+                    *page_parameters(
+                        "Where the previous page ended (take it from that page's `next`): the "
+                        "position `<created, as Unix seconds>:<job id>`; the page starts after it."
+                    ),
                     ref("RequestId", "parameters"),
                 ],
                 "responses": {

@@ -6,20 +6,15 @@ import copy
 from typing import Any
 
 from ...jobs.batch_schemas import BatchAnswer, BatchRequest, BatchResource
-from .components import PROBLEM_JSON, ref
+from .components import PROBLEM_JSON, header, ref
 
+_BATCH_URL = "^/batches/[A-Za-z0-9_-]+$"
 _BATCH_HEADERS = {
-    "BatchLocation": {
-        "description": "The batch's URL.",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^/batches/[A-Za-z0-9_-]+$"},
-    },
-    "BatchOperationLocation": {
-        "description": "The batch's URL again, as Azure's long-running-operation convention names it: poll "
-        "it until `done`.",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^/batches/[A-Za-z0-9_-]+$"},
-    },
+    "BatchLocation": header("The batch's URL.", pattern=_BATCH_URL),
+    "BatchOperationLocation": header(
+        "The batch's URL again, as Azure's long-running-operation convention names it: poll it until `done`.",
+        pattern=_BATCH_URL,
+    ),
 }
 
 _EXAMPLES = {

@@ -11,8 +11,7 @@ from typing import Any
 
 from ...jobs import schedule_schemas
 from ...jobs.cadence import MAX_EVERY_SECONDS
-from ...jobs.listing import CURSOR_PATTERN
-from .components import PROBLEM_JSON, ref
+from .components import PROBLEM_JSON, header, page_parameters, ref
 
 _TAG = {
     "name": "schedules",
@@ -27,16 +26,8 @@ _LINKS = {
 }
 
 _HEADERS = {
-    "ScheduleLocation": {
-        "description": "The schedule's URL.",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^/schedules/[0-9a-f]{32}$"},
-    },
-    "AcceptPatch": {
-        "description": "The media types `PATCH` accepts (RFC 5789).",
-        "required": True,
-        "schema": {"type": "string"},
-    },
+    "ScheduleLocation": header("The schedule's URL.", pattern="^/schedules/[0-9a-f]{32}$"),
+    "AcceptPatch": header("The media types `PATCH` accepts (RFC 5789)."),
 }
 
 _PROBLEMS = {
@@ -179,20 +170,7 @@ class _Operations:
                 "operationId": "listSchedules",
                 "summary": "List schedules",
                 "description": "Schedules newest first (a client key sees its own). Follow `next` to page on.",
-                "parameters": [
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "description": "Page size.",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
-                    },
-                    {
-                        "name": "cursor",
-                        "in": "query",
-                        "description": "Where the previous page ended (take it from that page's `next`).",
-                        "schema": {"type": "string", "pattern": CURSOR_PATTERN},
-                    },
-                ],
+                "parameters": page_parameters("Where the previous page ended (take it from that page's `next`)."),
                 "responses": {
                     "200": {
                         "description": "A page of schedules.",
