@@ -2,37 +2,23 @@
  *
  * POST /jobs/batch with every non-empty line as an item, then GET /batches/{id} again after
  * each answer's Retry-After until the batch is done, showing its jobs' counts by status. The
- * API key (when the server wants one) is the one offload.js keeps in this tab's sessionStorage.
+ * API key (when the server wants one) and the call are api.js's.
  */
 (function () {
   "use strict";
 
   var form = document.getElementById("batch-form");
   if (!form) return;
-  var AUTH = document.body.dataset.auth === "on";
-  var KEY_STORAGE = "offload.apiKey";
   var STATUSES = ["queued", "scheduled", "deferred", "started", "finished", "failed", "canceled", "stopped"];
   var texts = document.getElementById("bt-texts");
   var errorBox = document.getElementById("bt-texts-error");
   var panel = document.getElementById("batch-result");
   var polling = null;
 
-  function key() {
-    if (!AUTH) return "";
-    try { return window.sessionStorage.getItem(KEY_STORAGE) || ""; } catch (e) { return ""; }
-  }
-
+  /* api.js's call, with the body as {} when there is none and the Retry-After seconds. */
   function call(method, path, payload) {
-    var headers = { "Accept": "application/json, application/problem+json" };
-    if (payload !== undefined) headers["Content-Type"] = "application/json";
-    if (key()) headers["Authorization"] = "Bearer " + key();
-    return fetch(path, {
-      method: method, headers: headers, cache: "no-store", credentials: "same-origin",
-      body: payload === undefined ? undefined : JSON.stringify(payload)
-    }).then(function (response) {
-      return response.json().catch(function () { return null; }).then(function (data) {
-        return { status: response.status, data: data || {}, retryAfter: parseInt(response.headers.get("Retry-After"), 10) };
-      });
+    return window.offloadApi.api(method, path, payload).then(function (answer) {
+      return { status: answer.status, data: answer.data || {}, retryAfter: parseInt(answer.headers.get("Retry-After"), 10) };
     });
   }
 

@@ -3,13 +3,13 @@
  * Plain JavaScript drawing inline SVG (no library, nothing from a CDN, no inline script: the CSP
  * forbids them), from GET /stats/timeseries?minutes=60, the same API any client may call. One
  * polyline per queue and chart, one point per minute; colours come from charts.css classes.
- * The key is the one offload.js keeps in this tab's sessionStorage.
+ * The key and the call are api.js's.
  */
 (function () {
   "use strict";
 
-  var AUTH = document.body.dataset.auth === "on";
-  var KEY_STORAGE = "offload.apiKey";  // offload.js's
+  var offload = window.offloadApi;  // api.js
+  var AUTH = offload.auth, key = offload.key;
   var MINUTES = 60;
   var REFRESH_MS = 10000;
   var WIDTH = 600, HEIGHT = 160, TOP = 14;
@@ -18,16 +18,7 @@
   function $(id) { return document.getElementById(id); }
   if (!$("charts")) return;
 
-  function key() {
-    if (!AUTH) return "";
-    try { return window.sessionStorage.getItem(KEY_STORAGE) || ""; } catch (e) { return ""; }
-  }
-
-  function message(text) {
-    var box = $("charts-message");
-    box.textContent = text || "";
-    box.hidden = !text;
-  }
+  function message(text) { offload.message($("charts-message"), text); }
 
   function node(name, attributes, text) {
     var el = document.createElementNS(SVG, name);
@@ -84,22 +75,19 @@
       message("Enter an API key to see the charts.");
       return Promise.resolve();
     }
-    var headers = { "Accept": "application/json, application/problem+json" };
-    if (key()) headers["Authorization"] = "Bearer " + key();
-    return fetch("/stats/timeseries?minutes=" + MINUTES, { headers: headers, cache: "no-store", credentials: "same-origin" })
-      .then(function (response) {
-        return response.json().catch(function () { return null; }).then(function (data) {
-          if (mine !== seq) return;
-          if (!response.ok || !data || !data.queues) {
-            $("charts-wrap").hidden = true;
-            message("Could not read the figures: " + ((data && (data.detail || data.title)) || response.status));
-            return;
-          }
-          $("charts-wrap").hidden = false;
-          message("");
-          document.querySelectorAll("#charts figure.chart").forEach(function (figure) { draw(figure, data); });
-          $("charts").dataset.updated = data.times[data.times.length - 1];
-        });
+    return offload.api("GET", "/stats/timeseries?minutes=" + MINUTES)
+      .then(function (answer) {
+        var data = answer.data;
+        if (mine !== seq) return;
+        if (!answer.ok || !data || !data.queues) {
+          $("charts-wrap").hidden = true;
+          message("Could not read the figures: " + ((data && (data.detail || data.title)) || answer.status));
+          return;
+        }
+        $("charts-wrap").hidden = false;
+        message("");
+        document.querySelectorAll("#charts figure.chart").forEach(function (figure) { draw(figure, data); });
+        $("charts").dataset.updated = data.times[data.times.length - 1];
       })
       .catch(function (err) { if (mine === seq) message("Could not reach offload: " + err.message); });
   }

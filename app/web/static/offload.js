@@ -9,9 +9,9 @@
 (function () {
   "use strict";
 
-  var AUTH = document.body.dataset.auth === "on";
+  var offload = window.offloadApi;  // api.js: the key, the calls
+  var AUTH = offload.auth;
   var WAIT = parseInt(document.body.dataset.wait, 10) || 10;
-  var KEY_STORAGE = "offload.apiKey";
   var TERMINAL = ["finished", "failed", "canceled", "stopped"];
   var RETRYABLE = ["failed", "canceled", "stopped"];
   var RECENT_LIMIT = 20;
@@ -20,50 +20,13 @@
   function isTerminal(status) { return TERMINAL.indexOf(status) >= 0; }
   function sleep(ms) { return new Promise(function (resolve) { setTimeout(resolve, ms); }); }
 
-  // --- the API key (sessionStorage only) ---------------------------------------------------
+  // --- the API key (sessionStorage only) and HTTP: api.js ----------------------------------
 
-  var memoryKey = "";
-  function getKey() {
-    if (!AUTH) return "";
-    try { return window.sessionStorage.getItem(KEY_STORAGE) || ""; } catch (e) { return memoryKey; }
-  }
-  function setKey(value) {
-    memoryKey = value;
-    try {
-      if (value) window.sessionStorage.setItem(KEY_STORAGE, value);
-      else window.sessionStorage.removeItem(KEY_STORAGE);
-    } catch (e) { /* storage refused (private mode): keep it in memory for this page */ }
-  }
-
-  // --- HTTP ----------------------------------------------------------------------------------
-
-  /* One call to the API. Resolves to {status, ok, data, headers}; rejects only when the
-   * network fails (or the call is aborted). */
-  function api(method, path, payload, signal) {
-    var headers = { "Accept": "application/json, application/problem+json" };
-    if (payload !== undefined) headers["Content-Type"] = "application/json";
-    var key = getKey();
-    if (key) headers["Authorization"] = "Bearer " + key;
-    return fetch(path, {
-      method: method,
-      headers: headers,
-      body: payload === undefined ? undefined : JSON.stringify(payload),
-      signal: signal,
-      cache: "no-store",
-      credentials: "same-origin"
-    }).then(function (response) {
-      return response.text().then(function (text) {
-        var data = null;
-        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-        return { status: response.status, ok: response.ok, data: data, headers: response.headers };
-      });
-    });
-  }
+  var getKey = offload.key, setKey = offload.setKey, api = offload.api, textCell = offload.cell;
 
   /* A sentence for a failed call: the problem's detail, and when to try again. */
   function describeProblem(answer) {
-    var p = answer.data || {};
-    var text = p.detail || p.title || ("The server answered " + answer.status + ".");
+    var text = offload.detail(answer);
     var retryAfter = answer.headers && answer.headers.get("Retry-After");
     if ((answer.status === 429 || answer.status === 503) && retryAfter) {
       text += " Try again in " + retryAfter + " s.";
@@ -185,9 +148,7 @@
           showProblem(form, answer);
         }
       }).catch(function (err) {
-        var box = form.querySelector('[data-error-for="*"]');
-        box.textContent = "Could not reach offload: " + err.message;
-        box.hidden = false;
+        offload.message(form.querySelector('[data-error-for="*"]'), "Could not reach offload: " + err.message);
       }).then(function () {
         form.dataset.busy = "";
         form.removeAttribute("aria-busy");
@@ -448,13 +409,6 @@
     cells.forEach(function (cell) { row.appendChild(cell); });
     if (current && current.id === job.id) row.classList.add("current");
     return row;
-  }
-
-  function textCell(text, className) {
-    var td = document.createElement("td");
-    td.textContent = text == null ? "" : text;
-    if (className) td.className = className;
-    return td;
   }
 
   function markRecentRow(job) {

@@ -2,54 +2,20 @@
  * resume button (admin keys; a client key is told so).
  *
  * Plain JavaScript like offload.js, and the same public API any client uses: GET /queues,
- * POST /queues/{name}/pause and /resume. The API key is the one offload.js keeps in this tab's
- * sessionStorage. The table refreshes every few seconds while the tab is visible.
+ * POST /queues/{name}/pause and /resume. The API key, the calls and the
+ * messages are api.js's. The table refreshes every few seconds while the tab is visible.
  */
 (function () {
   "use strict";
 
-  var AUTH = document.body.dataset.auth === "on";
-  var KEY_STORAGE = "offload.apiKey";  // offload.js's
+  var offload = window.offloadApi;  // api.js
+  var AUTH = offload.auth, key = offload.key, api = offload.api, detail = offload.detail, cell = offload.cell;
   var REFRESH_MS = 3000;
 
   function $(id) { return document.getElementById(id); }
   if (!$("queues")) return;
 
-  function key() {
-    if (!AUTH) return "";
-    try { return window.sessionStorage.getItem(KEY_STORAGE) || ""; } catch (e) { return ""; }
-  }
-
-  function api(method, path) {
-    var headers = { "Accept": "application/json, application/problem+json" };
-    if (key()) headers["Authorization"] = "Bearer " + key();
-    return fetch(path, { method: method, headers: headers, cache: "no-store", credentials: "same-origin" })
-      .then(function (response) {
-        return response.text().then(function (text) {
-          var data = null;
-          try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-          return { status: response.status, ok: response.ok, data: data };
-        });
-      });
-  }
-
-  function detail(answer) {
-    var p = answer.data || {};
-    return p.detail || p.title || ("The server answered " + answer.status + ".");
-  }
-
-  function message(text) {
-    var box = $("queues-message");
-    box.textContent = text || "";
-    box.hidden = !text;
-  }
-
-  function cell(text, className) {
-    var td = document.createElement("td");
-    td.textContent = text == null ? "" : String(text);
-    if (className) td.className = className;
-    return td;
-  }
+  function message(text) { offload.message($("queues-message"), text); }
 
   function row(queue) {
     var tr = document.createElement("tr");

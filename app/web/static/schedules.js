@@ -1,67 +1,26 @@
 /* The page's schedules block: list schedules, enable or disable one, delete one, create one.
  *
  * Plain JavaScript like offload.js, and the same public API any client uses: GET /schedules,
- * POST /schedules, PATCH and DELETE /schedules/{id}. The API key is the one offload.js keeps in
- * this tab's sessionStorage. The list refreshes every few seconds while the tab is visible, so
+ * POST /schedules, PATCH and DELETE /schedules/{id}. The API key, the calls and the
+ * messages are api.js's. The list refreshes every few seconds while the tab is visible, so
  * "next run" and "last job" follow the ticks.
  */
 (function () {
   "use strict";
 
-  var AUTH = document.body.dataset.auth === "on";
-  var KEY_STORAGE = "offload.apiKey";  // offload.js's
+  var offload = window.offloadApi;  // api.js
+  var AUTH = offload.auth, key = offload.key, api = offload.api, detail = offload.detail, cell = offload.cell;
   var REFRESH_MS = 5000;
 
   function $(id) { return document.getElementById(id); }
   if (!$("schedules")) return;
 
-  function key() {
-    if (!AUTH) return "";
-    try { return window.sessionStorage.getItem(KEY_STORAGE) || ""; } catch (e) { return ""; }
-  }
-
-  /* One call: resolves to {status, ok, data}; rejects only when the network fails. */
-  function api(method, path, payload) {
-    var headers = { "Accept": "application/json, application/problem+json" };
-    if (payload !== undefined) headers["Content-Type"] = "application/json";
-    if (key()) headers["Authorization"] = "Bearer " + key();
-    return fetch(path, {
-      method: method,
-      headers: headers,
-      body: payload === undefined ? undefined : JSON.stringify(payload),
-      cache: "no-store",
-      credentials: "same-origin"
-    }).then(function (response) {
-      return response.text().then(function (text) {
-        var data = null;
-        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-        return { status: response.status, ok: response.ok, data: data };
-      });
-    });
-  }
-
-  function detail(answer) {
-    var p = answer.data || {};
-    return p.detail || p.title || ("The server answered " + answer.status + ".");
-  }
-
-  function message(text) {
-    var box = $("schedules-message");
-    box.textContent = text || "";
-    box.hidden = !text;
-  }
+  function message(text) { offload.message($("schedules-message"), text); }
 
   function when(iso) {
     if (!iso) return "";
     var date = new Date(iso);
     return isNaN(date.getTime()) ? iso : date.toLocaleString();
-  }
-
-  function cell(text, className) {
-    var td = document.createElement("td");
-    td.textContent = text == null ? "" : text;
-    if (className) td.className = className;
-    return td;
   }
 
   // --- the list ------------------------------------------------------------------------------
@@ -245,9 +204,7 @@
       }
       showProblem(answer);
     }).catch(function (err) {
-      var box = form.querySelector('[data-error-for="*"]');
-      box.textContent = "Could not reach offload: " + err.message;
-      box.hidden = false;
+      offload.message(form.querySelector('[data-error-for="*"]'), "Could not reach offload: " + err.message);
     }).then(function () {
       form.dataset.busy = "";
       button.disabled = false;
