@@ -176,4 +176,6 @@ def refuse_query(errors: list[dict]) -> None:
 
 def invalid_cursor() -> ApiProblem:
     """The 422 for a ``cursor`` that is not one a listing handed out (raise it)."""
-    return ApiProblem(422, "the cursor is not valid", title="Validation Failed", errors=[{"field": "cursor", "message": "invalid"}])
+    return ApiProblem(
+        422, "the cursor is not valid", title="Validation Failed", errors=[{"field": "cursor", "message": "invalid"}]
+    )

@@ -159,7 +159,8 @@ _HEADERS = {
     ),
     "Location": header("The job's URL.", pattern=_JOB_URL),
     "OperationLocation": header(
-        "The job's URL again, as Azure's long-running-operation convention names it: poll it until the job is terminal.",
+        "The job's URL again, as Azure's long-running-operation convention names it: poll it "
+        "until the job is terminal.",
         pattern=_JOB_URL,
     ),
     "RetryAfter": header("Seconds to wait before asking again.", pattern=_SECONDS),
