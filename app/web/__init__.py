@@ -19,6 +19,7 @@ from ..connections import connect
 from ..jobs import JobQueue
 from ..settings import Settings, get_settings
 from . import dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
+from .bulk import bp as bulk_bp
 from .schedules import bp as schedules_bp
 
 log = logging.getLogger("offload.http")
@@ -49,6 +50,7 @@ def create_app(
     app.register_blueprint(openapi.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(schedules_bp)
+    app.register_blueprint(bulk_bp)
     dashboard.mount(app, settings)
     return app
 

@@ -27,6 +27,7 @@ from .context import job_queue, principal, settings
 from .parsing import read_submission, wait_seconds
 from .problems import ApiProblem, field_errors, problem
 from .ratelimit import limiter, read_limit, submit_limit
+from .search import run_search, search_filter
 
 bp = Blueprint("api", __name__)
 
@@ -169,12 +170,17 @@ def list_jobs() -> Response:
         limit = 0
     if not 1 <= limit <= 200:
         errors.append({"field": "limit", "message": "must be an integer from 1 to 200"})
+    found, search_errors = search_filter(args, status=status, type=args.get("type"), queue=queue)  # app/web/search.py
+    errors += search_errors
     if errors:
         raise ApiProblem(422, "the query is not valid", title="Validation Failed", errors=errors)
     try:
-        jobs, next_cursor = job_queue().list(
-            who, status=status, type=args.get("type"), queue=queue, limit=limit, cursor=args.get("cursor")
-        )
+        if found is not None:
+            jobs, next_cursor = run_search(who, found, limit=limit, cursor=args.get("cursor"))
+        else:
+            jobs, next_cursor = job_queue().list(
+                who, status=status, type=args.get("type"), queue=queue, limit=limit, cursor=args.get("cursor")
+            )
     except ValueError:
         raise ApiProblem(
             422, "the cursor is not valid", title="Validation Failed", errors=[{"field": "cursor", "message": "invalid"}]
