@@ -29,15 +29,15 @@ from rq.job import JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
-from rq.utils import current_timestamp
+from rq.utils import current_timestamp, now, utcformat
 
 from ..settings import QUEUE_NAMES
 from .access import Principal
-from .job import OffloadJob
-from .keys import EVENTS_CHANNEL, JOB_INDEX_KEY, text_key
-from .queue import OffloadQueue
+from .job import TEXT_FIELD, OffloadJob
+from .keys import EVENTS_CHANNEL, JOB_INDEX_KEY, WAKE_KEY, text_key
+from .queue import _WAKE_TOKENS, OffloadQueue
 from .resource import public_status
-from .search import JobFilter, matching_jobs, position, scan_index
+from .search import JobFilter, Seen, matching_jobs, position, scan_index
 
 log = logging.getLogger(__name__)
 
@@ -139,62 +139,74 @@ class BulkActions:
         )  # fmt: skip
         return outcome
 
-    # -- retry and delete: WATCH the hashes, re-check, act in one MULTI/EXEC --
+    # -- retry and delete: WATCH the hashes, re-check the status, act in one MULTI/EXEC --
 
-    def _watched(self, jobs: list[OffloadJob], job_filter: JobFilter, write) -> int:
-        ids = [job.id for job in jobs]
+    def _watched(self, jobs: list[Seen], job_filter: JobFilter, write) -> int:  # noqa: ANN001
+        """``write(jobs, pipe)`` for the jobs still in a status the filter takes, atomically.
+
+        The jobs were read (in full) before the WATCH; after it, only their status is read again,
+        in one round trip: a job whose hash changes after that fails the EXEC, and the batch is
+        checked again. The writes touch only the fields that change, so a job changed between the
+        first read and the WATCH (still failed, say, after another retry and run) loses nothing."""
+        keys = [job.key for job in jobs]
         for _ in range(_WATCH_ATTEMPTS):
             with self.connection.pipeline() as pipe:
                 try:
-                    pipe.watch(*(OffloadJob.key_for(job_id) for job_id in ids))
-                    fresh = OffloadJob.fetch_many(ids, connection=self.connection, serializer=JSONSerializer)
+                    pipe.watch(*keys)
+                    with self.connection.pipeline(transaction=False) as read:
+                        for key in keys:
+                            read.hget(key, "status")
+                        statuses = read.execute()
                     still = [
                         job
-                        for job in fresh
-                        if job is not None and public_status(job.get_status(refresh=False)) in job_filter.statuses
+                        for job, status in zip(jobs, statuses, strict=True)
+                        if status is not None and public_status(JobStatus(status.decode())) in job_filter.statuses
                     ]
                     pipe.multi()
-                    for job in still:
-                        write(job, pipe)
+                    if still:
+                        write(still, pipe)
                     pipe.execute()
                     return len(still)
                 except redis.WatchError:
                     continue
         # Jobs of this batch kept changing under us: act on none (they are counted as skipped).
-        log.warning("bulk action: a batch of %d jobs kept changing; skipped", len(ids))
+        log.warning("bulk action: a batch of %d jobs kept changing; skipped", len(keys))
         return 0
 
-    def _retry(self, jobs: list[OffloadJob], job_filter: JobFilter) -> int:
-        def write(job: OffloadJob, pipe: redis.client.Pipeline) -> None:
-            # RQ's FailedJobRegistry.requeue, minus its own round trips.
-            for registry_class in (FailedJobRegistry, CanceledJobRegistry):
-                pipe.zrem(registry_class(job.origin, connection=self.connection).key, job.id)
-            job.started_at = None
-            job.ended_at = None
-            job._exc_info = ""
-            self.queues[job.origin]._enqueue_job(job, pipeline=pipe)
+    def _retry(self, jobs: list[Seen], job_filter: JobFilter) -> int:
+        def write(still: list[Seen], pipe: redis.client.Pipeline) -> None:
+            # What RQ's FailedJobRegistry.requeue changes (registry, status, times, TTL, queue), but
+            # field by field (RQ saves the whole hash) and a batch per command where Redis allows.
+            moment = utcformat(now())
+            for origin, ids in _by_origin(still).items():
+                for registry_class in (FailedJobRegistry, CanceledJobRegistry):
+                    pipe.zrem(registry_class(origin, connection=self.connection).key, *ids)
+            for job in still:
+                pipe.hset(job.key, mapping={"status": JobStatus.QUEUED.value, "enqueued_at": moment, "started_at": "", "ended_at": "", "exc_info": ""})
+                pipe.persist(job.key)
+                if job.meta.get(TEXT_FIELD) is not None:
+                    pipe.persist(text_key(job.id))
+            for origin, ids in _by_origin(still).items():
+                pipe.rpush(self.queues[origin].key, *ids)
+            pipe.lpush(WAKE_KEY, *([1] * min(len(still), _WAKE_TOKENS)))  # as OffloadQueue.push_job_id, once
+            pipe.ltrim(WAKE_KEY, 0, _WAKE_TOKENS - 1)
 
         return self._watched(jobs, job_filter, write)
 
-    def _delete(self, jobs: list[OffloadJob], job_filter: JobFilter) -> int:
-        def write(job: OffloadJob, pipe: redis.client.Pipeline) -> None:
-            status = job.get_status(refresh=False)
-            registry_class = {
-                JobStatus.FINISHED: FinishedJobRegistry,
-                JobStatus.FAILED: FailedJobRegistry,
-                JobStatus.STOPPED: FailedJobRegistry,
-                JobStatus.CANCELED: CanceledJobRegistry,
-            }.get(status)
-            if registry_class is not None:
-                pipe.zrem(registry_class(job.origin, connection=self.connection).key, job.id)
-            pipe.delete(job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id), text_key(job.id))
-            pipe.zrem(JOB_INDEX_KEY, job.id)
+    def _delete(self, jobs: list[Seen], job_filter: JobFilter) -> int:
+        def write(still: list[Seen], pipe: redis.client.Pipeline) -> None:
+            for origin, ids in _by_origin(still).items():
+                for registry_class in (FinishedJobRegistry, FailedJobRegistry, CanceledJobRegistry):
+                    pipe.zrem(registry_class(origin, connection=self.connection).key, *ids)
+            for job in still:
+                pipe.delete(job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id), text_key(job.id))
+            pipe.zrem(JOB_INDEX_KEY, *(job.id for job in still))
 
         return self._watched(jobs, job_filter, write)
 
     # -- cancel: one script per batch --
 
-    def _cancel_batch(self, jobs: list[OffloadJob], job_filter: JobFilter) -> int:
+    def _cancel_batch(self, jobs: list[Seen], job_filter: JobFilter) -> int:
         keys: list[str] = []
         for job in jobs:
             queue = self.queues[job.origin]
@@ -203,6 +215,13 @@ class BulkActions:
         ids = [item.decode() if isinstance(item, bytes) else item for item in done]
         _publish(self.connection, ids)
         return len(ids)
+
+
+def _by_origin(jobs: list[Seen]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for job in jobs:
+        found.setdefault(job.origin, []).append(job.id)
+    return found
 
 
 def _publish(connection: redis.Redis, job_ids: Iterable[str]) -> None:

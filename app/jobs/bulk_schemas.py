@@ -8,43 +8,41 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter
 
 from .bulk import DEFAULT_LIMIT, MAX_LIMIT
 from .listing import CURSOR_PATTERN
-from .schemas import JobStatusName, QueueName
+from .schemas import QueueName
 from .search import JobFilter
 
 _ID_PREFIX = r"^[A-Za-z0-9_-]{1,64}$"
 _ERROR_TYPE = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
 
 
-class BulkFilter(BaseModel):
-    """Which jobs: every field given must hold. The action decides the statuses it takes (and
-    its default): retry failed (default), stopped or canceled jobs; cancel queued ones; delete
-    finished (default), failed, canceled or stopped ones."""
-
+class _Filter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: JobStatusName | None = Field(None, description="Only jobs in this status (one the action takes).")
     type: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = Field(None, description="Only jobs of this type.")
     queue: QueueName | None = Field(None, description="Only jobs on this queue.")
     error_type: Annotated[StrictStr, Field(pattern=_ERROR_TYPE)] | None = Field(
-        None, description="Only jobs whose `error.type` is this (e.g. `ValueError`, `JobTimeout`, `WorkerDied`)."
+        None, description="Only jobs whose `error.type` is this (e.g. `RuntimeError`, `JobTimeout`, `WorkerDied`)."
     )
     id_prefix: Annotated[StrictStr, Field(pattern=_ID_PREFIX)] | None = Field(None, description="Only jobs whose id starts so.")
     metadata: dict[Annotated[str, Field(min_length=1, max_length=64)], Annotated[StrictStr, Field(max_length=256)]] | None = Field(
         None,
         max_length=8,
         description="Only jobs whose `metadata` has each of these keys with this value (a non-string value "
-        "compared as its compact JSON, e.g. `\"1234\"` for 1234).",
+        'compared as its compact JSON, e.g. `"1234"` for 1234).',
     )
     created_after: AwareDatetime | None = Field(None, description="Only jobs created at or after this RFC 3339 time.")
-    created_before: AwareDatetime | None = Field(None, description="Only jobs created before this RFC 3339 time.")
+    created_before: AwareDatetime | None = Field(
+        None, description="Only jobs created before this RFC 3339 time (a range that holds no time matches no job)."
+    )
 
     def job_filter(self) -> JobFilter:
+        status = getattr(self, "status", None)
         return JobFilter(
-            statuses=frozenset([self.status]) if self.status else frozenset(),
+            statuses=frozenset([status]) if status else frozenset(),
             type=self.type,
             queue=self.queue,
             id_prefix=self.id_prefix,
@@ -55,19 +53,62 @@ class BulkFilter(BaseModel):
         )
 
 
-class BulkRequest(BaseModel):
-    """One page of a bulk action: act on up to `limit` matching jobs, newest first, after `cursor`."""
+class RetryFilter(_Filter):
+    """Which jobs to retry: failed ones unless `status` says stopped or canceled."""
+
+    status: Literal["failed", "stopped", "canceled"] | None = Field(None, description="Failed when not given.")
+
+
+class CancelFilter(_Filter):
+    """Which queued jobs to cancel."""
+
+    status: Literal["queued"] | None = Field(None, description="Queued: the only status a bulk cancel takes.")
+
+
+class DeleteFilter(_Filter):
+    """Which ended jobs to delete: finished ones unless `status` says otherwise."""
+
+    status: Literal["finished", "failed", "canceled", "stopped"] | None = Field(None, description="Finished when not given.")
+
+
+_LIMIT = Field(DEFAULT_LIMIT, description=f"At most this many matching jobs in this request (at most {MAX_LIMIT}).")
+_CURSOR = Field(None, description="Go on where the previous request stopped: its `next`.")
+Limit = Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT)]
+Cursor = Annotated[StrictStr, Field(pattern=CURSOR_PATTERN)] | None
+
+
+class BulkRetry(BaseModel):
+    """Put every matching failed (stopped, canceled) job back on its queue."""
 
     model_config = ConfigDict(extra="forbid")
+    action: Literal["retry"]
+    filter: RetryFilter = Field(default_factory=RetryFilter)
+    limit: Limit = _LIMIT
+    cursor: Cursor = _CURSOR
 
-    action: Literal["retry", "cancel", "delete"] = Field(description="What to do to each matching job.")
-    filter: BulkFilter = Field(default_factory=BulkFilter, description="Which jobs.")
-    limit: Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT)] = Field(
-        DEFAULT_LIMIT, description=f"At most this many matching jobs in this request (at most {MAX_LIMIT})."
-    )
-    cursor: Annotated[StrictStr, Field(pattern=CURSOR_PATTERN)] | None = Field(
-        None, description="Go on where the previous request stopped: its `next`."
-    )
+
+class BulkCancel(BaseModel):
+    """Cancel every matching queued job (one a worker has taken already is skipped)."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["cancel"]
+    filter: CancelFilter = Field(default_factory=CancelFilter)
+    limit: Limit = _LIMIT
+    cursor: Cursor = _CURSOR
+
+
+class BulkDelete(BaseModel):
+    """Delete every matching ended job: its hash, result and index entry."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["delete"]
+    filter: DeleteFilter = Field(default_factory=DeleteFilter)
+    limit: Limit = _LIMIT
+    cursor: Cursor = _CURSOR
+
+
+#: A bulk request: one page of an action, after ``cursor``, newest jobs first.
+BulkRequest = TypeAdapter(Annotated[BulkRetry | BulkCancel | BulkDelete, Field(discriminator="action")])
 
 
 class BulkResult(BaseModel):

@@ -1,5 +1,6 @@
-"""The search parameters of ``GET /jobs``: ``id_prefix``, ``metadata_key`` with
-``metadata_value``, and ``error_type`` (the walk and its cost: :mod:`app.jobs.search`).
+"""The search parameters of ``GET /jobs``: ``id_prefix``, ``metadata_key`` and ``metadata_value``
+(together: that key with that value; alone: has that key, or some key has that value), and
+``error_type`` (the walk and its cost: :mod:`app.jobs.search`).
 
 Without any of them ``GET /jobs`` is the plain listing, unchanged; with one, the listing's own
 filters (``status``, ``type``, ``queue``), ``limit`` and ``cursor`` apply as before, and a page
@@ -33,8 +34,6 @@ def search_filter(args: MultiDict, *, status: str | None, type: str | None, queu
     if id_prefix is not None and not re.fullmatch(ID_PREFIX_PATTERN, id_prefix):
         errors.append({"field": "id_prefix", "message": "1 to 64 of A-Z a-z 0-9 _ -"})
     key, value = args.get("metadata_key"), args.get("metadata_value")
-    if (key is None) != (value is None):
-        errors.append({"field": "metadata_key" if key is None else "metadata_value", "message": "give metadata_key and metadata_value together"})
     if key is not None and not re.fullmatch(METADATA_KEY_PATTERN, key):
         errors.append({"field": "metadata_key", "message": "1 to 64 characters, no control characters"})
     if value is not None and len(value) > METADATA_VALUE_MAX:
@@ -48,6 +47,8 @@ def search_filter(args: MultiDict, *, status: str | None, type: str | None, queu
         queue=queue,
         id_prefix=id_prefix,
         metadata={key: value} if key is not None and value is not None else {},
+        metadata_key=key if value is None else None,  # alone: has this key
+        metadata_value=value if key is None else None,  # alone: some key has this value
         error_type=error_type,
     )
     return job_filter, errors

@@ -28,6 +28,8 @@ def test_search_over_http(client, job_queue, settings):
     assert found["jobs"][0]["links"]["self"] == f"/jobs/{one['id']}"
     by_meta = client.get("/jobs?metadata_key=order&metadata_value=1234").get_json()
     assert [job["id"] for job in by_meta["jobs"]] == [one["id"]]
+    has_key = client.get("/jobs?metadata_key=order").get_json()["jobs"]
+    assert len(has_key) == 2 and [job["id"] for job in client.get("/jobs?metadata_value=1234").get_json()["jobs"]] == [one["id"]]
     by_error = client.get("/jobs?error_type=RuntimeError&status=failed").get_json()
     assert [job["id"] for job in by_error["jobs"]] == [failed["id"]]
     assert client.get("/jobs?error_type=RuntimeError&status=finished").get_json()["jobs"] == []
@@ -46,8 +48,6 @@ def test_search_over_http(client, job_queue, settings):
     [
         ("id_prefix=a/b", {"id_prefix"}),
         ("id_prefix=" + "a" * 65, {"id_prefix"}),
-        ("metadata_key=order", {"metadata_value"}),
-        ("metadata_value=1", {"metadata_key"}),
         ("metadata_key=&metadata_value=1", {"metadata_key"}),
         ("metadata_key=k&metadata_value=" + "v" * 257, {"metadata_value"}),
         ("error_type=no%20spaces", {"error_type"}),
@@ -88,10 +88,6 @@ def test_bulk_over_http(client, job_queue, settings):
         ({"action": "retry", "limit": 10_001}, "limit"),
         ({"action": "retry", "cursor": "!!"}, "cursor"),
         ({"action": "retry", "filter": {"created_after": "2026-01-01T00:00:00"}}, "filter.created_after"),
-        (
-            {"action": "retry", "filter": {"created_after": "2026-02-01T00:00:00Z", "created_before": "2026-01-01T00:00:00Z"}},
-            "filter.created_before",
-        ),
         ({"action": "retry", "filter": {"metadata": {"k": 1}}}, "filter.metadata.k"),
     ],
 )

@@ -97,7 +97,7 @@ def test_document_is_valid_openapi_3_1(document):
 def test_document_lists_every_route_of_the_api(app, document):
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith(("api.", "health.", "schedules.")):  # app/web/jobs.py, health.py, schedules.py
+        if rule.endpoint.startswith(("api.", "health.", "schedules.", "bulk.")):  # app/web/jobs.py, health.py, schedules.py, bulk.py
             path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             routes |= {(path, method.lower()) for method in rule.methods - {"HEAD", "OPTIONS"}}
     documented = {

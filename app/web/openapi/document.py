@@ -25,6 +25,7 @@ from .components import (
     ref,
 )
 from .paths import PathsMixin
+from .paths_bulk import add_bulk
 from .paths_schedules import add_schedules
 
 
@@ -103,6 +104,7 @@ class _Builder(PathsMixin):
                 }
             }
         add_schedules(self, document)
+        add_bulk(self, document)
         return document
 
     # -- settings-dependent limits the models check in their validators --
