@@ -194,6 +194,34 @@ def test_bulk_retry_racing_workers_and_itself_runs_each_retry_once_and_loses_non
 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
+def test_two_bulk_retries_racing_with_workers_run_each_job_exactly_once(stack_factory):
+    """Canceled jobs, retried by two admins at once while two workers run them: a retried job
+    finishes and is never retryable again, so each must run exactly once and be counted once."""
+    stack = stack_factory(workers=0)
+    connection = stack.valkey.client()
+    ids = [stack.post({"type": "count_words", "text": f"job {n}"}).json()["id"] for n in range(300)]
+    canceled = stack.session_post("/jobs/bulk", json={"action": "cancel", "limit": 1000}).json()
+    assert canceled["done"] == 300 and canceled["next"] is None
+    for _ in range(2):
+        stack.start_worker()
+    totals: list[dict] = []
+    body = {"action": "retry", "filter": {"status": "canceled"}, "limit": 30}
+    threads = [threading.Thread(target=_bulk_all, args=(stack, body, totals)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    wait_until(lambda: _settled(connection), timeout=60, what="the retried jobs to run")
+    jobs = {job["id"]: job for job in _jobs(stack, "type=count_words")}
+    assert sorted(jobs) == sorted(ids)
+    assert {job["status"] for job in jobs.values()} == {"finished"}
+    assert {job["attempts"] for job in jobs.values()} == {1}  # each ran once
+    assert sum(answer["done"] for answer in totals) == 300  # and was retried once
+    assert float(connection.hget("rq:offload:metrics", "started:count_words")) == 300
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
 def test_bulk_cancel_racing_workers_then_delete(stack_factory):
     stack = stack_factory(workers=2)
     connection = stack.valkey.client()
