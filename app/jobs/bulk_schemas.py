@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, Str
 
 from .bulk import DEFAULT_LIMIT, MAX_LIMIT
 from .listing import CURSOR_PATTERN
-from .schemas import QueueName
+from .schemas import _INTEGRAL, QueueName
 from .search import JobFilter
 
 _ID_PREFIX = r"^[A-Za-z0-9_-]{1,64}$"
@@ -73,7 +73,7 @@ class DeleteFilter(_Filter):
 
 _LIMIT = Field(DEFAULT_LIMIT, description=f"At most this many matching jobs in this request (at most {MAX_LIMIT}).")
 _CURSOR = Field(None, description="Go on where the previous request stopped: its `next`.")
-Limit = Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT)]
+Limit = Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT), _INTEGRAL]  # 412 and 412.0 alike, as JSON Schema's integer
 Cursor = Annotated[StrictStr, Field(pattern=CURSOR_PATTERN)] | None
 
 

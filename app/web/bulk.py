@@ -30,7 +30,13 @@ def actions() -> BulkActions:
     return found
 
 
-@bp.post("/jobs/bulk")
+@bp.route("/jobs/bulk", methods=["OPTIONS"], provide_automatic_options=False)
+def bulk_options() -> Response:
+    """Flask's own answer would list ``GET`` too: ``GET /jobs/{job_id}`` matches ``/jobs/bulk``."""
+    return Response(status=200, headers={"Allow": "POST, OPTIONS"})
+
+
+@bp.post("/jobs/bulk", provide_automatic_options=False)
 @limiter.limit(submit_limit)
 def bulk_action() -> Response:
     who = auth.authenticate(request, settings(), admin=True)

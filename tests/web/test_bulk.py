@@ -99,6 +99,13 @@ def test_bad_bulk_requests_are_422_and_touch_nothing(client, job_queue, settings
     assert job_queue.get(job_id)["status"] == "failed"
 
 
+def test_an_integral_float_limit_is_an_integer_and_options_lists_post(client):
+    answer = client.post("/jobs/bulk", json={"action": "delete", "limit": 412.0})
+    assert answer.status_code == 200 and answer.get_json()["matched"] == 0
+    assert_problem(client.post("/jobs/bulk", json={"action": "delete", "limit": 4.5}), 422)
+    assert client.options("/jobs/bulk").headers["Allow"] == "POST, OPTIONS"
+
+
 def test_malformed_bulk_bodies_are_4xx(client):
     assert_problem(client.post("/jobs/bulk", data="{", content_type="application/json"), 400)
     assert_problem(client.post("/jobs/bulk", data="[]", content_type="application/json"), 400)
