@@ -21,7 +21,6 @@ and never lost.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import redis
@@ -54,14 +53,17 @@ SCAN_BUDGET = 50_000
 _WATCH_ATTEMPTS = 8
 
 #: KEYS: per job, its hash, its queue list and its queue's canceled registry. ARGV: the canceled
-#: registry score (now, as RQ's ``Job.cancel`` adds it), then the job ids.
+#: registry score (now, as RQ's ``Job.cancel`` adds it), the job-events channel, then the job ids.
+#: Each canceled id is published (waiters re-read the job) from the script: a cluster client
+#: refuses PUBLISH in a pipeline.
 _CANCEL_SCRIPT = """
 local done = {}
 for i = 1, #KEYS, 3 do
-  local id = ARGV[(i - 1) / 3 + 2]
+  local id = ARGV[(i - 1) / 3 + 3]
   if redis.call('HGET', KEYS[i], 'status') == 'queued' and redis.call('LREM', KEYS[i + 1], 1, id) == 1 then
     redis.call('HSET', KEYS[i], 'status', 'canceled')
     redis.call('ZADD', KEYS[i + 2], ARGV[1], id)
+    redis.call('PUBLISH', ARGV[2], id)
     done[#done + 1] = id
   end
 end
@@ -141,7 +143,7 @@ class BulkActions:
 
     # -- retry and delete: WATCH the hashes, re-check the status, act in one MULTI/EXEC --
 
-    def _watched(self, jobs: list[Seen], job_filter: JobFilter, write) -> int:  # noqa: ANN001
+    def _watched(self, jobs: list[Seen], job_filter: JobFilter, write) -> int:
         """``write(jobs, pipe)`` for the jobs still in a status the filter takes, atomically.
 
         The jobs were read (in full) before the WATCH; after it, only their status is read again,
@@ -211,10 +213,7 @@ class BulkActions:
         for job in jobs:
             queue = self.queues[job.origin]
             keys += [job.key, queue.key, CanceledJobRegistry(job.origin, connection=self.connection).key]
-        done = self._cancel(keys=keys, args=[current_timestamp(), *(job.id for job in jobs)])
-        ids = [item.decode() if isinstance(item, bytes) else item for item in done]
-        _publish(self.connection, ids)
-        return len(ids)
+        return len(self._cancel(keys=keys, args=[current_timestamp(), EVENTS_CHANNEL, *(job.id for job in jobs)]))
 
 
 def _by_origin(jobs: list[Seen]) -> dict[str, list[str]]:
@@ -222,11 +221,3 @@ def _by_origin(jobs: list[Seen]) -> dict[str, list[str]]:
     for job in jobs:
         found.setdefault(job.origin, []).append(job.id)
     return found
-
-
-def _publish(connection: redis.Redis, job_ids: Iterable[str]) -> None:
-    """Wake anyone waiting on these jobs (``?wait=``, the event stream): they re-read them."""
-    with connection.pipeline(transaction=False) as pipe:
-        for job_id in job_ids:
-            pipe.publish(EVENTS_CHANNEL, job_id)
-        pipe.execute()

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter
+from pydantic_core import PydanticCustomError
 
 from .bulk import DEFAULT_LIMIT, MAX_LIMIT
 from .listing import CURSOR_PATTERN
 from .schemas import _INTEGRAL, QueueName
 from .search import JobFilter
+
+def _rfc3339_text(value: object) -> object:
+    """A time must come as RFC 3339 text, as the schema says: pydantic would also take a number."""
+    if value is not None and not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", "Input should be an RFC 3339 date-time string")
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 _ID_PREFIX = r"^[A-Za-z0-9_-]{1,64}$"
 _ERROR_TYPE = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
@@ -34,8 +44,8 @@ class _Filter(BaseModel):
         description="Only jobs whose `metadata` has each of these keys with this value (a non-string value "
         'compared as its compact JSON, e.g. `"1234"` for 1234).',
     )
-    created_after: AwareDatetime | None = Field(None, description="Only jobs created at or after this RFC 3339 time.")
-    created_before: AwareDatetime | None = Field(
+    created_after: Moment | None = Field(None, description="Only jobs created at or after this RFC 3339 time.")
+    created_before: Moment | None = Field(
         None, description="Only jobs created before this RFC 3339 time (a range that holds no time matches no job)."
     )
 

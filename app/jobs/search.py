@@ -71,7 +71,7 @@ class Seen:
     def dependencies_key(self) -> str:
         return f"{OffloadJob.redis_job_namespace_prefix}:{self.id}:dependencies"  # RQ's, double colon and all
 
-    def get_status(self, refresh: bool = False) -> JobStatus | None:  # noqa: ARG002 - Job's signature
+    def get_status(self, refresh: bool = False) -> JobStatus | None:
         return self.status
 
 

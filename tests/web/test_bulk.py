@@ -4,6 +4,7 @@ Valkey), bulk retry and cancel racing the workers and each other, with every exe
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -89,6 +90,7 @@ def test_bulk_over_http(client, job_queue, settings):
         ({"action": "retry", "cursor": "!!"}, "cursor"),
         ({"action": "retry", "filter": {"created_after": "2026-01-01T00:00:00"}}, "filter.created_after"),
         ({"action": "retry", "filter": {"metadata": {"k": 1}}}, "filter.metadata.k"),
+        ({"action": "delete", "filter": {"created_before": 0}}, "filter.created_before"),
     ],
 )
 def test_bad_bulk_requests_are_422_and_touch_nothing(client, job_queue, settings, body, field):
@@ -157,12 +159,17 @@ def _bulk_all(stack, body: dict, totals: list[dict]) -> None:
             return
 
 
+def _prefix() -> str:
+    """RQ's key prefix in the stack's processes (``{offload}`` on the cluster deployment)."""
+    return os.environ.get("RQ_KEY_PREFIX", "rq")
+
+
 def _settled(connection) -> bool:
     """Nothing queued, on an intermediate list or running."""
-    busy = 0
+    busy, prefix = 0, _prefix()
     for name in ("high", "default", "low"):
-        busy += connection.llen(f"rq:queue:{name}") + connection.llen(f"rq:queue:{name}:intermediate")
-        busy += connection.zcard(f"rq:wip:{name}")
+        busy += connection.llen(f"{prefix}:queue:{name}") + connection.llen(f"{prefix}:queue:{name}:intermediate")
+        busy += connection.zcard(f"{prefix}:wip:{name}")
     return busy == 0
 
 
@@ -196,11 +203,12 @@ def test_bulk_retry_racing_workers_and_itself_runs_each_retry_once_and_loses_non
     assert min(job["attempts"] for job in jobs.values()) >= 2  # each retried at least once
     # Each retry ran exactly once: the executions beyond the first are the retries done.
     assert sum(job["attempts"] for job in jobs.values()) == count + retried
-    assert float(connection.hget("rq:offload:metrics", "started:fail")) == count + retried
+    assert float(connection.hget(f"{_prefix()}:offload:metrics", "started:fail")) == count + retried
 
 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
+@pytest.mark.deployments("default", "cluster")
 def test_two_bulk_retries_racing_with_workers_run_each_job_exactly_once(stack_factory):
     """Canceled jobs, retried by two admins at once while two workers run them: a retried job
     finishes and is never retryable again, so each must run exactly once and be counted once."""
@@ -224,7 +232,7 @@ def test_two_bulk_retries_racing_with_workers_run_each_job_exactly_once(stack_fa
     assert {job["status"] for job in jobs.values()} == {"finished"}
     assert {job["attempts"] for job in jobs.values()} == {1}  # each ran once
     assert sum(answer["done"] for answer in totals) == 300  # and was retried once
-    assert float(connection.hget("rq:offload:metrics", "started:count_words")) == 300
+    assert float(connection.hget(f"{_prefix()}:offload:metrics", "started:count_words")) == 300
 
 
 @pytest.mark.integration

@@ -11,7 +11,12 @@ from typing import Any
 from ...jobs import bulk_schemas
 from ...jobs.bulk import MAX_LIMIT
 from ...jobs.search import BATCH, SCAN_BUDGET
-from ..search import ERROR_TYPE_PATTERN, ID_PREFIX_PATTERN, METADATA_KEY_PATTERN, METADATA_VALUE_MAX
+from ..search import (
+    ERROR_TYPE_PATTERN,
+    ID_PREFIX_PATTERN,
+    METADATA_KEY_PATTERN,
+    METADATA_VALUE_MAX,
+)
 from .components import PROBLEM_JSON, REF_TEMPLATE, ref
 
 _SEARCH_PARAMETERS = [
