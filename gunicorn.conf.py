@@ -133,6 +133,17 @@ def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
         shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
 
 
+def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """Tell the app what only gunicorn knows: its real thread count (``--threads`` on the
+    command line wins over WEB_THREADS), from which the bound on live-event streams is
+    derived, and whether the worker is shutting down, so that open streams end at once
+    instead of holding the graceful shutdown up (see app/web/events.py)."""
+    extensions = getattr(worker.wsgi, "extensions", None)
+    if extensions is not None:
+        extensions["offload.web_threads"] = worker.cfg.threads
+        extensions["offload.server_alive"] = lambda: worker.alive
+
+
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
     from prometheus_client import multiprocess
 

@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     # Job contract limits and defaults.
     max_text_bytes: int = Field(1024 * 1024, ge=1)
     max_metadata_bytes: int = Field(4096, ge=2)
+    max_batch_jobs: int = Field(1000, ge=1, le=10_000)  # jobs in one POST /jobs/batch
     default_timeout_seconds: int = Field(180, ge=1)
     max_timeout_seconds: int = Field(3600, ge=1)
     default_max_retries: int = Field(3, ge=0, le=25)
@@ -289,6 +290,20 @@ class Settings(BaseSettings):
         if self.redis_wait_replicas is not None:
             return self.redis_wait_replicas
         return 1 if self.redis_sentinels else 0
+
+    # --- Live events (GET /jobs/{id}/events, app/web/events.py). Appended as one block. ---
+    # Streams one web process keeps open at once. None: half of its threads, so the rest of
+    # the API always has threads free (a stream holds a thread for as long as it is open).
+    sse_max_streams: int | None = Field(None, ge=0, le=255)
+    # Seconds a stream stays open at most; the client then reconnects (EventSource does so by
+    # itself), so a stream never holds a thread for good.
+    sse_max_seconds: float = Field(600, gt=0, le=86400)
+
+    @model_validator(mode="after")
+    def _check_sse(self) -> Settings:
+        if self.sse_max_streams is not None and self.sse_max_streams >= self.web_threads:
+            raise ValueError("SSE_MAX_STREAMS must be less than WEB_THREADS: the rest of the API needs a thread")
+        return self
 
 
 def redis_hash_tag() -> str | None:

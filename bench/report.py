@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.batch import table_lines as batch_table_lines
+
 LABELS = {
     "offload-forking": "offload, forking worker (WORKER_CLASS=forking)",
     "offload-fast": "offload, fast worker (default)",
@@ -87,6 +89,7 @@ def table(results: dict) -> str:
             f"with the limiter off {_fmt(intake.get('ratio_no_ratelimit'), 3)}",
             "",
         ]
+    lines += batch_table_lines(results.get("batch"))
     drain = results.get("drain")
     if drain:
         lines += ["DRAIN (jobs/s, 2 worker processes each, queue pre-filled, median of rounds)", f"  {'':44s} {'no-op':>9s} {'count_words':>12s}"]

@@ -12,6 +12,8 @@ Phases (``--phases``):
   with the same load generator (wrk, else an asyncio client) on the same gunicorn. The
   submissions take 64 client keys in turn, so the default per-key limits (50/s, 2000/min)
   are checked on every request but never reached, as with many clients.
+* ``batch``   — jobs accepted per second through ``POST /jobs/batch`` (100 and 1,000 jobs a request)
+  against ``POST /jobs``, no workers (``bench/batch.py``).
 * ``drain``   — no-op and small ``count_words`` jobs per second, queue pre-filled: offload's
   forking worker, offload's fast worker, plain ``rq worker`` (forking and SimpleWorker) and
   Celery (prefork), two worker processes each, all on the same Redis server.
@@ -48,6 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import batch as batch_phase  # noqa: E402
 from bench import loadgen, report, system  # noqa: E402
 
 PYTHON = sys.executable
@@ -84,7 +87,7 @@ QUICK = {
 # use what the earlier ones measured.
 FIRST_GUESS = {"offload-forking": 80, "offload-fast": 700, "rq-forking": 90, "rq-simple": 500, "celery": 1000}
 ALL_CONTENDERS = ("offload-forking", "offload-fast", "rq-forking", "rq-simple", "celery")
-PHASES = ("intake", "drain", "latency", "bulk", "memory")
+PHASES = ("intake", "batch", "drain", "latency", "bulk", "memory")
 
 
 def log(message: str) -> None:
@@ -464,6 +467,12 @@ class Bench:
         ]
         self.results["intake"] = out
 
+    def batch(self) -> None:
+        self.results["batch"] = batch_phase.measure(
+            self.base, ",".join(self.client_secrets), rounds=self.cfg["rounds"], seconds=self.cfg["intake_seconds"],
+            use_wrk=not self.args.python_load, flush=self.r0.flushdb, log=log,
+        )  # fmt: skip
+
     def drain(self) -> None:
         contenders = [c for c in self.args.contenders if c != "celery" or self.celery_ok]
         kinds = ("noop", "count_words")
@@ -745,7 +754,7 @@ class Bench:
     def run(self) -> dict:
         self.wait_until_quiet()
         started = time.time()
-        if "intake" in self.args.phases and not self.args.python_load and self.args.install:
+        if {"intake", "batch"} & set(self.args.phases) and not self.args.python_load and self.args.install:
             loadgen.ensure_wrk(log)
         self.celery_ok = _version("celery") is not None
         if not self.celery_ok and "celery" in self.args.contenders:

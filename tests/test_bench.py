@@ -48,3 +48,19 @@ def test_quick_bench_writes_well_formed_results(tmp_path):
     assert results["memory"]["worker_peak_rss_mib"]["offload-fast"]["main_mib"] > 0
     assert all({"name", "value", "target", "met"} <= set(t) for t in results["targets"])
     assert any(t["name"].startswith("intake") for t in results["targets"])
+
+
+def test_quick_batch_phase_measures_jobs_accepted_per_second(tmp_path):
+    """``--phases batch`` alone (what ``make bench`` runs among the others): POST /jobs beside
+    batches of 100 and 1,000 jobs, every answer a 202."""
+    command = [
+        sys.executable, "-m", "bench", "--quick", "--phases", "batch", "--python-load", "--no-install", "--no-chart",
+        "--wait-quiet", "0", "--out", str(tmp_path), "--name", "batch",
+    ]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    batch = json.loads((tmp_path / "batch.json").read_text())["batch"]
+    for size in ("1", "100", "1000"):
+        assert batch[size]["jobs_per_s"] > 0 and batch[size]["non_2xx"] == 0 and batch[size]["errors"] == 0
+    assert set(batch["speedup"]) == {"100", "1000"}
+    assert "BATCH SUBMIT" in (tmp_path / "batch.txt").read_text()

@@ -5,14 +5,19 @@ The HTTP layer calls :class:`JobQueue` (``store``) and never Redis; the worker r
 
 =================  =============================================================
 ``schemas``        the contract: request and resource models (pydantic)
+``batch_schemas``  the batch contract
 ``catalog``        job types: arguments model, plain function, runner
 ``runners``        each task inside its job (progress, send-once email, webhooks)
 ``job``            the RQ job class: runs catalog tasks only, validated again
 ``queue``          the RQ queue class: a dequeue that never loses a job
 ``store``          :class:`JobQueue`: submit, get, wait, cancel, retry, list
 ``resource``       the job resource a client sees, and its links
+``submission``     writing new jobs, one or a batch, in one transaction
+``batches``        ``POST /jobs/batch``: the batch record, its counts, its callback
+``dependencies``   ``depends_on``: checks at submission; failing orphaned dependents
+``endings``        what a job's end adds to its outcome transaction
 ``idempotency``    ``Idempotency-Key`` claims and replays
-``events``         job-ended pub/sub, for ``?wait=``
+``events``         job-events pub/sub, for ``?wait=`` and live streams
 ``listing``        ``GET /jobs`` pages and cursors
 ``search``         the job index walked in bounded batches: id prefix, metadata, error type
 ``bulk``           retry, cancel, delete by filter, safe while workers run (``bulk_schemas``)
@@ -24,15 +29,19 @@ The HTTP layer calls :class:`JobQueue` (``store``) and never Redis; the worker r
 ``ticker``         running them: each due tick claimed once, with its job
 ``cadence``        cron (UTC) and interval ticks, pure functions of a moment
 ``errors``         the exceptions of this layer
+``queues_admin``   pausing and resuming queues; per-queue depths and workers
+``timeseries``     per-minute counts per queue, for the page's charts
 =================  =============================================================
 """
 
 from .access import ANONYMOUS, Principal
 from .errors import (
+    BatchNotFound,
     DeliveryUnknown,
     IdempotencyConflict,
     IdempotencyInFlight,
     InvalidArgumentsError,
+    InvalidSubmission,
     JobNotFound,
     JobStateConflict,
     MissingTextError,
@@ -43,10 +52,12 @@ from .store import JobQueue
 
 __all__ = [
     "ANONYMOUS",
+    "BatchNotFound",
     "DeliveryUnknown",
     "IdempotencyConflict",
     "IdempotencyInFlight",
     "InvalidArgumentsError",
+    "InvalidSubmission",
     "JobNotFound",
     "JobQueue",
     "JobStateConflict",

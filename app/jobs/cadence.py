@@ -27,6 +27,32 @@ CRON_ALIASES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily
 _SEPARATORS = re.compile(r"[\s,/-]+")
 
 
+def _field(value: str) -> str:
+    term = rf"(\*|{value}(-{value})?)(/[1-9][0-9]?)?"
+    return rf"{term}(,{term})*"
+
+
+#: What a cron expression may look like, exactly: five fields of numbers in range, ``*``, ranges,
+#: lists and steps (month and weekday names in capitals), single spaces between, or an @-name.
+#: The OpenAPI document declares it, so clients and fuzzers know the form the server takes;
+#: croniter then checks the rest (an expression that never fires, such as ``0 0 31 2 *``).
+CRON_PATTERN = (
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    + " ".join(
+        _field(value)
+        for value in (
+            r"[0-5]?[0-9]",
+            r"([01]?[0-9]|2[0-3])",
+            r"(0?[1-9]|[12][0-9]|3[01])",
+            r"(0?[1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)",
+            r"([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)",
+        )
+    )
+    + r")$"
+)
+_CRON = re.compile(CRON_PATTERN)
+
+
 def check_cron(expression: str) -> str:
     """The expression, stripped, if it is five cron fields (minute hour day month weekday) or an
     @-name that fires at least once; a ``ValueError`` saying what is wrong otherwise.
@@ -35,21 +61,25 @@ def check_cron(expression: str) -> str:
     value: neither is accepted, the first to keep to standard cron, the second because every
     worker would draw its own time.
     """
-    text = " ".join(expression.split())
+    text = expression
     if not text:
         raise ValueError("must not be empty")
     if len(text) > MAX_CRON_LENGTH:
         raise ValueError(f"must be at most {MAX_CRON_LENGTH} characters")
     if text.startswith("@"):
-        if text.lower() not in CRON_ALIASES:
+        if text not in CRON_ALIASES:
             raise ValueError(f"unknown @-name; use one of {', '.join(sorted(CRON_ALIASES))}")
-        text = text.lower()
     else:
         fields = text.split(" ")
         if len(fields) != 5:
-            raise ValueError("must have 5 fields: minute hour day-of-month month day-of-week (UTC)")
+            raise ValueError("must have 5 fields, one space apart: minute hour day-of-month month day-of-week (UTC)")
         if any(token.upper() == "R" for field in fields for token in _SEPARATORS.split(field)):
             raise ValueError("random values (R) are not supported")
+        if not _CRON.fullmatch(text):
+            raise ValueError(
+                "not a cron expression of the form the API takes: numbers in range, *, ranges (1-5), lists "
+                "(1,15), steps (*/5), month and weekday names in capitals (JAN, MON)"
+            )
     try:
         croniter(text, datetime(2000, 1, 1, tzinfo=UTC)).get_next(float)
     except CroniterBadDateError:

@@ -43,16 +43,37 @@ def enqueue_callback(connection: redis.Redis, job: Job, settings: Settings) -> J
     if not url or status not in ("finished", "failed"):
         return None
     resource = {**describe(job), "links": links(job.id)}
+    delivery = queue_delivery(
+        connection, settings, url=url, body=json.dumps(resource), event=f"job.{status}",
+        meta={"owner": job.meta.get("owner"), "for_job": job.id}, description=f"webhook for {job.id}",
+    )  # fmt: skip
+    log.info("callback queued", extra={"job_id": job.id, "delivery_id": delivery.id})
+    return delivery
+
+
+def queue_delivery(
+    connection: redis.Redis,
+    settings: Settings,
+    *,
+    url: str,
+    body: str,
+    event: str,
+    meta: dict,
+    description: str,
+    pipeline: redis.client.Pipeline | None = None,
+) -> Job:
+    """Queue one signed POST of ``body`` to ``url`` (a ``webhook`` job on the ``high`` queue);
+    with ``pipeline``, in the caller's transaction."""
     task = TASKS["webhook"]
-    delivery = OffloadQueue("high", connection=connection, serializer=JSONSerializer, job_class=OffloadJob).enqueue_call(
+    queue = OffloadQueue("high", connection=connection, serializer=JSONSerializer, job_class=OffloadJob)
+    delivery = queue.create_job(
         task.func_name,
-        kwargs={"url": url, "body": json.dumps(resource), "event": f"job.{status}"},
+        kwargs={"url": url, "body": body, "event": event},
         timeout=int(settings.webhook_timeout_seconds) + 5,
         result_ttl=settings.result_ttl_seconds,
         failure_ttl=settings.failure_ttl_seconds,
-        meta={"type": "webhook", "owner": job.meta.get("owner"), "for_job": job.id, "max_retries": settings.webhook_max_retries},
+        meta={"type": "webhook", **meta, "max_retries": settings.webhook_max_retries},
         retry=retry_policy(settings, settings.webhook_max_retries),
-        description=f"webhook for {job.id}",
+        description=description,
     )
-    log.info("callback queued", extra={"job_id": job.id, "delivery_id": delivery.id})
-    return delivery
+    return queue.enqueue_job(delivery, pipeline=pipeline)

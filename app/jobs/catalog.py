@@ -52,7 +52,7 @@ TASKS: dict[str, Task] = {
         Task("count_words", tasks.count_words, schemas.CountWordsArgs, runners.count_words),
         Task("send_email", tasks.send_email, schemas.SendEmailArgs, runners.send_email_once),
         Task("webhook", tasks.deliver_webhook, schemas.WebhookArgs, runners.deliver_webhook),
-        Task("sleep", tasks.sleep, schemas.SleepArgs, diagnostic=True),
+        Task("sleep", tasks.sleep, schemas.SleepArgs, runners.sleep, diagnostic=True),
         Task("noop", tasks.noop, schemas.NoopArgs, diagnostic=True),
         Task("fail", tasks.fail, schemas.FailArgs, diagnostic=True),
     )

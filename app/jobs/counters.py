@@ -12,6 +12,7 @@ import logging
 import redis
 from rq.job import Job
 
+from . import timeseries
 from .keys import METRICS_KEY
 from .resource import describe_exception
 
@@ -29,11 +30,14 @@ def record_outcome(
     job_type = job.meta.get("type", "unknown")
     pipe = pipeline if pipeline is not None else connection.pipeline(transaction=False)
     pipe.hincrby(METRICS_KEY, f"{outcome}:{job_type}", 1)
+    seconds = None
     if job.started_at and job.ended_at and outcome != "retried":
         seconds = max(0.0, (job.ended_at - job.started_at).total_seconds())
         bucket = next((str(le) for le in RUNTIME_BUCKETS if seconds <= le), "+Inf")
         pipe.hincrby(METRICS_KEY, f"runtime_bucket:{job_type}:{bucket}", 1)
         pipe.hincrbyfloat(METRICS_KEY, f"runtime_sum:{job_type}", seconds)
+    if outcome in ("finished", "failed"):  # the charts' per-minute series (app/jobs/timeseries.py)
+        timeseries.count(pipe, outcome, job.origin, seconds=seconds)
     if pipeline is not None:
         return
     try:

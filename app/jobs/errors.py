@@ -1,6 +1,6 @@
 """The exceptions of the job layer.
 
-The HTTP layer turns the first five into problem+json answers; the last four end a job
+The HTTP layer turns the first seven into problem+json answers; the last five end a job
 ``failed`` with their name as ``error.type``, so a client can tell them apart.
 """
 
@@ -25,6 +25,23 @@ class IdempotencyConflict(Exception):
 
 class IdempotencyInFlight(Exception):
     """Same Idempotency-Key while the first request is still being handled (409)."""
+
+
+class InvalidSubmission(Exception):
+    """Jobs that cannot be made, found once Redis is asked (422): their dependencies are unknown
+    to the caller, or ended without finishing. ``errors`` maps an item's index to its field errors."""
+
+    def __init__(self, errors: dict[int, list[dict]]) -> None:
+        super().__init__("the submission is not valid")
+        self.errors = errors
+
+
+class BatchNotFound(Exception):
+    """No such batch, or not one the caller may see (404)."""
+
+
+class DependencyFailed(Exception):
+    """A job's dependency ended failed, canceled or stopped, so the job never runs."""
 
 
 class UnknownTaskError(Exception):

@@ -1,7 +1,9 @@
-"""Job-ended events: workers publish a job's id when it ends; ``?wait=`` requests wake on it.
+"""Job events: workers publish a job's id when the job starts, reports progress and ends;
+``?wait=`` requests and ``GET /jobs/{id}/events`` streams wake on it.
 
-Redis pub/sub, one channel (:data:`~app.jobs.keys.EVENTS_CHANNEL`). A lost message costs a
-waiter at most one re-read interval, never a wrong answer: waiters re-read the job.
+Redis pub/sub, one channel (:data:`~app.jobs.keys.EVENTS_CHANNEL`). The message is only the
+id: it says "look again", never what changed, so a waiter always re-reads the job, and a lost
+message costs at most one re-read interval (:data:`REREAD_SECONDS`), never a wrong answer.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import redis
 
@@ -17,9 +19,13 @@ from .keys import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 
+#: Seconds a waiter sleeps at most before it reads the job again without being woken: what
+#: a message lost to a reconnect of the listener can cost.
+REREAD_SECONDS = 2.0
+
 
 class JobEvents:
-    """Wakes threads waiting on a job when a worker publishes that the job ended.
+    """Wakes threads waiting on a job when a worker publishes something about it.
 
     One pub/sub connection and one daemon thread per process serve every waiter, so a
     waiting request costs a parked thread, not a Redis connection or a polling loop.
@@ -32,7 +38,7 @@ class JobEvents:
         self._thread: threading.Thread | None = None
 
     def publish(self, job_id: str) -> None:
-        publish_job_ended(self.connection, job_id)
+        publish_job_event(self.connection, job_id)
 
     class _Watch:
         def __init__(self, events: JobEvents, job_id: str) -> None:
@@ -90,14 +96,40 @@ def _messages(pubsub: redis.client.PubSub) -> Iterator[dict]:
             yield message
 
 
-def publish_job_ended(connection: redis.Redis, job_id: str, pipeline: redis.client.Pipeline | None = None) -> None:
-    """Called by workers when a job reaches an end state (or is about to be retried). With
-    ``pipeline``, the PUBLISH joins it: inside the outcome transaction, a waiter woken by it
-    never reads the job before its result."""
+def follow(events: JobEvents, job_id: str, read: Callable[[], dict], seconds: float) -> Iterator[dict]:
+    """The job as ``read`` returns it, now and again each time something is published about
+    it (and at least every :data:`REREAD_SECONDS`), for ``seconds``; the caller stops early
+    by closing the iterator (e.g. once the job is terminal).
+
+    The watch is set before the first read, so nothing published after a read is missed;
+    announcements that arrive while the caller handles a read are coalesced into one re-read.
+    """
+    deadline = time.monotonic() + seconds
+    with events.watch(job_id) as event:
+        while True:
+            yield read()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            event.wait(min(remaining, REREAD_SECONDS))
+            event.clear()
+
+
+def publish_job_event(connection: redis.Redis, job_id: str, pipeline: redis.client.Pipeline | None = None) -> None:
+    """Announce that job ``job_id`` changed: it started, saved its progress, ended, or is about
+    to be retried. With ``pipeline``, the PUBLISH joins it (RQ's convention): inside the
+    transaction that writes the change, a waiter woken by it never reads the job before it."""
     if pipeline is not None:
-        pipeline.publish(EVENTS_CHANNEL, job_id)
+        # Not pipeline.publish(): redis-py refuses it in a Redis Cluster pipeline. Sent as a plain
+        # command, it is routed by the channel's name, which carries offload's hash tag: the
+        # node that holds the job, inside its transaction; the cluster passes it to every node.
+        pipeline.execute_command("PUBLISH", EVENTS_CHANNEL, job_id)
         return
     try:
         connection.publish(EVENTS_CHANNEL, job_id)
     except redis.RedisError:
-        log.warning("could not publish the end of job %s", job_id, extra={"job_id": job_id})
+        log.warning("could not publish an event of job %s", job_id, extra={"job_id": job_id})
+
+
+#: The name of :func:`publish_job_event` when only job ends were announced.
+publish_job_ended = publish_job_event

@@ -19,8 +19,9 @@ from pydantic import ValidationError
 from rq.job import Job, JobStatus
 
 from ..settings import get_settings
-from . import catalog
+from . import catalog, endings
 from .errors import InvalidArgumentsError, MissingTextError, UnknownTaskError
+from .events import publish_job_event
 from .keys import METRICS_KEY, text_key
 
 #: A ``count_words`` text longer than this (characters) is kept in a key of its own
@@ -38,8 +39,9 @@ ATTEMPTS_FIELD = "offload_attempts"
 class OffloadJob(Job):
     """An RQ job that only ever runs registered tasks, with validated arguments.
 
-    It also counts its attempts in its own hash field, bumped in the same pipeline that
-    marks the job started, so counting costs no extra round trip.
+    It also counts its attempts in its own hash field, and announces that it started (for
+    ``GET /jobs/{id}/events``), both in the transaction that marks the job started (the fast
+    worker's ``_start`` and RQ's ``prepare_job_execution`` alike): no extra round trip.
     """
 
     attempts: int = 0
@@ -63,11 +65,23 @@ class OffloadJob(Job):
         self.attempts += 1
         pipeline.hincrby(self.key, ATTEMPTS_FIELD, 1)
         pipeline.hincrby(METRICS_KEY, f"started:{self.meta.get('type', 'unknown')}", 1)
+        publish_job_event(self.connection, self.id, pipeline=pipeline)
 
     def restore(self, raw_data: dict) -> Any:
         result = super().restore(raw_data)
         self.attempts = int(raw_data.get(ATTEMPTS_FIELD.encode(), raw_data.get(ATTEMPTS_FIELD, 0)) or 0)
         return result
+
+    def _handle_success(self, result_ttl: int, pipeline: redis.client.Pipeline, *args: Any, **kwargs: Any) -> None:
+        """RQ's, and the end of the job in its batch, in the same transaction (see :mod:`.endings`)."""
+        super()._handle_success(result_ttl, pipeline, *args, **kwargs)
+        endings.job_ended(self, pipeline, finished=True)
+
+    def _handle_failure(self, exc_string: str, pipeline: redis.client.Pipeline, *args: Any, **kwargs: Any) -> None:
+        """RQ's (a final failure or stop), and the end of the job in its batch and for its
+        dependents, in the same transaction (see :mod:`.endings`)."""
+        super()._handle_failure(exc_string, pipeline, *args, **kwargs)
+        endings.job_ended(self, pipeline, finished=False)
 
     def cleanup(self, ttl: int | None = None, pipeline: redis.client.Pipeline | None = None, remove_from_queue: bool = True) -> None:
         """RQ's, and the job's text key (if it has one) goes with the job: deleted once the job

@@ -22,10 +22,17 @@ JOB_INDEX_KEY = f"{KEY_PREFIX}:jobs"
 METRICS_KEY = f"{KEY_PREFIX}:metrics"
 #: List an idle worker blocks on; every enqueue pushes a token (see :class:`~app.jobs.queue.OffloadQueue`).
 WAKE_KEY = f"{KEY_PREFIX}:wake"
+#: Set of the names of the paused queues: both workers' dequeue scripts skip them (app/jobs/queues_admin.py).
+PAUSED_QUEUES_KEY = f"{KEY_PREFIX}:paused"
 #: Sorted set of every schedule id by creation time: the index ``GET /schedules`` pages through.
 SCHEDULE_INDEX_KEY = f"{KEY_PREFIX}:schedules"
 #: Sorted set of the enabled schedules by their next run (Unix seconds): what the tickers poll.
 SCHEDULE_DUE_KEY = f"{KEY_PREFIX}:schedules:due"
+#: Set of ids of jobs that ended failed, canceled or stopped with dependents still waiting on them
+#: (written in the job's outcome transaction; :mod:`app.jobs.dependencies` fails the dependents).
+ORPHANING_KEY = f"{KEY_PREFIX}:orphaning"
+#: Set of ids of batches that have ended and whose callback is yet to be queued (:mod:`app.jobs.batches`).
+BATCH_CALLBACKS_DUE_KEY = f"{KEY_PREFIX}:batches:due"
 
 
 def text_key(job_id: str) -> str:
@@ -51,6 +58,16 @@ def sent_key(job_id: str) -> str:
 def sending_key(job_id: str) -> str:
     """Set while an attempt transfers a ``send_email`` job's message (at most once)."""
     return f"{KEY_PREFIX}:sending:{job_id}"
+
+
+def batch_key(batch_id: str) -> str:
+    """A batch's record: a hash (created_at, owner, total, jobs, callback_url, metadata, ended_at)."""
+    return f"{KEY_PREFIX}:batch:{batch_id}"
+
+
+def batch_pending_key(batch_id: str) -> str:
+    """The set of a batch's jobs that have not ended yet."""
+    return f"{KEY_PREFIX}:batch:{batch_id}:pending"
 
 
 def idempotency_key(owner: str | None, key: str) -> str:

@@ -15,7 +15,7 @@ from rq import Queue
 from rq.exceptions import DequeueTimeout
 
 from ..settings import QUEUE_NAMES
-from .keys import WAKE_KEY, stranded_key
+from .keys import PAUSED_QUEUES_KEY, WAKE_KEY, stranded_key
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,15 @@ def register_queues(connection: redis.Redis) -> None:
     connection.sadd(Queue.redis_queues_keys, *keys)
 
 
-#: Take the first job of the first non-empty queue, moving it (atomically) onto that queue's
-#: intermediate list, where it stays until the worker has registered it as started.
+#: Take the first job of the first non-empty queue that is not paused, moving it (atomically)
+#: onto that queue's intermediate list, where it stays until the worker has registered it as
+#: started. KEYS: the paused set, then each queue and its intermediate list; ARGV: the names.
 _DEQUEUE_SCRIPT = """
-for i = 1, #KEYS, 2 do
-  local job_id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
-  if job_id then return {KEYS[i], job_id} end
+for i = 2, #KEYS, 2 do
+  if redis.call('SISMEMBER', KEYS[1], ARGV[i / 2]) == 0 then
+    local job_id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
+    if job_id then return {KEYS[i], job_id} end
+  end
 end
 return false
 """
@@ -69,13 +72,15 @@ class OffloadQueue(Queue):
         serializer=None,
         death_penalty_class=None,
     ):
-        keys: list[str] = []
+        keys: list[str] = [PAUSED_QUEUES_KEY]
+        names: list[str] = []
         for queue in queues:
             keys += [queue.key, queue.intermediate_queue_key]
+            names.append(queue.name)
         script = connection.register_script(_DEQUEUE_SCRIPT)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            found = script(keys=keys)
+            found = script(keys=keys, args=names)
             if found:
                 queue_key, job_id = (part.decode() if isinstance(part, bytes) else part for part in found)
                 fetched = cls._fetch_dequeued_job(
@@ -90,7 +95,7 @@ class OffloadQueue(Queue):
                 return None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DequeueTimeout(timeout, keys[::2])
+                raise DequeueTimeout(timeout, keys[1::2])
             connection.blpop([WAKE_KEY], timeout=max(1, min(_IDLE_POLL, int(remaining))))
 
 

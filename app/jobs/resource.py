@@ -49,6 +49,8 @@ def describe(job: Job) -> dict:
         "error": error,
         "metadata": meta.get("metadata"),
         "schedule_id": meta.get("schedule_id"),
+        "depends_on": meta.get("depends_on"),
+        "batch_id": meta.get("batch_id"),
     }
 
 

@@ -24,8 +24,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .cadence import MAX_CRON_LENGTH, MAX_EVERY_SECONDS, check_cron
-from .schemas import JobError
+from .cadence import CRON_PATTERN, MAX_CRON_LENGTH, MAX_EVERY_SECONDS, check_cron
+from .schemas import _INTEGRAL, JobError
 
 #: Fields of a job submission that make no sense in a schedule: the schedule says when.
 TIMING_FIELDS = ("delay_seconds", "run_at", "depends_on")
@@ -35,6 +35,7 @@ CronText = Annotated[
     StrictStr,
     Field(
         max_length=MAX_CRON_LENGTH,
+        pattern=CRON_PATTERN,
         description="Five cron fields, minute hour day-of-month month day-of-week, in UTC "
         "(e.g. `*/5 * * * *`), or @hourly, @daily, @midnight, @weekly, @monthly, @yearly.",
         examples=["*/5 * * * *", "0 3 * * MON-FRI", "@daily"],
@@ -43,6 +44,7 @@ CronText = Annotated[
 EverySeconds = Annotated[
     StrictInt,
     Field(ge=1, le=MAX_EVERY_SECONDS, description="Run every this many seconds, counted from when it was set."),
+    _INTEGRAL,  # 60.0 is the integer 60 in JSON (and in the document's JSON Schema)
 ]
 
 
@@ -63,10 +65,19 @@ def _interval(value: int | None, info: ValidationInfo) -> int | None:
     return value
 
 
+#: JSON Schema for "exactly one of cron and every_seconds, not null" (the OpenAPI document
+#: then says what :meth:`ScheduleRequest._one_cadence` checks; null counts as absent).
+_EXACTLY_ONE_CADENCE = {
+    "oneOf": [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in ("cron", "every_seconds")
+    ]
+}
+
+
 class ScheduleRequest(BaseModel):
     """``POST /schedules``: a job submission and when to run it (``cron`` or ``every_seconds``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_EXACTLY_ONE_CADENCE)
 
     job: dict[str, Any] = Field(
         description="The job to start at each tick: a body of `POST /jobs`, validated the same way "
@@ -83,7 +94,7 @@ class ScheduleRequest(BaseModel):
     @model_validator(mode="after")
     def _one_cadence(self) -> ScheduleRequest:
         if (self.cron is None) == (self.every_seconds is None):
-            raise PydanticCustomError("cadence", "give cron or every_seconds (exactly one of them)")
+            raise PydanticCustomError("cadence", "give cron or every_seconds (exactly one of them)", {"field": "cron"})
         return self
 
 
@@ -98,7 +109,7 @@ class SchedulePatch(BaseModel):
     both); either starts the cadence afresh from now, as enabling a disabled schedule does.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"not": {"required": ["cron", "every_seconds"]}})
 
     enabled: StrictBool = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
     cron: CronText = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
@@ -111,7 +122,7 @@ class SchedulePatch(BaseModel):
     @model_validator(mode="after")
     def _at_most_one_cadence(self) -> SchedulePatch:
         if self.cron is not None and self.every_seconds is not None:
-            raise PydanticCustomError("cadence", "give cron or every_seconds, not both")
+            raise PydanticCustomError("cadence", "give cron or every_seconds, not both", {"field": "cron"})
         return self
 
 

@@ -216,7 +216,7 @@ class ScheduleStore:
         self, principal: Principal, *, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[dict], str | None]:
         """Schedules newest first, and the cursor of the next page (ValueError for a bad cursor)."""
-        max_score, after_id = ("+inf", None) if not cursor else _decode_cursor(cursor)
+        max_score, after_id = ("+inf", None) if cursor is None else _decode_cursor(cursor)
         found: list[tuple[float, dict]] = []
         batch = max(limit * 2, 100)
         offset = 0

@@ -44,6 +44,11 @@ TOO_LARGE = "too_large"
 
 _FORBIDDEN_HEADER_CHARS = ("\r", "\n", "\x00")
 
+#: Dependencies one job may have (``depends_on``).
+MAX_DEPENDENCIES = 100
+#: A job id, or (in a batch) ``$N``: the job made from item N of the same batch.
+JobReference = Annotated[StrictStr, Field(pattern=r"^(?:[A-Za-z0-9_-]{1,64}|\$[0-9]{1,4})$")]
+
 
 def _settings(info: ValidationInfo) -> Settings | None:
     return (info.context or {}).get("settings")
@@ -74,6 +79,17 @@ def _integral_float_to_int(value: object) -> object:
 #: On a StrictInt, after its bounds (so the schema still says ``minimum``): 3 and 3.0 alike.
 _INTEGRAL = BeforeValidator(_integral_float_to_int)
 
+
+def _text_only(value: object) -> object:
+    """A time is an RFC 3339 string, as the document says: pydantic would also take a number
+    (as Unix seconds), which the document does not allow."""
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", "must be an RFC 3339 date-time string")
+    return value
+
+
+_TEXT_ONLY = BeforeValidator(_text_only)
+
 #: What the validators below refuse, said in the OpenAPI document as JSON Schema.
 NO_HEADER_BREAKS_PATTERN = "^[^\r\n\x00]*$"
 NO_NUL_PATTERN = "^[^\x00]*$"
@@ -93,7 +109,7 @@ class JobOptions(BaseModel):
     delay_seconds: Annotated[float, Field(strict=True, ge=0, le=365 * 24 * 3600)] | None = Field(
         None, description="Run no earlier than this many seconds from now."
     )
-    run_at: AwareDatetime | None = Field(None, description="Run no earlier than this RFC 3339 time.")
+    run_at: Annotated[AwareDatetime, _TEXT_ONLY] | None = Field(None, description="Run no earlier than this RFC 3339 time.")
     timeout_seconds: Annotated[StrictInt, Ge(1), _INTEGRAL] | None = Field(
         None, description="Bound on each attempt; default from settings."
     )
@@ -102,13 +118,30 @@ class JobOptions(BaseModel):
         None, description="POSTed the job resource when the job ends (finished, or failed for good)."
     )
     metadata: dict[str, Any] | None = Field(None, description="Your own data, at most 4 KiB as JSON; echoed back.")
+    depends_on: list[JobReference] | None = Field(
+        None,
+        max_length=MAX_DEPENDENCIES,
+        description="Ids of jobs that must finish first; the job is `deferred` until they have. If one of them fails "
+        "(or is canceled or stopped) the job fails with error type `DependencyFailed`. In a batch, `$N` names the job "
+        "of item N of the same batch (an earlier item only).",
+    )
 
     @model_validator(mode="after")
     def _one_schedule(self) -> JobOptions:
         if self.delay_seconds is not None and self.run_at is not None:
             # ctx "field": a cross-field error names the field to fix, not the whole body.
             raise PydanticCustomError("schedule_conflict", "give delay_seconds or run_at, not both", {"field": "run_at"})
+        if self.depends_on and (self.delay_seconds is not None or self.run_at is not None):
+            raise PydanticCustomError(
+                "schedule_conflict", "a job with depends_on runs when they finish: no delay_seconds or run_at",
+                {"field": "depends_on"},
+            )  # fmt: skip
         return self
+
+    @field_validator("depends_on")
+    @classmethod
+    def _distinct_dependencies(cls, value: list[str] | None) -> list[str] | None:
+        return list(dict.fromkeys(value)) or None if value is not None else None
 
     @field_validator("run_at")
     @classmethod
@@ -289,7 +322,7 @@ class WebhookArgs(BaseModel):
 
     url: StrictStr
     body: StrictStr
-    event: Literal["job.finished", "job.failed"]
+    event: Literal["job.finished", "job.failed", "batch.done"]
 
 
 PUBLIC_REQUESTS: tuple[type[JobOptions], ...] = (CountWordsRequest, SendEmailRequest)
@@ -344,6 +377,8 @@ class JobResource(BaseModel):
     error: JobError | None
     metadata: dict[str, Any] | None
     schedule_id: str | None = Field(description="The schedule that started this job (POST /schedules), or null.")
+    depends_on: list[str] | None = Field(description="The ids of the jobs this one waits for; null when none.")
+    batch_id: str | None = Field(description="The batch this job was submitted in (`POST /jobs/batch`), or null.")
     links: JobLinks
 
 

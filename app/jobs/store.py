@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from typing import Any
 
 import redis
 from rq import Retry
@@ -21,14 +21,15 @@ from rq.serializers import JSONSerializer
 
 from .. import connections
 from ..settings import QUEUE_NAMES, Settings
-from . import schemas
+from . import batches, dependencies, endings, schemas, submission
 from .access import ANONYMOUS, Principal
 from .catalog import TASKS
-from .errors import JobNotFound, JobStateConflict, QueueFull
-from .events import JobEvents
+from .errors import JobNotFound, JobStateConflict
+from .events import REREAD_SECONDS, JobEvents, follow
+from .errors import InvalidSubmission
 from .idempotency import IdempotencyClaim, claim_idempotency_key
-from .job import TEXT_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
-from .keys import JOB_INDEX_KEY, METRICS_KEY, text_key
+from .job import OffloadJob
+from .keys import METRICS_KEY
 from .listing import JOB_ID, list_jobs
 from .callbacks import retry_policy
 from .queue import OffloadQueue
@@ -69,77 +70,49 @@ class JobQueue:
         job_id: str | None = None,
         extra_meta: dict | None = None,
         pipeline: redis.client.Pipeline | None = None,
+        principal: Principal | None = None,
     ) -> dict:
-        """Create the job and put it on its queue (or in the schedule); returns the resource.
+        """Create the job and put it on its queue (or in the schedule, or deferred until its
+        dependencies finish); returns the resource.
 
         With an idempotency claim, the answer is recorded under the key in the same Redis
-        transaction that enqueues the job: either both happen or neither does.
+        transaction that enqueues the job: either both happen or neither does. ``principal``
+        (default: the owner's own view) decides which jobs ``depends_on`` may name; a dependency
+        that is unknown or will never finish raises InvalidSubmission.
 
         With ``pipeline``, a transaction the caller has begun (after a WATCH of its own), the
         job's commands join it and nothing is sent: the caller executes it, then waits for
         replicas. A schedule's tick does so, naming the job after the tick (``job_id``) and
         marking it with ``extra_meta`` (see :mod:`app.jobs.ticker`).
         """
-        task = TASKS[request.type]  # type: ignore[attr-defined]
-        queue = self.queues[request.queue]
-        depth = idempotency.queue_depth if idempotency is not None else None
-        if depth is None:
-            depth = self.connection.llen(queue.key)
-        if depth >= self.settings.max_queue_depth:
-            raise QueueFull(queue.name)
-        max_retries = self.settings.default_max_retries if request.max_retries is None else request.max_retries
-        meta = {
-            "type": task.type,
-            "owner": owner,
-            "max_retries": max_retries,
-            "metadata": request.metadata,
-            "callback_url": request.callback_url,
-            "request_id": request_id,
-            **(extra_meta or {}),
-        }
-        kwargs = request.task_arguments()
-        text = None
-        if task.type == "count_words" and len(kwargs["text"]) > TEXT_INLINE_MAX_CHARS:
-            text = kwargs.pop("text").encode("utf-8")
-            meta[TEXT_FIELD] = len(text)
-        job = queue.create_job(
-            task.func_name,
-            kwargs=kwargs,
-            timeout=request.timeout_seconds or self.settings.default_timeout_seconds,
-            result_ttl=self.settings.result_ttl_seconds,
-            failure_ttl=self.settings.failure_ttl_seconds,
-            meta=meta,
-            retry=self.retry_policy(max_retries),
-            description=task.type,
-            job_id=job_id,
-        )
-        run_at = _run_at(request)
-        with self.connection.pipeline() if pipeline is None else nullcontext(pipeline) as pipe:
-            if run_at is not None and run_at > datetime.now(UTC):
-                queue.schedule_job(job, run_at, pipeline=pipe)
-            else:
-                queue.enqueue_job(job, pipeline=pipe)
-            self._index(job, owner, pipe)
-            if text is not None:  # in the job's transaction (after RQ's WATCH): both exist or neither
-                pipe.set(text_key(job.id), text)
-            resource = self.describe(job)
+        item = submission.draft(self, request, owner=owner, request_id=request_id, job_id=job_id, extra_meta=extra_meta)
+        answer: dict = {}
+
+        def record(pipe: redis.client.Pipeline, kept: list[submission.Draft], errors: dict) -> None:
+            answer.update(self.describe(kept[0].job))
             if idempotency is not None:
-                idempotency.record(resource, pipe)
-            if pipeline is not None:
-                return resource
-            pipe.execute()
+                idempotency.record(answer, pipe)
+
+        kept, errors = submission.write(
+            self.connection,
+            [item],
+            principal=principal or Principal(name=owner, is_admin=owner is None),
+            max_queue_depth=self.settings.max_queue_depth,
+            known_depth=idempotency.queue_depth if idempotency is not None else None,
+            also=record,
+            pipeline=pipeline,
+        )
+        if errors:
+            raise InvalidSubmission(errors)
+        if pipeline is not None:
+            return answer
         # Under Sentinel: no 202 before a replica holds the job (NotReplicated is a 503).
         connections.wait_for_replicas(self.connection, self.settings)
-        log.info("job submitted", extra={"job_id": job.id, "job_type": task.type, "queue": queue.name})
-        return resource
+        log.info("job submitted", extra={"job_id": item.job.id, "job_type": answer["type"], "queue": item.queue.name})
+        return answer
 
     def retry_policy(self, max_retries: int) -> Retry | None:
         return retry_policy(self.settings, max_retries)
-
-    def _index(self, job: Job, owner: str | None, pipe: redis.client.Pipeline) -> None:
-        score = job.created_at.timestamp() if job.created_at else time.time()
-        pipe.zadd(JOB_INDEX_KEY, {job.id: score})
-        pipe.hincrby(METRICS_KEY, f"enqueued:{job.meta['type']}", 1)
 
     def queue_depths(self) -> dict[str, int]:
         with self.connection.pipeline(transaction=False) as pipe:
@@ -192,9 +165,9 @@ class JobQueue:
     def wait(self, job_id: str, principal: Principal, timeout: float) -> dict:
         """The job once it is terminal, or as it is after ``timeout`` seconds.
 
-        Waiting is event driven: workers publish a job's id when it ends, and one listener
-        thread per process wakes the waiters. A re-read every couple of seconds covers an
-        event lost to a reconnect.
+        Waiting is event driven: workers publish a job's id when it starts, reports progress
+        and ends, and one listener thread per process wakes the waiters, which read the job
+        again. A re-read every couple of seconds covers an event lost to a reconnect.
         """
         deadline = time.monotonic() + timeout
         with self._events.watch(job_id) as event:
@@ -203,8 +176,15 @@ class JobQueue:
                 remaining = deadline - time.monotonic()
                 if resource["status"] in schemas.TERMINAL_STATUSES or remaining <= 0:
                     return resource
-                event.wait(min(remaining, 2.0))
+                event.wait(min(remaining, REREAD_SECONDS))
                 event.clear()
+
+    def follow(self, job_id: str, principal: Principal, seconds: float) -> Iterator[dict]:
+        """The job now, then again each time a worker announces a change, for ``seconds``
+        (see :func:`app.jobs.events.follow`). An unknown job raises :class:`JobNotFound` here,
+        before anything is streamed."""
+        self.fetch(job_id, principal)
+        return follow(self._events, job_id, lambda: self.get(job_id, principal), seconds)
 
     #: The job resource, without ``links`` (see :func:`app.jobs.resource.describe`).
     describe = staticmethod(describe_job)
@@ -221,8 +201,12 @@ class JobQueue:
             except InvalidJobOperation:
                 raise JobStateConflict("the job is between workers; try again") from None
         elif public_status(status) in ("queued", "scheduled", "deferred"):
-            job.cancel()
+            with self.connection.pipeline() as pipe:
+                job.cancel(pipeline=pipe)
+                endings.job_ended(job, pipe, finished=False)  # its batch; its dependents will wait in vain
+                pipe.execute()
             self._events.publish(job.id)
+            self.settle_ends()
         else:
             raise JobStateConflict(f"the job is already {public_status(status)}")
         job.refresh()
@@ -240,13 +224,40 @@ class JobQueue:
             )
         else:
             raise JobStateConflict(f"only failed, stopped or canceled jobs can be retried; this one is {status.value}")
+        waiting_on = dependencies.unfinished_dependency(self.connection, job)
+        if waiting_on is not None:
+            raise JobStateConflict(f"its dependency {waiting_on[0]} is {waiting_on[1]}: retry this job once that has finished")
         try:
             registry.requeue(job)
         except InvalidJobOperation:
             # Not in the registry (e.g. a stopped job): put it on its queue directly.
             self.queues[job.origin].enqueue_job(job)
+        if job.meta.get("batch_id"):
+            with self.connection.pipeline() as pipe:
+                endings.job_reopened(job, pipe)
+                pipe.execute()
         job.refresh()
         return self.describe(job)
+
+    def settle_ends(self) -> None:
+        """Fail the dependents of jobs that will never finish, and queue the callbacks of batches
+        that have ended (workers do this too, and their maintenance catches anything left)."""
+        try:
+            dependencies.fail_orphans(self.connection, self.settings)
+            batches.queue_due_callbacks(self.connection, self.settings)
+        except redis.RedisError:
+            log.warning("could not settle the ends of jobs now; worker maintenance will")
+
+    # -- batches --
+
+    def submit_batch(self, items: list[tuple[int, schemas.JobOptions]], **options: Any) -> dict:
+        """Many jobs in one transaction, as one batch (see :func:`app.jobs.batches.submit`)."""
+        answer = batches.submit(self, items, **options)
+        connections.wait_for_replicas(self.connection, self.settings)
+        return answer
+
+    def get_batch(self, batch_id: str, principal: Principal = ANONYMOUS) -> dict:
+        return batches.get(self.connection, batch_id, principal)
 
     def list(
         self,
@@ -263,16 +274,3 @@ class JobQueue:
             self.connection, principal, status=status, type=type, queue=queue, limit=limit, cursor=cursor
         )
 
-
-def _run_at(request: schemas.JobOptions) -> datetime | None:
-    """When to run, rounded up to a whole second: RQ's schedule keeps whole seconds, and a
-    job must never run before the time the client asked for."""
-    if request.delay_seconds:
-        moment = datetime.now(UTC) + timedelta(seconds=request.delay_seconds)
-    elif request.run_at is not None:
-        moment = request.run_at.astimezone(UTC)
-    else:
-        return None
-    if moment.microsecond:
-        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-    return moment

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from .. import connections
 from ..settings import Settings
 from . import schemas
-from .errors import QueueFull
+from .errors import InvalidSubmission, QueueFull
 from .job import OffloadJob
 from .keys import SCHEDULE_DUE_KEY, schedule_key
 from .schedules import cadence_of, decode, server_time
@@ -137,6 +137,9 @@ class ScheduleTicker:
                         started = job_id
                     except QueueFull as exc:
                         error = {"type": "QueueFull", "message": f"queue {exc} is over its depth limit; tick skipped"}
+                    except InvalidSubmission as exc:  # depends_on: a job unknown to the owner, or that will never finish
+                        problems = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors[0])
+                        error = {"type": "InvalidJob", "message": f"the job is not valid here any more: {problems}"}
                 pipe.hset(
                     key,
                     mapping={

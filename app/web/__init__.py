@@ -18,9 +18,12 @@ from .. import logs
 from ..connections import connect
 from ..jobs import JobQueue
 from ..settings import Settings, get_settings
-from . import dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
+from . import batches, dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
 from .bulk import bp as bulk_bp
+from .events import bp as events_bp
+from .queues import bp as queues_bp
 from .schedules import bp as schedules_bp
+from .stats import bp as stats_bp
 
 log = logging.getLogger("offload.http")
 
@@ -47,9 +50,13 @@ def create_app(
     ratelimit.install(app, settings, rate_limit_storage)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(events_bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(schedules_bp)
+    app.register_blueprint(queues_bp)
+    app.register_blueprint(stats_bp)
     app.register_blueprint(bulk_bp)
     dashboard.mount(app, settings)
     return app

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from ..jobs import (
     IdempotencyConflict,
     IdempotencyInFlight,
+    InvalidSubmission,
     JobNotFound,
     JobStateConflict,
     Principal,
@@ -58,7 +59,13 @@ def submit_job() -> Response:
         response.headers["Idempotent-Replayed"] = "true"
         return response
     try:
-        resource = job_queue().submit(spec, owner=who.name, request_id=g.get("request_id"), idempotency=claim)
+        resource = job_queue().submit(
+            spec, owner=who.name, request_id=g.get("request_id"), idempotency=claim, principal=who
+        )
+    except InvalidSubmission as exc:  # depends_on: an unknown job, or one that will never finish
+        if claim is not None:
+            claim.release()
+        raise ApiProblem(422, "the job is not valid", title="Validation Failed", errors=exc.errors[0]) from None
     except QueueFull as exc:
         if claim is not None:
             claim.release()
@@ -210,7 +217,8 @@ def _job_response(resource: dict, status: int = 200) -> Response:
     body = _with_links(resource)
     response = _json(body, status)
     if status == 202:
-        response.headers["Location"] = body["links"]["self"]
+        # Azure's long-running-operation convention names the status URL Operation-Location.
+        response.headers["Location"] = response.headers["Operation-Location"] = body["links"]["self"]
     if resource["status"] not in schemas.TERMINAL_STATUSES:
         response.headers["Retry-After"] = str(POLL_AFTER)
     return response

@@ -1,12 +1,15 @@
 """The page at ``/``: submit a job from a browser and watch it finish.
 
 One server-rendered template and a little plain JavaScript (``static/offload.js``) that
-talks to the public JSON API, exactly as any other client does: ``POST /jobs``, then
-``GET /jobs/{id}?wait=`` until the job ends, and ``GET /jobs`` for the recent ones.
+talks to the public JSON API, exactly as any other client does: ``POST /jobs``, then the
+job's live events (``GET /jobs/{id}/events``, ``static/events.js``; ``GET /jobs/{id}?wait=``
+until the job ends when a stream cannot be had), and ``GET /jobs`` for the recent ones.
 Nothing comes from a CDN and there is no build step: every asset is in ``app/web/static``.
 
 The page itself needs no key. When ``API_KEYS`` is set it shows a field for one; the
-script keeps it in the tab's ``sessionStorage`` and sends it as ``Authorization: Bearer``.
+script keeps it in the tab's ``sessionStorage`` and sends it as ``Authorization: Bearer``
+(the event stream too: it is then read with ``fetch``, since EventSource cannot send the
+header, and a key never goes into a URL).
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ def _read_form() -> dict:
     except BadRequest:
         raise ApiProblem(400, "the multipart body could not be parsed") from None
     payload: dict = {key: value for key, value in form.items() if key != "file"}
+    if "depends_on" in form:  # a list: the field repeated, one job id a part
+        payload["depends_on"] = form.getlist("depends_on")
     payload.setdefault("type", "count_words")
     if payload["type"] != "count_words":
         raise ApiProblem(

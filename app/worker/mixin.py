@@ -13,9 +13,11 @@ from rq.registry import clean_registries
 from rq.utils import now
 
 from .. import logs
+from ..jobs.batches import queue_due_callbacks
 from ..jobs.callbacks import enqueue_callback
 from ..jobs.counters import record_outcome, remember_failure
-from ..jobs.events import publish_job_ended
+from ..jobs.dependencies import fail_orphans
+from ..jobs.events import publish_job_event
 from ..jobs.job import OffloadJob
 from ..jobs.queue import OffloadQueue, requeue_stranded
 from ..settings import Settings, get_settings
@@ -78,6 +80,7 @@ class OffloadWorkerMixin:
         super().handle_job_success(job, queue, started_job_registry, execution)
         record_outcome(self.connection, job, "finished")
         self._job_ended(job)
+        self._settle_ends(job, finished=True)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):  # noqa: ANN001
         stopped = self._stopped_job_id == job.id
@@ -91,6 +94,8 @@ class OffloadWorkerMixin:
             job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
         )
         self._job_ended(job)
+        if not retrying:
+            self._settle_ends(job, finished=False)
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:  # noqa: ANN001
         # OffloadQueue always dequeues through the intermediate list, whatever the number of
@@ -116,6 +121,8 @@ class OffloadWorkerMixin:
             finally:
                 if self.connection.get(queue.registry_cleaning_key) == self.name.encode():
                     self.connection.delete(queue.registry_cleaning_key)
+        # Abandoned jobs failed above, and anything a process died before settling.
+        self._settle_ends(None, finished=False)
         self.last_cleaned_at = now()
 
     @property
@@ -173,11 +180,26 @@ class OffloadWorkerMixin:
         callback, the announcement (a waiter then never reads the job before its result)."""
         record_outcome(self.connection, job, "finished", pipeline=pipeline)
         if not self._announce_after(job):
-            publish_job_ended(self.connection, job.id, pipeline=pipeline)
+            publish_job_event(self.connection, job.id, pipeline=pipeline)
 
     def after_success(self, job) -> None:  # noqa: ANN001
         if self._announce_after(job):
             self._job_ended(job)
+        self._settle_ends(job, finished=True)
+
+    def _settle_ends(self, job, *, finished: bool) -> None:  # noqa: ANN001
+        """After a job's outcome transaction (see :mod:`app.jobs.endings`): fail the dependents of
+        a job that will never finish, and queue the callback of a batch that has ended. ``job``
+        None: whatever is noted (maintenance)."""
+        if job is not None and finished and not job.meta.get("batch_id"):
+            return
+        settings = self.offload_settings or get_settings()
+        try:
+            failed = 0 if finished else fail_orphans(self.connection, settings)
+            if job is None or failed or job.meta.get("batch_id"):
+                queue_due_callbacks(self.connection, settings)
+        except redis.RedisError:
+            log.exception("could not settle the end of a job; the next maintenance pass will")
 
     def _announce_after(self, job) -> bool:  # noqa: ANN001
         """Announce (and queue the callback) after the outcome transaction rather than in it:
@@ -186,7 +208,7 @@ class OffloadWorkerMixin:
         return bool(job.meta.get("callback_url")) or isinstance(self.connection, RedisCluster)
 
     def _job_ended(self, job) -> None:  # noqa: ANN001
-        publish_job_ended(self.connection, job.id)
+        publish_job_event(self.connection, job.id)
         if job.meta.get("callback_url"):
             try:
                 enqueue_callback(self.connection, job, self.offload_settings or get_settings())

@@ -60,6 +60,7 @@ def settings(settings, monkeypatch):
     rate limits it cannot reach: at the defaults over half its POSTs were 429s that never got
     to validation or the queue (the limiter has its own tests in test_ratelimit.py)."""
     monkeypatch.setenv("MAX_WAIT_SECONDS", "1")
+    monkeypatch.setenv("SSE_MAX_SECONDS", "0.05")  # streams of queued jobs: the fuzzer opens dozens
     monkeypatch.setenv("RATE_LIMIT_SUBMIT", "100000/second")
     monkeypatch.setenv("RATE_LIMIT_READ", "100000/second")
     get_settings.cache_clear()
@@ -97,7 +98,7 @@ def test_document_is_valid_openapi_3_1(document):
 def test_document_lists_every_route_of_the_api(app, document):
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith(("api.", "health.", "schedules.", "bulk.")):  # app/web/jobs.py, health.py, schedules.py, bulk.py
+        if rule.endpoint.startswith(("api.", "events.", "health.", "schedules.", "batches.", "queues.", "stats.", "bulk.")):
             path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             routes |= {(path, method.lower()) for method in rule.methods - {"HEAD", "OPTIONS"}}
     documented = {
@@ -163,7 +164,7 @@ def test_with_api_keys_the_document_has_bearer_auth_and_401s_conform(monkeypatch
         for method, operation in item.items():
             if method == "parameters":
                 continue
-            if path.startswith(("/jobs", "/schedules")):
+            if path.startswith(("/jobs", "/schedules", "/batches", "/queues", "/stats")):
                 assert operation["security"] == [{"bearerAuth": []}], (method, path)
                 assert "401" in operation["responses"], (method, path)
             else:

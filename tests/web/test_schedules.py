@@ -78,8 +78,8 @@ def test_pages_follow_next(client):
 @pytest.mark.parametrize(
     ("body", "fields"),
     [
-        ({"job": JOB}, {"body"}),  # no cadence
-        ({"job": JOB, "every_seconds": 5, "cron": "* * * * *"}, {"body"}),  # both
+        ({"job": JOB}, {"cron"}),  # no cadence: the error names the field to give
+        ({"job": JOB, "every_seconds": 5, "cron": "* * * * *"}, {"cron"}),  # both
         ({"job": JOB, "every_seconds": 0}, {"every_seconds"}),
         ({"job": JOB, "every_seconds": 1.5}, {"every_seconds"}),
         ({"job": JOB, "every_seconds": 366 * 86400 + 1}, {"every_seconds"}),

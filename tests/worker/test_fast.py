@@ -40,7 +40,9 @@ def test_one_horse_runs_many_jobs_and_a_killed_one_is_replaced(stack_factory):
 
 def test_a_job_costs_three_round_trips(stack_factory, clean_valkey):
     """One EVALSHA (dequeue) and two MULTI/EXEC (start, outcome) per job."""
-    stack = stack_factory(workers=0, WORKER_CLASS="fast")
+    # A long beat: maintenance (every half beat, a few scripts a pass) then runs once, at the
+    # start, however long a loaded machine takes over the burst; the counts below are the jobs'.
+    stack = stack_factory(workers=0, WORKER_CLASS="fast", JOB_HEARTBEAT_SECONDS="60")
     jobs = 60
     ids = [stack.post({"type": "noop"}).json()["id"] for _ in range(jobs)]
     client = clean_valkey.client()
@@ -54,7 +56,7 @@ def test_a_job_costs_three_round_trips(stack_factory, clean_valkey):
     after = calls()
     delta = {name: after[name] - before.get(name, 0) for name in after}
     assert all(stack.get(f"/jobs/{job_id}").json()["status"] == "finished" for job_id in ids)
-    assert delta["evalsha"] + delta.get("eval", 0) <= jobs + 15  # locks and maintenance use a few scripts too
+    assert delta["evalsha"] + delta.get("eval", 0) <= jobs + 15, delta  # locks and maintenance use a few scripts too
     # start-up, registration, maintenance and shutdown add a handful of transactions
     assert 2 * jobs <= delta["exec"] <= 2 * jobs + 15, delta
     # (commandstats also counts the commands a script runs: the dequeue's LMOVE and HGETALL)

@@ -136,6 +136,12 @@ _HEADERS = {
         "required": True,
         "schema": {"type": "string", "pattern": "^/jobs/[A-Za-z0-9_-]+$"},
     },
+    "OperationLocation": {
+        "description": "The job's URL again, as Azure's long-running-operation convention names it: poll it "
+        "until the job is terminal.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^/jobs/[A-Za-z0-9_-]+$"},
+    },
     "RetryAfter": {
         "description": "Seconds to wait before asking again.",
         "required": True,

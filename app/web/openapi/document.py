@@ -25,6 +25,9 @@ from .components import (
     ref,
 )
 from .paths import PathsMixin
+from .paths_batches import BatchPathsMixin
+from .paths_events import EventsPathsMixin
+from .paths_queues import add_queues
 from .paths_bulk import add_bulk
 from .paths_schedules import add_schedules
 
@@ -32,6 +35,8 @@ from .paths_schedules import add_schedules
 #: What ``callback_url`` must look like; where its host points is checked at submission.
 CALLBACK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+([/?#]\S*)?$"
 _NOT_NULL = {"not": {"type": "null"}}
+#: What makes an option present, beyond not being null.
+_PRESENT = {"depends_on": {"type": "array", "minItems": 1}}
 
 
 def document_for(app_settings: Settings) -> dict[str, Any]:
@@ -39,7 +44,7 @@ def document_for(app_settings: Settings) -> dict[str, Any]:
     return _Builder(app_settings).build()
 
 
-class _Builder(PathsMixin):
+class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
     def __init__(self, app_settings: Settings) -> None:
         self.settings = app_settings
         self.components = _Components()
@@ -62,6 +67,7 @@ class _Builder(PathsMixin):
         ready_ref = components.model(Ready, "serialization")
         for result in (schemas.CountWordsResult, schemas.SendEmailResult):
             components.model(result, "serialization")
+        batch_paths = self._batch_paths(request_ref)
 
         document: dict[str, Any] = {
             "openapi": OPENAPI_VERSION,
@@ -84,6 +90,7 @@ class _Builder(PathsMixin):
                 "/jobs/{job_id}": {"parameters": [ref("JobId", "parameters")], "get": self._get(job_ref)},
                 "/jobs/{job_id}/cancel": {"parameters": [ref("JobId", "parameters")], "post": self._cancel(job_ref)},
                 "/jobs/{job_id}/retry": {"parameters": [ref("JobId", "parameters")], "post": self._retry(job_ref)},
+                "/jobs/{job_id}/events": {"parameters": [ref("JobId", "parameters")], "get": self._job_events(job_ref)},
                 "/healthz": {"get": self._healthz(health_ref)},
                 "/readyz": {"get": self._readyz(ready_ref)},
             },
@@ -94,6 +101,8 @@ class _Builder(PathsMixin):
                 "responses": self._problem_responses(),
             },
         }
+        document["paths"].update(batch_paths)
+        self._add_batch_components(document)
         if self.auth:
             document["components"]["securitySchemes"] = {
                 "bearerAuth": {
@@ -104,6 +113,7 @@ class _Builder(PathsMixin):
                 }
             }
         add_schedules(self, document)
+        add_queues(self, document)
         add_bulk(self, document)
         return document
 
@@ -129,10 +139,14 @@ class _Builder(PathsMixin):
             if "metadata" in properties:
                 _describe(properties["metadata"], f"Here: at most {settings.max_metadata_bytes} bytes.")
             if "delay_seconds" in properties and "run_at" in properties:
-                # The model's "give delay_seconds or run_at, not both", as JSON Schema (null is absent).
+                # The model's "give delay_seconds or run_at, not both" (nor either with depends_on),
+                # as JSON Schema (null is absent, and so is an empty depends_on).
                 model_schema["not"] = {
-                    "required": ["delay_seconds", "run_at"],
-                    "properties": {"delay_seconds": _NOT_NULL, "run_at": _NOT_NULL},
+                    "anyOf": [
+                        {"required": [a, b], "properties": {a: _PRESENT.get(a, _NOT_NULL), b: _NOT_NULL}}
+                        for a, b in (("delay_seconds", "run_at"), ("depends_on", "delay_seconds"), ("depends_on", "run_at"))
+                        if a in properties
+                    ]
                 }
             if "callback_url" in properties:
                 self._callback_url(properties)
@@ -164,6 +178,8 @@ class _Builder(PathsMixin):
         for field_name, field_schema in source["properties"].items():
             field_schema = _without_null(copy.deepcopy(field_schema))
             field_schema.pop("default", None)
+            if field_name == "depends_on":
+                field_schema = {**field_schema, "description": "A job id per part (the field repeated); no `$N` here."}
             if field_name == "metadata":
                 # An object part, sent as JSON (the operation's `encoding` says so): a JSON-text
                 # string schema would let any text through, though only an object is accepted.
@@ -189,7 +205,7 @@ class _Builder(PathsMixin):
             "type": "object",
             "properties": properties,
             "anyOf": [{"required": ["file"]}, {"required": ["text"]}],
-            "not": {"required": ["delay_seconds", "run_at"]},
+            "not": {"anyOf": [{"required": pair} for pair in (["delay_seconds", "run_at"], ["depends_on", "delay_seconds"], ["depends_on", "run_at"])]},
             "additionalProperties": False,
         }
 

@@ -52,6 +52,7 @@ class PathsMixin:
                         "was seen before with the same body, this is the first answer again (same job).",
                         "headers": {
                             "Location": ref("Location", "headers"),
+                            "Operation-Location": ref("OperationLocation", "headers"),
                             "Retry-After": ref("RetryAfter", "headers"),
                             "Idempotent-Replayed": ref("IdempotentReplayed", "headers"),
                             "X-Request-ID": ref("RequestId", "headers"),
@@ -169,6 +170,7 @@ class PathsMixin:
                         "description": "Canceled, or asked to stop.",
                         "headers": {
                             "Location": ref("Location", "headers"),
+                            "Operation-Location": ref("OperationLocation", "headers"),
                             "Retry-After": ref("RetryAfterWhilePending", "headers"),
                             "X-Request-ID": ref("RequestId", "headers"),
                         },
@@ -193,6 +195,7 @@ class PathsMixin:
                         "description": "Queued again.",
                         "headers": {
                             "Location": ref("Location", "headers"),
+                            "Operation-Location": ref("OperationLocation", "headers"),
                             "Retry-After": ref("RetryAfter", "headers"),
                             "X-Request-ID": ref("RequestId", "headers"),
                         },

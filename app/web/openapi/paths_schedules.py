@@ -11,6 +11,7 @@ from typing import Any
 
 from ...jobs import schedule_schemas
 from ...jobs.cadence import MAX_EVERY_SECONDS
+from ...jobs.listing import CURSOR_PATTERN
 from .components import PROBLEM_JSON, ref
 
 _TAG = {
@@ -91,7 +92,12 @@ def add_schedules(builder: Any, document: dict[str, Any]) -> None:
 def _tune(schemas: dict[str, Any], settings: Any) -> None:
     """The schedule's ``job`` is a job request; ``every_seconds`` has this server's minimum."""
     request = schemas["ScheduleRequest"]["properties"]
-    request["job"] = {**ref("JobRequest"), "description": request["job"]["description"]}
+    request["job"] = {
+        **ref("JobRequest"),
+        "description": request["job"]["description"],
+        # The server refuses these keys in a schedule's job (the schedule says when it runs).
+        "not": {"anyOf": [{"required": [name]} for name in schedule_schemas.TIMING_FIELDS]},
+    }
     for name in ("ScheduleRequest", "SchedulePatch"):
         every = schemas[name]["properties"]["every_seconds"]
         for branch in every.get("anyOf", [every]):
@@ -183,8 +189,8 @@ class _Operations:
                     {
                         "name": "cursor",
                         "in": "query",
-                        "description": "Opaque: where the previous page ended (it is in that page's `next`).",
-                        "schema": {"type": "string"},
+                        "description": "Where the previous page ended (take it from that page's `next`).",
+                        "schema": {"type": "string", "pattern": CURSOR_PATTERN},
                     },
                 ],
                 "responses": {

@@ -1,7 +1,8 @@
 /* offload's page: submit a job with the JSON API and watch it until it ends.
  *
  * Plain JavaScript, no build step, no dependencies. It talks to the same API as any client:
- * POST /jobs, GET /jobs/{id}?wait=N in a loop until the job is terminal, GET /jobs?limit=20.
+ * POST /jobs, GET /jobs/{id}/events (events.js) or else GET /jobs/{id}?wait=N in a loop until
+ * the job is terminal, GET /jobs?limit=20.
  * With API keys on, the key lives in this tab's sessionStorage only and goes out as
  * "Authorization: Bearer <key>".
  */
@@ -314,8 +315,8 @@
     $("job-panel").setAttribute("aria-busy", on ? "true" : "false");
   }
 
-  /* Show the job, then hold GET /jobs/{id}?wait=N until it is terminal. A new watch ends
-   * the previous one. Network trouble is retried with a growing pause. */
+  /* Show the job, then follow its events live, or hold GET /jobs/{id}?wait=N until it is
+   * terminal. A new watch ends the previous one. Network trouble is retried with a growing pause. */
   function watch(job) {
     if (watcher) watcher.abort();
     var control = new AbortController();
@@ -323,6 +324,17 @@
     render(job);
     try { history.replaceState(null, "", "#job=" + encodeURIComponent(job.id)); } catch (e) { /* ignore */ }
     var failures = 0;
+    // Live, through GET /jobs/{id}/events (events.js); the ?wait= loop below is the fallback.
+    var live = !isTerminal(job.status) && window.OffloadEvents && window.OffloadEvents.follow(job.id, {
+      key: getKey(),
+      signal: control.signal,
+      status: render,
+      progress: function (progress) { render(Object.assign({}, current, { progress: progress })); },
+      end: function (final) { render(final); step(); },
+      fallback: function () { $("job-panel").dataset.watch = "wait"; step(); }
+    });
+    $("job-panel").dataset.watch = live ? "events" : "wait";
+    if (live) { setWatching(true); return; }
 
     function step() {
       if (control.signal.aborted) return;

@@ -1,5 +1,6 @@
--- KEYS: the suspension flag, then each queue followed by its intermediate list, in the order
--- the worker serves them. ARGV[1]: the job key prefix.
+-- KEYS: the suspension flag, the set of paused queue names, then each queue followed by its
+-- intermediate list, in the order the worker serves them. ARGV[1]: the job key prefix, then
+-- the queues' names in the same order (a paused queue is skipped: its jobs wait on it).
 -- Returns false (queues empty), {"suspended"}, {"again"} (too many vanished jobs in a row),
 -- or {queue_key, job_id, [the job's hash as a flat list]}. The job moves (LMOVE) onto its
 -- queue's intermediate list, where it stays until the start transaction registers it as
@@ -8,8 +9,11 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'suspended'} end
 for _ = 1, 100 do
   local moved = false
-  for i = 2, #KEYS, 2 do
-    local id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
+  for i = 3, #KEYS, 2 do
+    local id = false
+    if redis.call('SISMEMBER', KEYS[2], ARGV[(i - 1) / 2 + 1]) == 0 then
+      id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
+    end
     if id then
       moved = true
       local fields = redis.call('HGETALL', ARGV[1] .. id)

@@ -50,7 +50,8 @@ class OutcomeMixin:
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             self.record_success(job, pipe)
             self._beat(pipe, WorkerStatus.IDLE)
-            # A dependent added while the job ran (offload adds none) is enqueued below.
+            # A dependent submitted (depends_on) while the job ran is enqueued below; a job that had
+            # dependents when it started takes RQ's path instead (execute_job).
             pipe.scard(job.dependents_key)
             replies = pipe.execute()
         if replies[-1]:

@@ -23,7 +23,7 @@ Where the forking worker's time goes (measured in ``bench/FINDINGS.md``): a fork
 job, and about 23 round trips per job, most of them lone ``HSET``/``EXPIRE`` heartbeats and
 status writes. Here a job costs:
 
-1. one ``EVALSHA``: a Lua script (``dequeue.lua``) checks ``rq suspend``, pops the first non-empty queue (in
+1. one ``EVALSHA``: a Lua script (``dequeue.lua``) checks ``rq suspend``, pops the first non-empty queue not paused (in
    the worker's order; ``LMOVE`` into RQ's intermediate queue when the worker serves one
    queue, as RQ does) and returns the job's hash;
 2. one ``MULTI``/``EXEC`` marking it started: RQ's ``prepare_execution`` and the horse's
@@ -44,8 +44,9 @@ no ``RQ_JOB_ID`` environment variable (glibc keeps every value ever set, a leak 
 job; ``rq.get_current_job()`` still works). The scheduler is offload's (``OffloadScheduler``,
 from the mixin): it survives failovers and dies with its worker, as with the forking worker.
 
-Jobs that use RQ features offload never sets (dependents, RQ webhooks, repeats, RQ rate
-limits, a ``Retry`` return value) and every failure take RQ's own code paths unchanged.
+A job with dependents (``depends_on``; RQ moves them onto their queues), jobs that use RQ
+features offload never sets (RQ webhooks, repeats, RQ rate limits, a ``Retry`` return value)
+and every failure take RQ's own code paths unchanged.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from rq.utils import now, utcformat
 from rq.worker import Worker, WorkerStatus
 from rq.worker.base import DequeueStrategy
 
+from ...jobs.keys import PAUSED_QUEUES_KEY
 from .horse import HorseMixin
 from .outcome import OutcomeMixin
 from .payload import payload_keeping
@@ -177,10 +179,12 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
 
     def _pop_ready(self) -> tuple[Job, Queue] | str | None:
         """One round trip: the next job of the first non-empty queue, with its hash."""
-        keys = [WORKERS_SUSPENDED]
+        keys = [WORKERS_SUSPENDED, PAUSED_QUEUES_KEY]
+        args = [self.job_class.redis_job_namespace_prefix]
         for queue in self._ordered_queues:
             keys += [queue.key, queue.intermediate_queue_key]
-        reply = self._dequeue_script(keys=keys, args=[self.job_class.redis_job_namespace_prefix])
+            args.append(queue.name)
+        reply = self._dequeue_script(keys=keys, args=args)
         if not reply:
             return None
         if len(reply) == 1:

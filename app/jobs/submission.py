@@ -1,0 +1,225 @@
+"""Writing new jobs: one (``POST /jobs``) or many (``POST /jobs/batch``), in one transaction.
+
+:func:`draft` makes the RQ job for a validated request and writes nothing. :func:`write` checks
+the drafts' dependencies (:mod:`.dependencies`) and their queues' depth, then writes every draft
+that can be written in ONE ``MULTI``/``EXEC``, with whatever the caller adds to it (a batch's
+record, an ``Idempotency-Key``'s answer): all of them are written, or none. The jobs the drafts
+depend on are ``WATCH``ed from the moment they are read until that ``EXEC``, so a dependency that
+ends meanwhile makes the transaction start over instead of leaving a job waiting on a job that
+has already ended.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import redis
+from rq.job import JobStatus
+
+from . import dependencies, schemas, timeseries
+from .access import Principal
+from .catalog import TASKS
+from .errors import QueueFull
+from .job import TEXT_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
+from .keys import JOB_INDEX_KEY, METRICS_KEY, text_key
+from .queue import OffloadQueue
+
+if TYPE_CHECKING:
+    from .store import JobQueue
+
+#: Times a submission starts over when a job it depends on changes while it is checked.
+_ATTEMPTS = 20
+
+
+@dataclass
+class Draft:
+    """A job made but not written yet."""
+
+    #: The item's index in its batch (0 for ``POST /jobs``): ``$N`` names item N.
+    index: int
+    request: schemas.JobOptions
+    job: OffloadJob
+    queue: OffloadQueue
+    run_at: datetime | None
+    #: A long ``count_words`` text, kept in a key of its own.
+    text: bytes | None
+    #: ``depends_on`` as given: job ids and, in a batch, ``$N``.
+    references: list[str] = field(default_factory=list)
+    #: Set by :func:`write`: the ids it waits for, and whether any has yet to finish.
+    depends_on: list[str] = field(default_factory=list)
+    deferred: bool = False
+
+
+def draft(
+    job_queue: JobQueue,
+    request: schemas.JobOptions,
+    *,
+    owner: str | None,
+    request_id: str | None,
+    index: int = 0,
+    batch_id: str | None = None,
+    job_id: str | None = None,
+    extra_meta: dict | None = None,
+) -> Draft:
+    """The RQ job for ``request`` (nothing is written); ``job_id`` names it (else RQ does)."""
+    settings = job_queue.settings
+    task = TASKS[request.type]  # type: ignore[attr-defined]
+    queue = job_queue.queues[request.queue]
+    max_retries = settings.default_max_retries if request.max_retries is None else request.max_retries
+    meta = {
+        "type": task.type,
+        "owner": owner,
+        "max_retries": max_retries,
+        "metadata": request.metadata,
+        "callback_url": request.callback_url,
+        "request_id": request_id,
+        **(extra_meta or {}),
+    }
+    if batch_id is not None:
+        meta["batch_id"] = batch_id
+    kwargs = request.task_arguments()
+    text = None
+    if task.type == "count_words" and len(kwargs["text"]) > TEXT_INLINE_MAX_CHARS:
+        text = kwargs.pop("text").encode("utf-8")
+        meta[TEXT_FIELD] = len(text)
+    job = queue.create_job(
+        task.func_name,
+        kwargs=kwargs,
+        timeout=request.timeout_seconds or settings.default_timeout_seconds,
+        result_ttl=settings.result_ttl_seconds,
+        failure_ttl=settings.failure_ttl_seconds,
+        meta=meta,
+        retry=job_queue.retry_policy(max_retries),
+        description=task.type,
+        job_id=job_id,
+    )
+    return Draft(index, request, job, queue, _run_at(request), text, list(request.depends_on or []))
+
+
+def write(
+    connection: redis.Redis,
+    drafts: list[Draft],
+    *,
+    principal: Principal,
+    max_queue_depth: int,
+    in_batch: bool = False,
+    known_depth: int | None = None,
+    also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None = None,
+    pipeline: redis.client.Pipeline | None = None,
+) -> tuple[list[Draft], dict[int, list[dict]]]:
+    """Write every draft that can be written, in one transaction, with the commands that
+    ``also(pipeline, written, errors)`` adds; return them, and the field errors of the others by
+    index (a dependency that is unknown, another client's, or will never finish; an earlier item
+    of the batch that was not valid).
+
+    Raises QueueFull, writing nothing, when a queue would go over ``max_queue_depth``;
+    ``known_depth`` is the depth of the one draft's queue if already read.
+
+    With ``pipeline``, a transaction the caller has begun (and watches what it needs), the
+    commands join it and nothing is sent; the jobs named in ``depends_on`` are read, not watched.
+    """
+    if pipeline is not None:
+        return _attempt(connection, pipeline, drafts, principal, max_queue_depth, in_batch, known_depth, also, own=False)
+    with connection.pipeline() as pipe:
+        for _ in range(_ATTEMPTS):
+            try:
+                return _attempt(connection, pipe, drafts, principal, max_queue_depth, in_batch, known_depth, also)
+            except redis.WatchError:
+                known_depth = None
+                continue
+    raise redis.WatchError("the jobs this submission depends on kept changing; try again")
+
+
+def _attempt(  # noqa: PLR0913 - write()'s arguments, and its pipeline
+    connection: redis.Redis,
+    pipe: redis.client.Pipeline,
+    drafts: list[Draft],
+    principal: Principal,
+    max_queue_depth: int,
+    in_batch: bool,
+    known_depth: int | None,
+    also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None,
+    *,
+    own: bool = True,
+) -> tuple[list[Draft], dict[int, list[dict]]]:
+    watched = dependencies.watch_keys(drafts)
+    if watched and own:
+        pipe.watch(*watched)  # before they are read: a change from now on fails the EXEC below
+    per_queue = Counter(d.queue.name for d in drafts)
+    queues = {d.queue.name: d.queue for d in drafts}
+    depths: dict[str, int] = {}
+    if watched or known_depth is None:
+        with connection.pipeline(transaction=False) as reads:  # one round trip for all of them
+            dependencies.read(reads, drafts)
+            names = [] if known_depth is not None else list(per_queue)
+            for name in names:
+                reads.llen(queues[name].key)
+            replies = reads.execute()
+        depths = dict(zip(names, replies[len(watched) :], strict=True))
+        replies = replies[: len(watched)]
+    else:
+        replies = []
+    if known_depth is not None:
+        depths = {name: known_depth for name in per_queue}
+    errors = dependencies.resolve(drafts, replies, principal, in_batch=in_batch)
+    kept = [d for d in drafts if d.index not in errors]
+    if not kept:
+        if own:
+            pipe.reset()
+        return kept, errors
+    for name, count in Counter(d.queue.name for d in kept).items():
+        if depths[name] + count > max_queue_depth:
+            raise QueueFull(name)
+    if own:
+        pipe.multi()
+    for item in kept:
+        _stage(item, pipe)
+    # The index entries and counters of all of them in one command each, not one per job.
+    pipe.zadd(JOB_INDEX_KEY, {d.job.id: d.job.created_at.timestamp() if d.job.created_at else time.time() for d in kept})
+    for job_type, count in Counter(d.job.meta["type"] for d in kept).items():
+        pipe.hincrby(METRICS_KEY, f"enqueued:{job_type}", count)
+    for queue_name, count in Counter(d.queue.name for d in kept).items():
+        timeseries.count(pipe, "enqueued", queue_name, amount=count)
+    if also is not None:
+        also(pipe, kept, errors)
+    if own:
+        pipe.execute()
+    return kept, errors
+
+
+def _stage(item: Draft, pipe: redis.client.Pipeline) -> None:
+    """Add ``item``'s job to the transaction: deferred, scheduled or queued."""
+    job, queue = item.job, item.queue
+    if item.depends_on:
+        job.meta["depends_on"] = item.depends_on
+    if item.deferred:  # RQ's Queue.setup_dependencies, for a pipeline already in MULTI
+        job._dependency_ids = item.depends_on
+        job.set_status(JobStatus.DEFERRED, pipeline=pipe)
+        job.register_dependency(pipeline=pipe)
+        job.save(pipeline=pipe)
+        pipe.sadd(queue.redis_queues_keys, queue.key)
+    elif item.run_at is not None and item.run_at > datetime.now(UTC):
+        queue.schedule_job(job, item.run_at, pipeline=pipe)
+    else:
+        queue.enqueue_job(job, pipeline=pipe)
+    if item.text is not None:  # in the job's transaction: both exist or neither
+        pipe.set(text_key(job.id), item.text)
+
+
+def _run_at(request: schemas.JobOptions) -> datetime | None:
+    """When to run, rounded up to a whole second: RQ's schedule keeps whole seconds, and a
+    job must never run before the time the client asked for."""
+    if request.delay_seconds:
+        moment = datetime.now(UTC) + timedelta(seconds=request.delay_seconds)
+    elif request.run_at is not None:
+        moment = request.run_at.astimezone(UTC)
+    else:
+        return None
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment

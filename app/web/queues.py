@@ -1,0 +1,73 @@
+"""``/queues``: each queue's depths, paused state and workers; pause and resume a queue.
+
+Reading is for any key: a client whose jobs wait needs to see that their queue is paused (the
+figures are counts, never another client's jobs). Pausing and resuming are for admin keys
+only (403 for a client key). The Redis side is :mod:`app.jobs.queues_admin`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app, request
+
+from ..jobs.queues_admin import QueueAdmin, UnknownQueue
+from . import auth
+from .context import job_queue, principal, settings
+from .problems import problem
+from .ratelimit import limiter, read_limit, submit_limit
+
+bp = Blueprint("queues", __name__)
+
+
+def admin() -> QueueAdmin:
+    queues = current_app.extensions.get("offload.queues_admin")
+    if queues is None:
+        queues = current_app.extensions["offload.queues_admin"] = QueueAdmin(job_queue())
+    return queues
+
+
+@bp.get("/queues")
+@limiter.limit(read_limit)
+def list_queues() -> Response:
+    principal()
+    return _json({"queues": admin().overview()})
+
+
+@bp.get("/queues/<name>")
+@limiter.limit(read_limit)
+def get_queue(name: str) -> Response:
+    principal()
+    try:
+        return _json(admin().describe(name))
+    except UnknownQueue:
+        return _not_found()
+
+
+@bp.post("/queues/<name>/pause")
+@limiter.limit(submit_limit)
+def pause_queue(name: str) -> Response:
+    auth.authenticate(request, settings(), admin=True)
+    try:
+        return _json(admin().pause(name))
+    except UnknownQueue:
+        return _not_found()
+
+
+@bp.post("/queues/<name>/resume")
+@limiter.limit(submit_limit)
+def resume_queue(name: str) -> Response:
+    auth.authenticate(request, settings(), admin=True)
+    try:
+        return _json(admin().resume(name))
+    except UnknownQueue:
+        return _not_found()
+
+
+def _not_found() -> Response:
+    names = ", ".join(admin().queues)
+    return problem(404, f"no queue of this name (offload's queues are {names})")
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
