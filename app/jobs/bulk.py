@@ -31,6 +31,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import current_timestamp, now, utcformat
 
 from ..settings import QUEUE_NAMES
+from . import dependencies, endings
 from .access import Principal
 from .job import TEXT_FIELD, OffloadJob
 from .keys import EVENTS_CHANNEL, JOB_INDEX_KEY, WAKE_KEY, text_key
@@ -176,6 +177,11 @@ class BulkActions:
         return 0
 
     def _retry(self, jobs: list[Seen], job_filter: JobFilter) -> int:
+        # As POST /jobs/{id}/retry: not while a dependency has not finished (counted as skipped).
+        jobs = [job for job in jobs if dependencies.unfinished_dependency(self.connection, job) is None]  # type: ignore[arg-type]
+        if not jobs:
+            return 0
+
         def write(still: list[Seen], pipe: redis.client.Pipeline) -> None:
             # What RQ's FailedJobRegistry.requeue changes (registry, status, times, TTL, queue), but
             # field by field (RQ saves the whole hash) and a batch per command where Redis allows.
@@ -188,6 +194,7 @@ class BulkActions:
                 pipe.persist(job.key)
                 if job.meta.get(TEXT_FIELD) is not None:
                     pipe.persist(text_key(job.id))
+                endings.job_reopened(job, pipe)  # type: ignore[arg-type] - a job of a batch: the batch waits for it again
             for origin, ids in _by_origin(still).items():
                 pipe.rpush(self.queues[origin].key, *ids)
             pipe.lpush(WAKE_KEY, *([1] * min(len(still), _WAKE_TOKENS)))  # as OffloadQueue.push_job_id, once

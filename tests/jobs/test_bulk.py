@@ -90,3 +90,18 @@ def test_a_scan_budget_answers_a_cursor(job_queue, settings):
     run_jobs(job_queue)
     total, _requests = run_all(BulkActions(job_queue.connection), "retry", JobFilter(), limit=100, scan_budget=1)
     assert total["done"] == 5
+
+
+def test_a_bulk_retry_keeps_the_single_retrys_rules_for_dependencies(job_queue, settings):
+    parent = submit(job_queue, settings, type="fail", message="no")["id"]
+    child = submit(job_queue, settings, type="count_words", text="x", depends_on=[parent])["id"]
+    run_jobs(job_queue)
+    assert job_queue.get(parent)["status"] == "failed"
+    assert job_queue.get(child)["error"]["type"] == "DependencyFailed"  # failed with its parent
+    actions = BulkActions(job_queue.connection)
+    # The child's parent has not finished: it is skipped, as POST /jobs/{id}/retry refuses it (409).
+    outcome = actions.run("retry", ADMIN, JobFilter(id_prefix=child))
+    assert outcome.as_dict() == {"matched": 1, "done": 0, "skipped": 1}
+    assert job_queue.get(child)["status"] == "failed"
+    assert actions.run("retry", ADMIN, JobFilter(id_prefix=parent)).done == 1
+    assert job_queue.get(parent)["status"] == "queued"
