@@ -19,6 +19,8 @@ The HTTP layer calls :class:`JobQueue` (``store``) and never Redis; the worker r
 ``idempotency``    ``Idempotency-Key`` claims and replays
 ``events``         job-events pub/sub, for ``?wait=`` and live streams
 ``listing``        ``GET /jobs`` pages and cursors
+``search``         the job index walked in bounded batches: id prefix, metadata, error type
+``bulk``           retry, cancel, delete by filter, safe while workers run (``bulk_schemas``)
 ``callbacks``      retry backoff; queueing a job's callback delivery
 ``counters``       counters for /metrics, kept in Redis
 ``keys``           every Redis key offload writes beside RQ's

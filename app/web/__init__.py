@@ -19,6 +19,7 @@ from ..connections import connect
 from ..jobs import JobQueue
 from ..settings import Settings, get_settings
 from . import batches, dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
+from .bulk import bp as bulk_bp
 from .events import bp as events_bp
 from .queues import bp as queues_bp
 from .schedules import bp as schedules_bp
@@ -56,6 +57,7 @@ def create_app(
     app.register_blueprint(schedules_bp)
     app.register_blueprint(queues_bp)
     app.register_blueprint(stats_bp)
+    app.register_blueprint(bulk_bp)
     dashboard.mount(app, settings)
     return app
 

@@ -28,6 +28,7 @@ from .context import job_queue, principal, settings
 from .parsing import invalid_cursor, page_limit, read_submission, refuse_query, wait_seconds
 from .problems import ApiProblem, field_errors, problem
 from .ratelimit import limiter, read_limit, submit_limit
+from .search import run_search, search_filter
 
 bp = Blueprint("api", __name__)
 
@@ -170,11 +171,16 @@ def list_jobs() -> Response:
     if queue is not None and queue not in schemas.QueueName.__args__:  # type: ignore[attr-defined]
         errors.append({"field": "queue", "message": "not a queue"})
     limit = page_limit(args.get("limit", "50"), errors)
+    found, search_errors = search_filter(args, status=status, type=args.get("type"), queue=queue)  # app/web/search.py
+    errors += search_errors
     refuse_query(errors)
     try:
-        jobs, next_cursor = job_queue().list(
-            who, status=status, type=args.get("type"), queue=queue, limit=limit, cursor=args.get("cursor")
-        )
+        if found is not None:
+            jobs, next_cursor = run_search(who, found, limit=limit, cursor=args.get("cursor"))
+        else:
+            jobs, next_cursor = job_queue().list(
+                who, status=status, type=args.get("type"), queue=queue, limit=limit, cursor=args.get("cursor")
+            )
     except ValueError:
         raise invalid_cursor() from None
     body = {

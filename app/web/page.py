@@ -41,6 +41,7 @@ def index() -> Response:
         auth_enabled=settings.auth_enabled,
         diagnostic_types=diagnostic_types,
         wait_seconds=min(WAIT_SECONDS, settings.max_wait_seconds) or 1,
+        statuses=schemas.JobStatusName.__args__,  # type: ignore[attr-defined] - the search block's choices
     )
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY

@@ -98,7 +98,7 @@ def test_document_is_valid_openapi_3_1(document):
 def test_document_lists_every_route_of_the_api(app, document):
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith(("api.", "events.", "health.", "schedules.", "batches.", "queues.", "stats.")):
+        if rule.endpoint.startswith(("api.", "events.", "health.", "schedules.", "batches.", "queues.", "stats.", "bulk.")):
             path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             routes |= {(path, method.lower()) for method in rule.methods - {"HEAD", "OPTIONS"}}
     documented = {

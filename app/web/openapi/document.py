@@ -28,6 +28,7 @@ from .paths import PathsMixin
 from .paths_batches import BatchPathsMixin
 from .paths_events import EventsPathsMixin
 from .paths_queues import add_queues
+from .paths_bulk import add_bulk
 from .paths_schedules import add_schedules
 
 
@@ -113,6 +114,7 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
             }
         add_schedules(self, document)
         add_queues(self, document)
+        add_bulk(self, document)
         return document
 
     # -- settings-dependent limits the models check in their validators --

@@ -491,4 +491,5 @@
   $("recent-refresh").addEventListener("click", refreshRecent);
   refreshRecent();
   resumeFromHash();
+  window.addEventListener("hashchange", resumeFromHash);  // #job=<id> links (search.js)
 })();

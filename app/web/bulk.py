@@ -1,0 +1,69 @@
+"""``POST /jobs/bulk``: retry, cancel or delete every job matching a filter (admin only).
+
+One request acts on at most ``limit`` jobs (and scans a bounded part of the index), and answers
+the counts and a ``next`` cursor to send back for the rest; how the batches stay safe while
+workers run is in :mod:`app.jobs.bulk`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app, request
+from pydantic import ValidationError
+
+from ..jobs.bulk import BulkActions
+from ..jobs.bulk_schemas import BulkRequest
+from . import auth
+from .context import job_queue, settings
+from .parsing import read_submission
+from .problems import ApiProblem, field_errors
+from .ratelimit import limiter, submit_limit
+
+bp = Blueprint("bulk", __name__)
+
+
+def actions() -> BulkActions:
+    found = current_app.extensions.get("offload.bulk")
+    if found is None:
+        found = current_app.extensions["offload.bulk"] = BulkActions(job_queue().connection)
+    return found
+
+
+@bp.route("/jobs/bulk", methods=["OPTIONS"], provide_automatic_options=False)
+def bulk_options() -> Response:
+    """Flask's own answer would list ``GET`` too: ``GET /jobs/{job_id}`` matches ``/jobs/bulk``."""
+    return Response(status=200, headers={"Allow": "POST, OPTIONS"})
+
+
+@bp.post("/jobs/bulk", provide_automatic_options=False)
+@limiter.limit(submit_limit)
+def bulk_action() -> Response:
+    who = auth.authenticate(request, settings(), admin=True)
+    if request.mimetype != "application/json":
+        raise ApiProblem(415, "send application/json", headers={"Accept-Post": "application/json"})
+    payload = read_submission()
+    try:
+        spec = BulkRequest.validate_python(payload)
+    except ValidationError as exc:
+        raise ApiProblem(422, "the bulk request is not valid", title="Validation Failed", errors=_errors(exc)) from None
+    outcome = actions().run(spec.action, who, spec.filter.job_filter(), limit=spec.limit, cursor=spec.cursor)
+    body = {"action": spec.action, **outcome.as_dict(), "next": outcome.next}
+    return Response(json.dumps(body), status=200, mimetype="application/json")
+
+
+_ACTIONS = ("retry", "cancel", "delete")
+
+
+def _errors(exc: ValidationError) -> list[dict]:
+    """:func:`field_errors`, for a union told apart by ``action`` (not a job's ``type``): a missing
+    or unknown action names ``action``, and the action's tag is left out of the field paths."""
+    errors = []
+    for error in field_errors(exc):
+        field = error["field"]
+        if field == "type":
+            error = {"field": "action", "message": f"required: one of {', '.join(_ACTIONS)}"}
+        elif field.split(".", 1)[0] in _ACTIONS:
+            error = {**error, "field": field.split(".", 1)[1] if "." in field else "body"}
+        errors.append(error)
+    return errors

@@ -1,0 +1,59 @@
+"""The search parameters of ``GET /jobs``: ``id_prefix``, ``metadata_key`` and ``metadata_value``
+(together: that key with that value; alone: has that key, or some key has that value), and
+``error_type`` (the walk and its cost: :mod:`app.jobs.search`).
+
+Without any of them ``GET /jobs`` is the plain listing, unchanged; with one, the listing's own
+filters (``status``, ``type``, ``queue``), ``limit`` and ``cursor`` apply as before, and a page
+may be short (even empty) with a ``next`` link when the request met its scan budget.
+"""
+
+from __future__ import annotations
+
+import re
+
+from werkzeug.datastructures import MultiDict
+
+from ..jobs import Principal
+from ..jobs.search import JobFilter, search_jobs
+from .context import job_queue
+
+SEARCH_PARAMETERS = ("id_prefix", "metadata_key", "metadata_value", "error_type")
+ID_PREFIX_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+METADATA_KEY_PATTERN = r"^[^\x00-\x1f]{1,64}$"
+METADATA_VALUE_MAX = 256
+ERROR_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
+
+
+def search_filter(args: MultiDict, *, status: str | None, type: str | None, queue: str | None) -> tuple[JobFilter | None, list[dict]]:
+    """The filter the query asks for (None: no search parameter, the plain listing), and the
+    errors of its search parameters."""
+    if not any(name in args for name in SEARCH_PARAMETERS):
+        return None, []
+    errors = []
+    id_prefix = args.get("id_prefix")
+    if id_prefix is not None and not re.fullmatch(ID_PREFIX_PATTERN, id_prefix):
+        errors.append({"field": "id_prefix", "message": "1 to 64 of A-Z a-z 0-9 _ -"})
+    key, value = args.get("metadata_key"), args.get("metadata_value")
+    if key is not None and not re.fullmatch(METADATA_KEY_PATTERN, key):
+        errors.append({"field": "metadata_key", "message": "1 to 64 characters, no control characters"})
+    if value is not None and len(value) > METADATA_VALUE_MAX:
+        errors.append({"field": "metadata_value", "message": f"at most {METADATA_VALUE_MAX} characters"})
+    error_type = args.get("error_type")
+    if error_type is not None and not re.fullmatch(ERROR_TYPE_PATTERN, error_type):
+        errors.append({"field": "error_type", "message": "an error type such as ValueError or JobTimeout"})
+    job_filter = JobFilter(
+        statuses=frozenset([status]) if status else frozenset(),
+        type=type,
+        queue=queue,
+        id_prefix=id_prefix,
+        metadata={key: value} if key is not None and value is not None else {},
+        metadata_key=key if value is None else None,  # alone: has this key
+        metadata_value=value if key is None else None,  # alone: some key has this value
+        error_type=error_type,
+    )
+    return job_filter, errors
+
+
+def run_search(who: Principal, job_filter: JobFilter, *, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+    """A page of matches and the next cursor; ValueError for a bad cursor."""
+    return search_jobs(job_queue().connection, who, job_filter, limit=limit, cursor=cursor)
