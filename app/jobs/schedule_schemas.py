@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .cadence import CRON_PATTERN, MAX_CRON_LENGTH, MAX_EVERY_SECONDS, check_cron
+from .cadence import MAX_CRON_LENGTH, MAX_EVERY_SECONDS, check_cron
 from .schemas import _INTEGRAL, JobError
 
 #: Fields of a job submission that make no sense in a schedule: the schedule says when.
@@ -35,7 +35,6 @@ CronText = Annotated[
     StrictStr,
     Field(
         max_length=MAX_CRON_LENGTH,
-        pattern=CRON_PATTERN,
         description="Five cron fields, minute hour day-of-month month day-of-week, in UTC "
         "(e.g. `*/5 * * * *`), or @hourly, @daily, @midnight, @weekly, @monthly, @yearly.",
         examples=["*/5 * * * *", "0 3 * * MON-FRI", "@daily"],

@@ -31,12 +31,21 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..settings import QUEUE_NAMES, Settings
+from ..settings import Settings
 
-QueueName = Literal["high", "default", "low"]
-assert set(QueueName.__args__) == set(QUEUE_NAMES)  # type: ignore[attr-defined]
+# The response models (app/jobs/responses.py) are part of the contract too: importable from here.
+from .responses import (  # noqa: F401 - re-exported
+    FieldError,
+    JobError,
+    JobLinks,
+    JobResource,
+    JobStatusName,
+    Problem,
+    Progress,
+    QueueName,
+    RateLimitBreach,
+)
 
-JobStatusName = Literal["queued", "scheduled", "deferred", "started", "finished", "failed", "canceled", "stopped"]
 TERMINAL_STATUSES = frozenset({"finished", "failed", "canceled", "stopped"})
 
 #: The error type that the HTTP layer answers with 413 instead of 422.
@@ -343,71 +352,3 @@ def type_names(diagnostic: bool) -> list[str]:
     models = PUBLIC_REQUESTS + (DIAGNOSTIC_REQUESTS if diagnostic else ())
     return [model.model_fields["type"].annotation.__args__[0] for model in models]
 
-
-# --- responses -------------------------------------------------------------------------
-
-
-class Progress(BaseModel):
-    done: int
-    total: int
-
-
-class JobError(BaseModel):
-    type: str = Field(description="What kind of failure: the exception's class, e.g. SmtpError, JobTimeout.")
-    message: str
-
-
-class JobLinks(BaseModel):
-    self: str
-    cancel: str
-
-
-class JobResource(BaseModel):
-    """What ``GET /jobs/{id}`` answers."""
-
-    id: str
-    type: str
-    status: JobStatusName
-    queue: QueueName
-    created_at: datetime | None
-    enqueued_at: datetime | None
-    started_at: datetime | None
-    ended_at: datetime | None
-    attempts: int
-    max_retries: int
-    progress: Progress | None
-    result: dict[str, Any] | None
-    error: JobError | None
-    metadata: dict[str, Any] | None
-    schedule_id: str | None = Field(description="The schedule that started this job (POST /schedules), or null.")
-    depends_on: list[str] | None = Field(description="The ids of the jobs this one waits for; null when none.")
-    batch_id: str | None = Field(description="The batch this job was submitted in (`POST /jobs/batch`), or null.")
-    links: JobLinks
-
-
-class FieldError(BaseModel):
-    field: str
-    message: str
-
-
-class RateLimitBreach(BaseModel):
-    """Which rate limit a 429 hit, and when it lets requests by again."""
-
-    limit: str = Field(description='The limit, e.g. "50 per 1 second".')
-    applies_to: str = Field(description='What it counts: "POST /jobs" or "the other /jobs calls".')
-    per: Literal["API key", "client address"]
-    setting: Literal["RATE_LIMIT_SUBMIT", "RATE_LIMIT_READ"] = Field(description="The setting that sets it.")
-    retry_after: int = Field(description="Seconds until a request is let by again (as `Retry-After`).")
-    reset_at: str = Field(description="When that is, RFC 3339 UTC.")
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str | None = None
-    errors: list[FieldError] | None = None
-    request_id: str | None = None
-    rate_limit: RateLimitBreach | None = Field(None, description="On a 429: the limit that was hit.")

@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 from ...jobs import schedule_schemas
-from ...jobs.cadence import MAX_EVERY_SECONDS
+from ...jobs.cadence import CRON_PATTERN, MAX_EVERY_SECONDS
 from .components import PROBLEM_JSON, header, page_parameters, ref
 
 _TAG = {
@@ -90,6 +90,11 @@ def _tune(schemas: dict[str, Any], settings: Any) -> None:
         "not": {"anyOf": [{"required": [name]} for name in schedule_schemas.TIMING_FIELDS]},
     }
     for name in ("ScheduleRequest", "SchedulePatch"):
+        # The form check_cron takes (in the document only, so the server's 422 says what is wrong).
+        cron = schemas[name]["properties"]["cron"]
+        for branch in cron.get("anyOf", [cron]):
+            if branch.get("type") == "string":
+                branch["pattern"] = CRON_PATTERN
         every = schemas[name]["properties"]["every_seconds"]
         for branch in every.get("anyOf", [every]):
             if branch.get("type") == "integer":

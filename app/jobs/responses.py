@@ -1,0 +1,85 @@
+"""The contract's response models: the job resource and RFC 9457 problems.
+
+They describe what the API answers (the OpenAPI document is generated from them and tests
+validate answers against them); :mod:`app.jobs.schemas` holds the request side.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ..settings import QUEUE_NAMES
+
+QueueName = Literal["high", "default", "low"]
+assert set(QueueName.__args__) == set(QUEUE_NAMES)  # type: ignore[attr-defined]
+
+JobStatusName = Literal["queued", "scheduled", "deferred", "started", "finished", "failed", "canceled", "stopped"]
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+
+
+class JobError(BaseModel):
+    type: str = Field(description="What kind of failure: the exception's class, e.g. SmtpError, JobTimeout.")
+    message: str
+
+
+class JobLinks(BaseModel):
+    self: str
+    cancel: str
+
+
+class JobResource(BaseModel):
+    """What ``GET /jobs/{id}`` answers."""
+
+    id: str
+    type: str
+    status: JobStatusName
+    queue: QueueName
+    created_at: datetime | None
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    attempts: int
+    max_retries: int
+    progress: Progress | None
+    result: dict[str, Any] | None
+    error: JobError | None
+    metadata: dict[str, Any] | None
+    schedule_id: str | None = Field(description="The schedule that started this job (POST /schedules), or null.")
+    depends_on: list[str] | None = Field(description="The ids of the jobs this one waits for; null when none.")
+    batch_id: str | None = Field(description="The batch this job was submitted in (`POST /jobs/batch`), or null.")
+    links: JobLinks
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class RateLimitBreach(BaseModel):
+    """Which rate limit a 429 hit, and when it lets requests by again."""
+
+    limit: str = Field(description='The limit, e.g. "50 per 1 second".')
+    applies_to: str = Field(description='What it counts: "POST /jobs" or "the other /jobs calls".')
+    per: Literal["API key", "client address"]
+    setting: Literal["RATE_LIMIT_SUBMIT", "RATE_LIMIT_READ"] = Field(description="The setting that sets it.")
+    retry_after: int = Field(description="Seconds until a request is let by again (as `Retry-After`).")
+    reset_at: str = Field(description="When that is, RFC 3339 UTC.")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = None
+    request_id: str | None = None
+    rate_limit: RateLimitBreach | None = Field(None, description="On a 429: the limit that was hit.")
