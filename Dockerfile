@@ -35,12 +35,13 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # break COPY (pyproject.toml names it as the long description).
 COPY README.m[d] ./
 COPY app ./app
+COPY offload ./offload
 COPY worker.py wsgi.py ./
 RUN pip install --no-deps . \
     # The runtime needs neither pip nor setuptools: drop them (about 20 MB).
     && pip uninstall --yes pip setuptools \
     # Fail the build here, not at start-up, if an import is broken.
-    && cd / && python -c "import app, worker"
+    && cd / && python -c "import app, worker, offload.cli"
 
 # --- runtime ---------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
