@@ -129,7 +129,3 @@ def publish_job_event(connection: redis.Redis, job_id: str, pipeline: redis.clie
         connection.publish(EVENTS_CHANNEL, job_id)
     except redis.RedisError:
         log.warning("could not publish an event of job %s", job_id, extra={"job_id": job_id})
-
-
-#: The name of :func:`publish_job_event` when only job ends were announced.
-publish_job_ended = publish_job_event

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 import redis
-from redis.cluster import RedisCluster
 from rq import SimpleWorker, Worker, worker_registration
 from rq.exceptions import AbandonedJobError
 from rq.registry import clean_registries
@@ -203,9 +202,8 @@ class OffloadWorkerMixin:
 
     def _announce_after(self, job) -> bool:  # noqa: ANN001
         """Announce (and queue the callback) after the outcome transaction rather than in it:
-        a job with a callback (queued once the result is stored), and any job on Redis Cluster,
-        whose pipelines cannot carry PUBLISH (it has no key to route by)."""
-        return bool(job.meta.get("callback_url")) or isinstance(self.connection, RedisCluster)
+        a job with a callback, which is queued once the result is stored."""
+        return bool(job.meta.get("callback_url"))
 
     def _job_ended(self, job) -> None:  # noqa: ANN001
         publish_job_event(self.connection, job.id)
