@@ -87,34 +87,34 @@ Limit = Annotated[StrictInt, Field(ge=1, le=MAX_LIMIT), _INTEGRAL]  # 412 and 41
 Cursor = Annotated[StrictStr, Field(pattern=CURSOR_PATTERN)] | None
 
 
-class BulkRetry(BaseModel):
+class _BulkPage(BaseModel):
+    """What every action takes beside its filter: how many jobs this request may handle, and
+    where the previous request stopped."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: Limit = _LIMIT
+    cursor: Cursor = _CURSOR
+
+
+class BulkRetry(_BulkPage):
     """Put every matching failed (stopped, canceled) job back on its queue."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["retry"]
     filter: RetryFilter = Field(default_factory=RetryFilter)
-    limit: Limit = _LIMIT
-    cursor: Cursor = _CURSOR
 
 
-class BulkCancel(BaseModel):
+class BulkCancel(_BulkPage):
     """Cancel every matching queued job (one a worker has taken already is skipped)."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["cancel"]
     filter: CancelFilter = Field(default_factory=CancelFilter)
-    limit: Limit = _LIMIT
-    cursor: Cursor = _CURSOR
 
 
-class BulkDelete(BaseModel):
+class BulkDelete(_BulkPage):
     """Delete every matching ended job: its hash, result and index entry."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["delete"]
     filter: DeleteFilter = Field(default_factory=DeleteFilter)
-    limit: Limit = _LIMIT
-    cursor: Cursor = _CURSOR
 
 
 #: A bulk request: one page of an action, after ``cursor``, newest jobs first.
