@@ -17,6 +17,7 @@ import pytest
 from app.tasks import webhook
 
 from ..conftest import free_port, wait_until
+from ..receiver import Receiver
 
 SECRET = "whsec-unit-test"
 BODY = b'{"id": "8d1e", "status": "finished"}'
@@ -282,36 +283,6 @@ def test_deliver_checks_the_url_before_sending_anything(answering):
 
 
 # --- callbacks end to end -------------------------------------------------------------------
-
-
-class Receiver:
-    """A real HTTP server recording callbacks; fails the first ``fail_first`` deliveries."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.deliveries: list[tuple[dict, bytes]] = []
-        self.fail_first = fail_first
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if receiver.fail_first > 0:
-                    receiver.fail_first -= 1
-                    self.send_response(503)
-                else:
-                    receiver.deliveries.append((dict(self.headers), body))
-                    self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/offload"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ use the app on fakeredis."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -16,6 +14,7 @@ from app.jobs.keys import BATCH_CALLBACKS_DUE_KEY
 from app.tasks import webhook
 
 from ..conftest import queued_count, wait_until
+from ..receiver import Receiver
 
 SECRET = "whsec-batches"
 
@@ -34,40 +33,11 @@ def _job_keys(client) -> int:
     return sum(1 for key in client.scan_iter("rq:job:*") if key.count(b":") == 2)
 
 
-class Receiver:
-    """A local HTTP server recording every POST it gets."""
-
-    def __init__(self) -> None:
-        self.deliveries: list[tuple[dict, bytes]] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with receiver.lock:
-                    receiver.deliveries.append((dict(self.headers), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/batches"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self, name: str) -> list[dict]:
-        with self.lock:
-            return [json.loads(body) for headers, body in self.deliveries if headers["Offload-Event"] == name]
-
-
 @pytest.fixture
 def receiver():
-    server = Receiver()
+    server = Receiver(path="/hooks/batches")
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.close()
 
 
 # --- on real processes ----------------------------------------------------------------------
