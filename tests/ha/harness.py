@@ -423,3 +423,16 @@ class ClusterAsValkey:
 
     def client(self) -> redis.Redis:
         return self.owner.client()
+
+
+def answer_through_failover(call):
+    """The call's answer once the API answers it (it is 503 while the failover lasts)."""
+
+    def attempt():
+        try:
+            response = call()
+        except requests.RequestException:
+            return None
+        return response if response.status_code < 500 else None
+
+    return wait_until(attempt, timeout=40, interval=0.2, what="the API to answer")

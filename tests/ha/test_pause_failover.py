@@ -9,25 +9,12 @@ import pytest
 import requests
 
 from ..conftest import wait_until
-from .harness import sentinel_stack
-
-
-def _answer(call):
-    """The call's answer once the API answers it (it is 503 while the failover lasts)."""
-
-    def attempt():
-        try:
-            response = call()
-        except requests.RequestException:
-            return None
-        return response if response.status_code < 500 else None
-
-    return wait_until(attempt, timeout=40, interval=0.2, what="the API to answer")
+from .harness import answer_through_failover, sentinel_stack
 
 
 def _ended(base: str, job_id: str) -> dict:
     def done():
-        body = _answer(lambda: requests.get(f"{base}/jobs/{job_id}?wait=5", timeout=10)).json()
+        body = answer_through_failover(lambda: requests.get(f"{base}/jobs/{job_id}?wait=5", timeout=10)).json()
         return body if body["status"] in ("finished", "failed", "canceled", "stopped") else None
 
     return wait_until(done, timeout=60, interval=0.2, what=f"job {job_id} to end")
@@ -57,13 +44,13 @@ def test_a_paused_queue_stays_paused_across_a_failover(sentinel_topology, tmp_pa
 
         # The worker, now on the new primary, runs a job on low (after default in its order) and
         # still leaves the held one where it is.
-        passed = _answer(lambda: requests.post(f"{stack.base}/jobs", json={"type": "noop", "queue": "low"}, timeout=10))
+        passed = answer_through_failover(lambda: requests.post(f"{stack.base}/jobs", json={"type": "noop", "queue": "low"}, timeout=10))
         assert _ended(stack.base, passed.json()["id"])["status"] == "finished"
-        assert _answer(lambda: requests.get(f"{stack.base}/jobs/{held}", timeout=10)).json()["status"] == "queued"
-        default = _answer(lambda: requests.get(f"{stack.base}/queues/default", timeout=10)).json()
+        assert answer_through_failover(lambda: requests.get(f"{stack.base}/jobs/{held}", timeout=10)).json()["status"] == "queued"
+        default = answer_through_failover(lambda: requests.get(f"{stack.base}/queues/default", timeout=10)).json()
         assert default["paused"] is True and default["queued"] == 1, default
 
-        resumed = _answer(lambda: requests.post(f"{stack.base}/queues/default/resume", timeout=10))
+        resumed = answer_through_failover(lambda: requests.post(f"{stack.base}/queues/default/resume", timeout=10))
         assert resumed.status_code == 200 and resumed.json()["paused"] is False
         assert _ended(stack.base, held)["status"] == "finished"
         assert worker.poll() is None

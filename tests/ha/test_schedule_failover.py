@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from ..conftest import wait_until
-from .harness import SCHEDULE_BOUND_S, TERMINAL, sentinel_stack
+from .harness import SCHEDULE_BOUND_S, TERMINAL, answer_through_failover, sentinel_stack
 
 PERIOD = 1
 
@@ -26,23 +26,10 @@ def _moment(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def _answer(call):
-    """The call's answer once the API answers it (it is 503 while the failover lasts)."""
-
-    def attempt():
-        try:
-            response = call()
-        except requests.RequestException:
-            return None
-        return response if response.status_code < 500 else None
-
-    return wait_until(attempt, timeout=40, interval=0.2, what="the API to answer")
-
-
 def _jobs_of(base: str, schedule_id: str) -> list[dict]:
     jobs, url = [], "/jobs?limit=200"
     while url:
-        page = _answer(lambda url=url: requests.get(f"{base}{url}", timeout=10)).json()
+        page = answer_through_failover(lambda url=url: requests.get(f"{base}{url}", timeout=10)).json()
         jobs += [job for job in page["jobs"] if job["schedule_id"] == schedule_id]
         url = page["next"]
     return jobs
@@ -80,7 +67,7 @@ def test_a_one_second_schedule_across_a_failover_runs_each_tick_at_most_once(sen
 
         after_kill = lambda: [tick for tick in sent() if int(tick.rpartition("-")[2]) > killed_wall]  # noqa: E731
         wait_until(lambda: len(after_kill()) >= 8, timeout=60, what="eight ticks after the failover")
-        paused = _answer(
+        paused = answer_through_failover(
             lambda: requests.patch(f"{stack.base}{schedule['links']['self']}", json={"enabled": False}, timeout=10)
         )
         assert paused.status_code == 200 and paused.json()["enabled"] is False, paused.text
