@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     rate_limit_submit: str = "50/second;2000/minute"
     rate_limit_read: str = "200/second"
     max_queue_depth: int = Field(100_000, ge=1)
+    # Jobs of one API key queued or running at once (0: no cap); see app/jobs/concurrency.py.
+    fair_share: int = Field(0, ge=0, le=100_000)
+    # Ceiling of a job's concurrency_limit.
+    max_concurrency_limit: int = Field(1000, ge=1, le=100_000)
 
     # Job contract limits and defaults.
     max_text_bytes: int = Field(1024 * 1024, ge=1)

@@ -31,7 +31,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import current_timestamp, now, utcformat
 
 from ..settings import QUEUE_NAMES
-from . import dependencies, endings
+from . import concurrency, dependencies, endings
 from .access import Principal
 from .job import TEXT_FIELD, OffloadJob
 from .keys import EVENTS_CHANNEL, JOB_INDEX_KEY, WAKE_KEY, text_key
@@ -53,15 +53,25 @@ DEFAULT_LIMIT = 1_000
 SCAN_BUDGET = 50_000
 _WATCH_ATTEMPTS = 8
 
-#: KEYS: per job, its hash, its queue list and its queue's canceled registry. ARGV: the canceled
-#: registry score (now, as RQ's ``Job.cancel`` adds it), the job-events channel, then the job ids.
+#: KEYS: per job, its hash, its queue list, its queue's canceled registry and the waiting set of its
+#: rate limit (app/jobs/concurrency.py; its hash again when it has none). ARGV: the canceled registry
+#: score (now, as RQ's ``Job.cancel`` adds it), the job-events channel, then the job ids. A job
+#: waiting for a concurrency slot (``rate_limited``) is taken off the waiting set instead of its queue;
+#: a queued one that holds a slot frees it at the next maintenance pass (RQ's limiter cleanup).
 #: Each canceled id is published (waiters re-read the job) from the script: a cluster client
 #: refuses PUBLISH in a pipeline.
 _CANCEL_SCRIPT = """
 local done = {}
-for i = 1, #KEYS, 3 do
-  local id = ARGV[(i - 1) / 3 + 3]
-  if redis.call('HGET', KEYS[i], 'status') == 'queued' and redis.call('LREM', KEYS[i + 1], 1, id) == 1 then
+for i = 1, #KEYS, 4 do
+  local id = ARGV[(i - 1) / 4 + 3]
+  local status = redis.call('HGET', KEYS[i], 'status')
+  local taken = 0
+  if status == 'queued' then
+    taken = redis.call('LREM', KEYS[i + 1], 1, id)
+  elseif status == 'rate_limited' then
+    taken = redis.call('ZREM', KEYS[i + 3], id)
+  end
+  if taken == 1 then
     redis.call('HSET', KEYS[i], 'status', 'canceled')
     redis.call('ZADD', KEYS[i + 2], ARGV[1], id)
     redis.call('PUBLISH', ARGV[2], id)
@@ -195,7 +205,9 @@ class BulkActions:
                 if job.meta.get(TEXT_FIELD) is not None:
                     pipe.persist(text_key(job.id))
                 endings.job_reopened(job, pipe)  # type: ignore[arg-type] - a job of a batch: the batch waits for it again
-            for origin, ids in _by_origin(still).items():
+            limited = [job for job in still if job.has_rate_limit]  # they wait for a slot again
+            concurrency.requeue(self.connection, limited, pipe)  # type: ignore[arg-type] - Seen has what it needs
+            for origin, ids in _by_origin([job for job in still if not job.has_rate_limit]).items():
                 pipe.rpush(self.queues[origin].key, *ids)
             pipe.lpush(WAKE_KEY, *([1] * min(len(still), _WAKE_TOKENS)))  # as OffloadQueue.push_job_id, once
             pipe.ltrim(WAKE_KEY, 0, _WAKE_TOKENS - 1)
@@ -219,7 +231,8 @@ class BulkActions:
         keys: list[str] = []
         for job in jobs:
             queue = self.queues[job.origin]
-            keys += [job.key, queue.key, CanceledJobRegistry(job.origin, connection=self.connection).key]
+            waiting = concurrency.waiting_key(self.connection, job.rate_limit_key) if job.has_rate_limit else job.key
+            keys += [job.key, queue.key, CanceledJobRegistry(job.origin, connection=self.connection).key, waiting]
         return len(self._cancel(keys=keys, args=[current_timestamp(), EVENTS_CHANNEL, *(job.id for job in jobs)]))
 
 

@@ -51,6 +51,8 @@ def describe(job: Job) -> dict:
         "schedule_id": meta.get("schedule_id"),
         "depends_on": meta.get("depends_on"),
         "batch_id": meta.get("batch_id"),
+        "concurrency_key": meta.get("concurrency_key"),
+        "concurrency_limit": job.rate_limit_concurrency if meta.get("concurrency_key") else None,
     }
 
 

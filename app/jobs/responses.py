@@ -54,6 +54,10 @@ class JobResource(BaseModel):
     schedule_id: str | None = Field(description="The schedule that started this job (POST /schedules), or null.")
     depends_on: list[str] | None = Field(description="The ids of the jobs this one waits for; null when none.")
     batch_id: str | None = Field(description="The batch this job was submitted in (`POST /jobs/batch`), or null.")
+    concurrency_key: str | None = Field(
+        description="The job's `concurrency_key` as submitted, or null; while it waits for a slot it is `queued`."
+    )
+    concurrency_limit: int | None = Field(description="The `concurrency_limit` it was submitted with, or null.")
     links: JobLinks
 
 

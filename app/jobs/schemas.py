@@ -57,6 +57,8 @@ _FORBIDDEN_HEADER_CHARS = ("\r", "\n", "\x00")
 MAX_DEPENDENCIES = 100
 #: A job id, or (in a batch) ``$N``: the job made from item N of the same batch.
 JobReference = Annotated[StrictStr, Field(pattern=r"^(?:[A-Za-z0-9_-]{1,64}|\$[0-9]{1,4})$")]
+#: A ``concurrency_key``: printable ASCII without spaces (it becomes part of a Redis key name).
+ConcurrencyKey = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[!-~]+$")]
 
 
 def _settings(info: ValidationInfo) -> Settings | None:
@@ -146,6 +148,17 @@ class JobOptions(BaseModel):
         None, description="POSTed the job resource when the job ends (finished, or failed for good)."
     )
     metadata: dict[str, Any] | None = Field(None, description="Your own data, at most 4 KiB as JSON; echoed back.")
+    concurrency_key: ConcurrencyKey | None = Field(
+        None,
+        description="Jobs of yours with the same key run at most `concurrency_limit` at once, across all workers "
+        "(e.g. `mail:example.com` for one recipient domain); the others stay `queued` until a slot frees. Keys are "
+        "your own: another API key's jobs with the same key do not share your slots.",
+    )
+    concurrency_limit: Annotated[StrictInt, Ge(1), _INTEGRAL] | None = Field(
+        None,
+        description="How many jobs with this `concurrency_key` may be queued or running at once (default 1, at most "
+        "`MAX_CONCURRENCY_LIMIT`). The latest submission's limit applies to the key.",
+    )
     depends_on: list[JobReference] | None = Field(
         None,
         max_length=MAX_DEPENDENCIES,
@@ -164,7 +177,19 @@ class JobOptions(BaseModel):
                 "schedule_conflict", "a job with depends_on runs when they finish: no delay_seconds or run_at",
                 {"field": "depends_on"},
             )  # fmt: skip
+        if self.concurrency_limit is not None and self.concurrency_key is None:
+            raise PydanticCustomError(
+                "missing_key", "concurrency_limit needs a concurrency_key", {"field": "concurrency_limit"}
+            )  # fmt: skip
         return self
+
+    @field_validator("concurrency_limit")
+    @classmethod
+    def _concurrency_ceiling(cls, value: int | None, info: ValidationInfo) -> int | None:
+        settings = _settings(info)
+        if value is not None and settings and value > settings.max_concurrency_limit:
+            raise PydanticCustomError("less_than_equal", "must be at most {limit}", {"limit": settings.max_concurrency_limit})
+        return value
 
     @field_validator("depends_on")
     @classmethod

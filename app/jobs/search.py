@@ -44,7 +44,7 @@ BATCH = 500
 SCAN_BUDGET = 20_000
 
 
-_FIELDS = ("status", "origin", "meta", "timeout", ATTEMPTS_FIELD)
+_FIELDS = ("status", "origin", "meta", "timeout", ATTEMPTS_FIELD, "rate_limit_key", "rate_limit_concurrency")
 
 
 @dataclass
@@ -58,6 +58,13 @@ class Seen:
     meta: dict
     timeout: int | None
     attempts: int
+    #: RQ's rate limit (app/jobs/concurrency.py): its key and how many may be queued or running.
+    rate_limit_key: str | None = None
+    rate_limit_concurrency: int | None = None
+
+    @property
+    def has_rate_limit(self) -> bool:
+        return bool(self.rate_limit_key and self.rate_limit_concurrency)
 
     @property
     def key(self) -> str:
@@ -82,7 +89,7 @@ def read_seen(connection: redis.Redis, job_ids: list[str]) -> list[Seen | None]:
             pipe.hmget(OffloadJob.key_for(job_id), _FIELDS)
         replies = pipe.execute()
     found: list[Seen | None] = []
-    for job_id, (status, origin, meta, timeout, attempts) in zip(job_ids, replies, strict=True):
+    for job_id, (status, origin, meta, timeout, attempts, limit_key, limit) in zip(job_ids, replies, strict=True):
         if origin is None:
             found.append(None)
             continue
@@ -98,6 +105,8 @@ def read_seen(connection: redis.Redis, job_ids: list[str]) -> list[Seen | None]:
                 meta=loaded if isinstance(loaded, dict) else {},
                 timeout=int(timeout) if timeout and timeout.isdigit() else None,
                 attempts=int(attempts or 0),
+                rate_limit_key=limit_key.decode() if limit_key else None,
+                rate_limit_concurrency=int(limit) if limit and limit.isdigit() else None,
             )
         )
     return found

@@ -21,7 +21,7 @@ from rq.serializers import JSONSerializer
 
 from .. import connections
 from ..settings import QUEUE_NAMES, Settings
-from . import batches, dependencies, endings, schemas, submission
+from . import batches, concurrency, dependencies, endings, schemas, submission
 from .access import ANONYMOUS, Principal
 from .catalog import TASKS
 from .errors import JobNotFound, JobStateConflict
@@ -202,7 +202,10 @@ class JobQueue:
                 raise JobStateConflict("the job is between workers; try again") from None
         elif public_status(status) in ("queued", "scheduled", "deferred"):
             with self.connection.pipeline() as pipe:
-                job.cancel(pipeline=pipe)
+                if job.has_rate_limit:
+                    concurrency.cancel(job)  # RQ frees and refills its slot in a script of its own
+                else:
+                    job.cancel(pipeline=pipe)
                 endings.job_ended(job, pipe, finished=False)  # its batch; its dependents will wait in vain
                 pipe.execute()
             self._events.publish(job.id)

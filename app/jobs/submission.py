@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import redis
 from rq.job import JobStatus
 
-from . import dependencies, schemas, timeseries
+from . import concurrency, dependencies, schemas, timeseries
 from .access import Principal
 from .catalog import TASKS
 from .errors import QueueFull
@@ -82,6 +82,8 @@ def draft(
     }
     if batch_id is not None:
         meta["batch_id"] = batch_id
+    if request.concurrency_key is not None:
+        meta["concurrency_key"] = request.concurrency_key
     kwargs = request.task_arguments()
     text = None
     if task.type == "count_words" and len(kwargs["text"]) > TEXT_INLINE_MAX_CHARS:
@@ -97,6 +99,7 @@ def draft(
         retry=job_queue.retry_policy(max_retries),
         description=task.type,
         job_id=job_id,
+        rate_limit=concurrency.rate_limit_for(request.concurrency_key, request.concurrency_limit, owner, settings),
     )
     return Draft(index, request, job, queue, _run_at(request), text, list(request.depends_on or []))
 
@@ -205,6 +208,8 @@ def _stage(item: Draft, pipe: redis.client.Pipeline) -> None:
         pipe.sadd(queue.redis_queues_keys, queue.key)
     elif item.run_at is not None and item.run_at > datetime.now(UTC):
         queue.schedule_job(job, item.run_at, pipeline=pipe)
+    elif job.has_rate_limit:
+        concurrency.stage(queue, job, pipe)
     else:
         queue.enqueue_job(job, pipeline=pipe)
     if item.text is not None:  # in the job's transaction: both exist or neither

@@ -17,7 +17,7 @@ from ..jobs import schemas
 from .context import settings
 from .problems import ApiProblem, field_errors
 
-_NUMERIC_FORM_FIELDS = {"delay_seconds": float, "timeout_seconds": int, "max_retries": int}
+_NUMERIC_FORM_FIELDS = {"delay_seconds": float, "timeout_seconds": int, "max_retries": int, "concurrency_limit": int}
 
 
 def read_submission() -> dict:

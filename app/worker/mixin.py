@@ -13,6 +13,7 @@ from rq.utils import now
 
 from .. import logs
 from ..jobs.batches import queue_due_callbacks
+from ..jobs import concurrency
 from ..jobs.callbacks import enqueue_callback
 from ..jobs.counters import record_outcome, remember_failure
 from ..jobs.dependencies import fail_orphans
@@ -95,6 +96,14 @@ class OffloadWorkerMixin:
         self._job_ended(job)
         if not retrying:
             self._settle_ends(job, finished=False)
+
+    def _release_slot_safely(self, job) -> None:  # noqa: ANN001
+        """RQ's, waking an idle worker for the job the freed slot promotes (app/jobs/concurrency.py):
+        it reaches its queue without the wake-up token every other enqueue pushes."""
+        try:
+            concurrency.release(job)
+        except Exception:
+            log.exception("could not release the concurrency slot of job %s; maintenance will", job.id, extra={"job_id": job.id})
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:  # noqa: ANN001
         # OffloadQueue always dequeues through the intermediate list, whatever the number of

@@ -98,8 +98,10 @@ def test_the_form_takes_metadata_as_a_json_part_and_file_as_text(client, documen
 def test_schedule_conflict_and_email_rules_are_declared(document):
     components = document["components"]["schemas"]
     pairs = [["delay_seconds", "run_at"], ["depends_on", "delay_seconds"], ["depends_on", "run_at"]]
-    assert [branch["required"] for branch in components["CountWordsRequest"]["not"]["anyOf"]] == pairs
-    assert components["CountWordsForm"]["not"] == {"anyOf": [{"required": pair} for pair in pairs]}
+    # ... and a concurrency_limit without its concurrency_key.
+    assert [branch["required"] for branch in components["CountWordsRequest"]["not"]["anyOf"]] == [*pairs, ["concurrency_limit"]]
+    alone = {"required": ["concurrency_limit"], "not": {"required": ["concurrency_key"]}}
+    assert components["CountWordsForm"]["not"] == {"anyOf": [*({"required": pair} for pair in pairs), alone]}
     to = components["SendEmailRequest"]["properties"]["to"]
     assert to["format"] == "email" and re.search(to["not"]["pattern"], "bob@example.test")
     assert not re.search(to["not"]["pattern"], "bob@example.com")

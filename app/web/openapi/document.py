@@ -138,6 +138,8 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
                 )
             if "metadata" in properties:
                 _describe(properties["metadata"], f"Here: at most {settings.max_metadata_bytes} bytes.")
+            if "concurrency_limit" in properties and name != "JobResource":
+                _constrain(properties["concurrency_limit"], maximum=settings.max_concurrency_limit)
             if "delay_seconds" in properties and "run_at" in properties:
                 # The model's "give delay_seconds or run_at, not both" (nor either with depends_on),
                 # as JSON Schema (null is absent, and so is an empty depends_on).
@@ -148,6 +150,14 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
                         if a in properties
                     ]
                 }
+                # A concurrency_limit needs its concurrency_key (null is absent).
+                model_schema["not"]["anyOf"].append(
+                    {
+                        "required": ["concurrency_limit"],
+                        "properties": {"concurrency_limit": _NOT_NULL},
+                        "not": {"required": ["concurrency_key"], "properties": {"concurrency_key": _NOT_NULL}},
+                    }
+                )
             if "callback_url" in properties:
                 self._callback_url(properties)
             if name == "CountWordsRequest":
@@ -205,7 +215,12 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
             "type": "object",
             "properties": properties,
             "anyOf": [{"required": ["file"]}, {"required": ["text"]}],
-            "not": {"anyOf": [{"required": pair} for pair in (["delay_seconds", "run_at"], ["depends_on", "delay_seconds"], ["depends_on", "run_at"])]},
+            "not": {
+                "anyOf": [
+                    *({"required": pair} for pair in (["delay_seconds", "run_at"], ["depends_on", "delay_seconds"], ["depends_on", "run_at"])),
+                    {"required": ["concurrency_limit"], "not": {"required": ["concurrency_key"]}},
+                ]
+            },
             "additionalProperties": False,
         }
 

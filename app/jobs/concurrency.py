@@ -1,0 +1,109 @@
+"""Per-key concurrency and fair shares between API keys, on RQ's own rate limiter.
+
+RQ 3 limits how many jobs with the same ``rate_limit_key`` are queued or running at once: a job
+over the limit is saved as ``rate_limited`` and waits in a sorted set (``rq:rl:<key>:rate_limited``)
+instead of its queue; when a job holding a slot ends, the worker releases the slot and promotes
+the oldest waiting job onto its queue in one Lua script, and maintenance frees the slots of jobs
+that died without releasing them. Because the jobs over the limit never reach a queue, no worker
+dequeues one it may not run: the limit holds across any number of workers of either kind, and the
+dequeue scripts stay as they are.
+
+Offload gives a job one of two limits (RQ allows one per job):
+
+* ``concurrency_key`` + ``concurrency_limit`` from the request: the key is scoped to the API key
+  that submitted the job, so one client cannot stall another's jobs by reusing its key name;
+* otherwise, with ``FAIR_SHARE`` set, the client's share: at most that many of one API key's jobs
+  are queued or running at once. The rest wait their turn and each ended job promotes the next
+  one to the back of the queue, so another client's few jobs queue behind at most ``FAIR_SHARE``
+  of the first client's, whatever its backlog: round-robin between clients in effect.
+
+A share smaller than the number of worker processes keeps a lone client from using them all,
+which is why it is off unless set (the README has the trade-off). Public statuses show a
+``rate_limited`` job as ``queued`` (:func:`app.jobs.resource.public_status`).
+"""
+
+from __future__ import annotations
+
+import redis
+from rq.job import Job
+from rq.queue import Queue
+from rq.rate_limit import RateLimit, RateLimitRegistry
+
+from ..settings import Settings
+from .keys import WAKE_KEY
+
+#: Prefix of offload's RQ rate-limit keys (RQ stores them under ``rq:rl:``).
+KEY_PREFIX = "offload"
+#: Wake-up tokens kept at most (as :class:`~app.jobs.queue.OffloadQueue`).
+_WAKE_TOKENS = 64
+
+
+def rate_limit_for(concurrency_key: str | None, limit: int | None, owner: str | None, settings: Settings) -> RateLimit | None:
+    """The RQ rate limit a new job of ``owner`` gets, or None."""
+    if concurrency_key is not None:
+        return RateLimit(scoped_key(owner, concurrency_key), limit or 1)
+    if settings.fair_share and owner is not None:
+        return RateLimit(f"{KEY_PREFIX}:client:{owner}", settings.fair_share)
+    return None
+
+
+def scoped_key(owner: str | None, concurrency_key: str) -> str:
+    """A client's key, prefixed with its owner's name and that name's length (so no pair of owner
+    and key can spell another's)."""
+    owner = owner or ""
+    return f"{KEY_PREFIX}:key:{len(owner)}:{owner}:{concurrency_key}"
+
+
+def stage(queue: Queue, job: Job, pipe: redis.client.Pipeline) -> None:
+    """Add a rate-limited job to a transaction already in MULTI: saved as ``rate_limited``, then
+    promoted onto its queue in the same transaction if a slot is free (RQ's script)."""
+    pipe.sadd(queue.redis_queues_keys, queue.key)
+    queue._enqueue_rate_limited_job(job, pipeline=pipe)  # noqa: SLF001 - RQ's enqueue_job refuses a pipeline
+    wake(pipe)
+
+
+def wake(connection: redis.Redis | redis.client.Pipeline) -> None:
+    """Wake an idle worker: a promoted job reaches its queue without OffloadQueue.push_job_id."""
+    connection.lpush(WAKE_KEY, 1)
+    connection.ltrim(WAKE_KEY, 0, _WAKE_TOKENS - 1)
+
+
+def requeue(connection: redis.Redis, jobs: list[Job], pipe: redis.client.Pipeline) -> None:
+    """Put rate-limited jobs (being retried) back in their limiter's waiting set and promote as
+    many as have slots, in a transaction already in MULTI, after their status was set: RQ's
+    ``requeue`` for many jobs at once."""
+    limits: dict[str, int] = {}
+    for job in jobs:
+        assert job.rate_limit_key
+        pipe.hset(job.key, "status", "rate_limited")
+        RateLimitRegistry(job.rate_limit_key, connection).add_to_rate_limited(job.id, pipe)
+        limits[job.rate_limit_key] = job.rate_limit_concurrency or 1
+    for key, limit in limits.items():
+        registry = RateLimitRegistry(key, connection)
+        registry.register(limit, pipe)
+        registry.acquire_and_enqueue(limit, pipeline=pipe)
+    if limits:
+        wake(pipe)
+
+
+def waiting_key(connection: redis.Redis, rate_limit_key: str) -> str:
+    """The sorted set of the jobs waiting for a slot of ``rate_limit_key``."""
+    return RateLimitRegistry(rate_limit_key, connection).rate_limited_key
+
+
+def release(job: Job) -> list[str]:
+    """Release an ended job's slot and promote the next waiting job (RQ's ``release_slot``),
+    waking a worker for it."""
+    from rq.rate_limit import release_slot
+
+    promoted = release_slot(job)
+    if promoted:
+        wake(job.connection)
+    return promoted
+
+
+def cancel(job: Job) -> None:
+    """Cancel a queued rate-limited job. RQ refuses to do it in a caller's transaction: the slot
+    it frees promotes the next job in a script of its own."""
+    job.cancel()
+    wake(job.connection)
