@@ -31,6 +31,9 @@ class JobOptions(TypedDict, total=False):
     max_retries: int | None
     callback_url: str | None
     metadata: dict[str, Any] | None
+    #: At most ``concurrency_limit`` of your jobs with this key queued or running at once.
+    concurrency_key: str | None
+    concurrency_limit: int | None
 
 
 @dataclass(frozen=True)

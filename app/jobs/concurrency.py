@@ -24,12 +24,15 @@ which is why it is off unless set (the README has the trade-off). Public statuse
 
 from __future__ import annotations
 
+from collections import Counter
+
 import redis
 from rq.job import Job
 from rq.queue import Queue
 from rq.rate_limit import RateLimit, RateLimitRegistry
 
 from ..settings import Settings
+from .errors import QueueFull
 from .keys import WAKE_KEY
 
 #: Prefix of offload's RQ rate-limit keys (RQ stores them under ``rq:rl:``).
@@ -60,6 +63,24 @@ def stage(queue: Queue, job: Job, pipe: redis.client.Pipeline) -> None:
     pipe.sadd(queue.redis_queues_keys, queue.key)
     queue._enqueue_rate_limited_job(job, pipeline=pipe)  # noqa: SLF001 - RQ's enqueue_job refuses a pipeline
     wake(pipe)
+
+
+def check_waiting(connection: redis.Redis, jobs: list[Job], max_depth: int) -> None:
+    """Raise QueueFull when a limit would hold more than ``max_depth`` waiting jobs: they are on
+    no queue, so MAX_QUEUE_DEPTH (a queue's length) would not bound them. One round trip, and
+    only for jobs that have a limit."""
+    per_key = Counter(job.rate_limit_key for job in jobs if job.has_rate_limit)
+    if not per_key:
+        return
+    with connection.pipeline(transaction=False) as pipe:
+        for key in per_key:
+            pipe.zcard(waiting_key(connection, key))  # type: ignore[arg-type]
+        replies = pipe.execute()
+    for (key, count), waiting in zip(per_key.items(), replies, strict=True):
+        if waiting + count > max_depth:
+            described = describe_key(key)  # type: ignore[arg-type]
+            what = f"concurrency key {described[2]}" if described and described[2] else "your fair share"
+            raise QueueFull(f"({what}: jobs waiting for a slot)")
 
 
 def wake(connection: redis.Redis | redis.client.Pipeline) -> None:
@@ -107,3 +128,46 @@ def cancel(job: Job) -> None:
     it frees promotes the next job in a script of its own."""
     job.cancel()
     wake(job.connection)
+
+
+def describe_key(rate_limit_key: str) -> tuple[str, str | None, str | None] | None:
+    """``(kind, owner, concurrency_key)`` of one of offload's rate-limit keys (None: not offload's):
+    ``("key", owner, key)`` for a client's key, ``("fair_share", owner, None)`` for its share."""
+    if rate_limit_key.startswith(f"{KEY_PREFIX}:client:"):
+        return "fair_share", rate_limit_key[len(f"{KEY_PREFIX}:client:") :], None
+    head = f"{KEY_PREFIX}:key:"
+    if not rate_limit_key.startswith(head):
+        return None
+    length, _, rest = rate_limit_key[len(head) :].partition(":")
+    if not length.isdigit() or len(rest) < int(length) + 1:
+        return None
+    owner = rest[: int(length)] or None
+    return "key", owner, rest[int(length) + 1 :]
+
+
+def overview(connection: redis.Redis, *, owner: str | None, everyone: bool) -> list[dict]:
+    """Each concurrency key and fair share in use (``GET /concurrency``): its limit, how many of
+    its jobs are queued or running (``active``) and how many wait for a slot. ``everyone``: all
+    clients' (an admin key), else ``owner``'s only. Three round trips, whatever the number of keys."""
+    registries = sorted(RateLimitRegistry.all(connection), key=lambda registry: registry.key)
+    rows = []
+    for registry in registries:
+        described = describe_key(registry.key)
+        if described is None or not (everyone or described[1] == owner):
+            continue
+        rows.append((registry, described))
+    with connection.pipeline(transaction=False) as pipe:
+        for registry, _ in rows:
+            pipe.hget(registry.config_key, "concurrency")
+            pipe.zcard(registry.allowed_key)
+            pipe.zcard(registry.rate_limited_key)
+        replies = pipe.execute()
+    found = []
+    for index, (_, (kind, key_owner, key)) in enumerate(rows):
+        limit, active, waiting = replies[index * 3 : index * 3 + 3]
+        if not active and not waiting:
+            continue  # idle: maintenance forgets it (RQ's limiter cleanup)
+        found.append(
+            {"kind": kind, "key": key, "owner": key_owner, "limit": int(limit or 0), "active": active, "waiting": waiting}
+        )
+    return found

@@ -17,6 +17,8 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from .. import connections
 from ..settings import QUEUE_NAMES
+from . import concurrency
+from .access import Principal
 from .keys import PAUSED_QUEUES_KEY, WAKE_KEY
 from .store import JobQueue
 
@@ -67,6 +69,11 @@ class QueueAdmin:
         if removed:
             log.warning("queue %s resumed", name, extra={"queue": name})
         return self.describe(name)
+
+    def concurrency(self, principal: Principal) -> list[dict]:
+        """The concurrency keys and fair shares in use (:func:`app.jobs.concurrency.overview`):
+        every client's for an admin key, the caller's own for a client key."""
+        return concurrency.overview(self.connection, owner=principal.name, everyone=principal.is_admin)
 
     def paused(self) -> set[str]:
         return {member.decode() if isinstance(member, bytes) else member for member in self.connection.smembers(PAUSED_QUEUES_KEY)}

@@ -178,6 +178,7 @@ def _attempt(  # noqa: PLR0913 - write()'s arguments, and its pipeline
     for name, count in Counter(d.queue.name for d in kept).items():
         if depths[name] + count > max_queue_depth:
             raise QueueFull(name)
+    concurrency.check_waiting(connection, [d.job for d in kept], max_queue_depth)
     if own:
         pipe.multi()
     for item in kept:

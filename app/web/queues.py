@@ -1,4 +1,5 @@
 """``/queues``: each queue's depths, paused state and workers; pause and resume a queue.
+``/concurrency``: the concurrency keys and fair shares in use, with their slots.
 
 Reading is for any key: a client whose jobs wait needs to see that their queue is paused (the
 figures are counts, never another client's jobs). Pausing and resuming are for admin keys
@@ -32,6 +33,12 @@ def admin() -> QueueAdmin:
 def list_queues() -> Response:
     principal()
     return _json({"queues": admin().overview()})
+
+
+@bp.get("/concurrency")
+@limiter.limit(read_limit)
+def list_concurrency() -> Response:
+    return _json({"keys": admin().concurrency(principal())})
 
 
 @bp.get("/queues/<name>")

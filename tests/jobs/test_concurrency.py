@@ -12,6 +12,7 @@ from app.jobs.concurrency import scoped_key
 from app.jobs.search import JobFilter
 from app.jobs.store import JobQueue
 from app.settings import get_settings
+from app.web import create_app
 from tests.conftest import assert_problem, queued_count, run_jobs, submit
 
 
@@ -96,3 +97,17 @@ def test_bad_concurrency_fields_are_422_and_write_nothing(client, job_queue, fie
     body = assert_problem(client.post("/jobs", json={"type": "noop", **fields}), 422)
     assert [error["field"] for error in body["errors"]] == [field]
     assert queued_count(job_queue) == 0
+
+
+def test_jobs_waiting_for_a_slot_count_against_the_depth_limit(fake_redis, monkeypatch):
+    monkeypatch.setenv("MAX_QUEUE_DEPTH", "3")
+    monkeypatch.setenv("ENABLE_DIAGNOSTIC_TASKS", "1")
+    get_settings.cache_clear()
+    settings = get_settings()
+    app = create_app(settings, job_queue=JobQueue(fake_redis, settings))
+    client = app.test_client()
+    body = {"type": "noop", "concurrency_key": "k", "concurrency_limit": 1}
+    assert [client.post("/jobs", json=body).status_code for _ in range(4)] == [202] * 4  # 1 queued, 3 waiting
+    refused = assert_problem(client.post("/jobs", json=body), 503)
+    assert "concurrency key k" in refused["detail"] and refused.get("status") == 503
+    assert client.post("/jobs", json={"type": "noop"}).status_code == 202  # the queue itself has room

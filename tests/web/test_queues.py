@@ -157,3 +157,15 @@ def test_a_delayed_job_moves_onto_a_paused_queue_and_waits_there(stack):
     assert stack.get(f"/jobs/{delayed['id']}").json()["status"] == "queued"
     stack.session_post("/queues/default/resume")
     assert stack.wait_for(delayed["id"])["status"] == "finished"
+
+
+def test_concurrency_lists_a_clients_own_keys_and_every_key_for_an_admin(keyed_client):
+    limited = {"type": "count_words", "text": "a b", "concurrency_key": "mail:example.com", "concurrency_limit": 1}
+    for _ in range(3):
+        assert keyed_client.post("/jobs", json=limited, headers=bearer(CLIENT)).status_code == 202
+    assert keyed_client.post("/jobs", json={**limited, "concurrency_key": "ops"}, headers=bearer(ADMIN)).status_code == 202
+    mine = keyed_client.get("/concurrency", headers=bearer(CLIENT)).get_json()["keys"]
+    assert mine == [{"kind": "key", "key": "mail:example.com", "owner": "shop", "limit": 1, "active": 1, "waiting": 2}]
+    every = keyed_client.get("/concurrency", headers=bearer(ADMIN)).get_json()["keys"]
+    assert sorted(entry["key"] for entry in every) == ["mail:example.com", "ops"]
+    assert_problem(keyed_client.get("/concurrency"), 401)

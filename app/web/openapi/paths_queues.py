@@ -52,6 +52,31 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+_SCHEMAS["ConcurrencyKey"] = {
+    "title": "ConcurrencyKey",
+    "type": "object",
+    "description": "A `concurrency_key` (or a client's fair share, FAIR_SHARE) with jobs queued, running or waiting.",
+    "properties": {
+        "kind": {
+            "type": "string",
+            "enum": ["key", "fair_share"],
+            "description": "`key`: a client's `concurrency_key`; `fair_share`: the client's share of the workers.",
+        },
+        "key": {"type": ["string", "null"], "description": "The `concurrency_key` as submitted; null for a fair share."},
+        "owner": {"type": ["string", "null"], "description": "The API key's name it belongs to (null without keys)."},
+        "limit": {**_COUNT, "description": "How many of its jobs may be queued or running at once."},
+        "active": {**_COUNT, "description": "Its jobs queued or running now (they hold its slots)."},
+        "waiting": {**_COUNT, "description": "Its jobs waiting for a slot (their status is `queued`)."},
+    },
+    "required": ["kind", "key", "owner", "limit", "active", "waiting"],
+}
+_SCHEMAS["ConcurrencyList"] = {
+    "title": "ConcurrencyList",
+    "type": "object",
+    "properties": {"keys": {"type": "array", "items": ref("ConcurrencyKey")}},
+    "required": ["keys"],
+}
+
 _LINE = {"type": "array", "items": _COUNT}
 _SCHEMAS["QueueSeries"] = {
     "title": "QueueSeries",
@@ -126,6 +151,9 @@ def add_queues(builder: Any, document: dict[str, Any]) -> None:
         "parameters": [ref("QueueName", "parameters")],
         "get": _operation(builder, "getQueue", "Get a queue", "One queue, as in `GET /queues`.", ref("Queue"), found=True),
     }
+    paths["/concurrency"] = {
+        "get": _operation(builder, "listConcurrency", "List concurrency keys", _CONCURRENCY_TEXT, ref("ConcurrencyList"))
+    }
     stats = _operation(builder, "getTimeseries", "Jobs per minute", _STATS_TEXT, ref("Timeseries"))
     stats["parameters"].insert(0, _MINUTES)
     stats["responses"]["422"] = ref("ValidationFailed", "responses")
@@ -143,6 +171,10 @@ def add_queues(builder: Any, document: dict[str, Any]) -> None:
 _LIST_TEXT = (
     "Every queue with its counts (queued, scheduled, started, deferred, failed), whether it is paused, and the "
     "live workers serving it. Any key may read it."
+)
+_CONCURRENCY_TEXT = (
+    "The `concurrency_key`s in use (jobs queued, running or waiting for a slot), and with FAIR_SHARE set each "
+    "client's share: limit, active and waiting counts. An admin key sees every client's; a client key its own."
 )
 _PAUSE_TEXT = (
     "Admin keys only. The queue keeps accepting jobs (and scheduled jobs still move onto it) but no worker takes "

@@ -2,7 +2,8 @@
  * resume button (admin keys; a client key is told so).
  *
  * Plain JavaScript like offload.js, and the same public API any client uses: GET /queues,
- * POST /queues/{name}/pause and /resume. The API key, the calls and the
+ * POST /queues/{name}/pause and /resume, GET /concurrency (the concurrency keys and fair shares
+ * in use, with their slots). The API key, the calls and the
  * messages are api.js's. The table refreshes every few seconds while the tab is visible.
  */
 (function () {
@@ -40,6 +41,28 @@
     return tr;
   }
 
+  function concurrencyRow(entry) {
+    var tr = document.createElement("tr");
+    tr.appendChild(cell(entry.kind === "fair_share" ? "fair share" : entry.key, "c-key"));
+    tr.appendChild(cell(entry.owner || "", "opt"));
+    tr.appendChild(cell(entry.limit, "c-limit"));
+    tr.appendChild(cell(entry.active, "c-active"));
+    tr.appendChild(cell(entry.waiting, "c-waiting"));
+    return tr;
+  }
+
+  function refreshConcurrency() {
+    return api("GET", "/concurrency").then(function (answer) {
+      var keys = answer.ok && answer.data ? answer.data.keys || [] : [];
+      var body = $("concurrency-body");
+      body.textContent = "";
+      keys.forEach(function (entry) { body.appendChild(concurrencyRow(entry)); });
+      $("concurrency-wrap").hidden = !keys.length;
+      offload.message($("concurrency-message"), answer.ok ? (keys.length ? "" : "No job waits on a concurrency key or fair share.")
+        : "Could not list the concurrency keys: " + detail(answer));
+    });
+  }
+
   var seq = 0;
 
   function refresh() {
@@ -62,6 +85,7 @@
       (answer.data.queues || []).forEach(function (queue) { body.appendChild(row(queue)); });
       $("queues-wrap").hidden = false;
       if ($("queues-message").dataset.sticky !== "1") message("");
+      return refreshConcurrency();
     }).catch(function (err) {
       if (mine === seq) message("Could not reach offload: " + err.message);
     });
