@@ -51,6 +51,7 @@ def describe(job: Job) -> dict:
         "schedule_id": meta.get("schedule_id"),
         "depends_on": meta.get("depends_on"),
         "batch_id": meta.get("batch_id"),
+        "trace_id": (meta.get("trace") or {}).get("trace_id"),
     }
 
 

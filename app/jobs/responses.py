@@ -54,6 +54,12 @@ class JobResource(BaseModel):
     schedule_id: str | None = Field(description="The schedule that started this job (POST /schedules), or null.")
     depends_on: list[str] | None = Field(description="The ids of the jobs this one waits for; null when none.")
     batch_id: str | None = Field(description="The batch this job was submitted in (`POST /jobs/batch`), or null.")
+    trace_id: str | None = Field(
+        description="The W3C trace this job belongs to (32 hex digits): the one of the `traceparent` sent with "
+        "`POST /jobs`, or a new one. The worker's log lines for the job carry it, and so does the `traceparent` of "
+        "its callback. Null only for jobs stored before tracing existed.",
+        pattern="^[0-9a-f]{32}$",
+    )
     links: JobLinks
 
 

@@ -22,7 +22,7 @@ def test_submit_count_words_answers_202_with_location_and_retry_after(client, jo
     assert body["links"] == {"self": f"/jobs/{body['id']}", "cancel": f"/jobs/{body['id']}/cancel"}
     assert set(body) == {
         "id", "type", "status", "queue", "created_at", "enqueued_at", "started_at", "ended_at", "attempts",
-        "max_retries", "progress", "result", "error", "metadata", "schedule_id", "depends_on", "batch_id", "links",
+        "max_retries", "progress", "result", "error", "metadata", "schedule_id", "depends_on", "batch_id", "trace_id", "links",
     }  # fmt: skip
     assert queued_count(job_queue) == 1
 
