@@ -9,8 +9,9 @@ offload makes its own span ids (they are in the job's meta, the log lines and th
 ``traceparent`` before anything is exported), so spans are not started through an SDK tracer:
 each is handed, finished, to a ``BatchSpanProcessor`` as a ``ReadableSpan`` with those ids. The
 processor exports from a thread of its own; a forked process (a work horse) gets a fresh one from
-the SDK's at-fork hook, and the queue is flushed before a horse exits (:func:`flush`) and when a
-process ends (:func:`shutdown`, also at exit). A span the caller marked not sampled (flags 00)
+the SDK's at-fork hook, and the queue is flushed before a horse exits (:func:`flush`, at most two
+seconds) and when a process ends (:func:`shutdown`, also at exit; bounded by the exporter's own
+timeout, ``OTEL_EXPORTER_OTLP_TIMEOUT``, 10 s by default). A span the caller marked not sampled (flags 00)
 is not exported. The export headers (``OTEL_EXPORTER_OTLP_HEADERS``, often an API key) are never
 logged; the endpoint is logged without its user info and query.
 """
@@ -128,14 +129,24 @@ def export(  # noqa: PLR0913 - a span's fields
         log.warning("could not export span %s", name, exc_info=True)
 
 
-def flush(timeout_millis: int = 5000) -> None:
-    """Export what is queued now (a work horse calls this before it exits)."""
+def flush(timeout_seconds: float = 2.0) -> None:
+    """Export what is queued now, waiting at most ``timeout_seconds`` (a work horse calls this
+    before it exits). The SDK's force_flush ignores its timeout and blocks for as long as the
+    exporter retries an unreachable collector (10 s by default): run here in a thread that the
+    horse's exit abandons, a collector outage costs a horse two seconds, not ten."""
     processor = _processor
-    if processor is not None:
-        try:
-            processor.force_flush(timeout_millis)
-        except Exception:  # noqa: BLE001
-            log.warning("could not flush spans", exc_info=True)
+    if processor is None:
+        return
+    thread = threading.Thread(target=_flush_quietly, args=(processor,), name="offload-span-flush", daemon=True)
+    thread.start()
+    thread.join(timeout_seconds)
+
+
+def _flush_quietly(processor: Any) -> None:
+    try:
+        processor.force_flush()
+    except Exception:  # noqa: BLE001
+        log.warning("could not flush spans", exc_info=True)
 
 
 def shutdown() -> None:

@@ -164,3 +164,19 @@ def test_an_unsampled_span_is_not_exported(exporting):
     wait_until(lambda: spans_of(exporting), what="the export")
     assert [span.name for _, span in spans_of(exporting)] == ["kept"]
     assert spans_of(exporting)[0][1].parent_span_id == b""  # a root
+
+
+def test_a_flush_waits_two_seconds_at_most_when_the_collector_is_unreachable(monkeypatch):
+    """A forking worker's horse flushes before it exits: a collector outage must not hold every
+    horse for the exporter's whole retry budget."""
+    from .conftest import free_port
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "4")
+    assert telemetry.configure(_settings(OFFLOAD_OTEL_ENDPOINT=f"http://127.0.0.1:{free_port()}"), "offload-test")
+    try:
+        telemetry.export("lost", tracing.new_root(), None, start_ns=time.time_ns())
+        started = time.monotonic()
+        telemetry.flush()
+        assert time.monotonic() - started < 3  # the exporter alone retries for 4 s here
+    finally:
+        telemetry.shutdown()
