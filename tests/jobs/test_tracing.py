@@ -143,3 +143,28 @@ def test_a_callback_queued_outside_any_attempt_goes_under_the_jobs_parent(fake_r
 def _jobs(job_queue) -> list[OffloadJob]:
     keys = [key.decode() for key in job_queue.connection.scan_iter("rq:job:*") if key.count(b":") == 2]
     return [OffloadJob.fetch(key.rsplit(":", 1)[1], connection=job_queue.connection, serializer=job_queue.serializer) for key in keys]
+
+
+def test_each_tick_of_a_schedule_starts_a_trace_of_its_own(fake_redis, settings, job_queue):
+    from app.jobs.schedule_schemas import ScheduleRequest
+    from app.jobs.schedules import ScheduleStore
+    from app.jobs.ticker import ScheduleTicker
+
+    from .test_schedules import T0, set_next
+
+    store = ScheduleStore(fake_redis, settings)
+    body = {"job": {"type": "noop"}, "every_seconds": 10}
+    schedule = store.create(ScheduleRequest.model_validate(body, context={"settings": settings}), owner=None)
+    ticker = ScheduleTicker(fake_redis, settings)
+    set_next(store, schedule["id"], T0 + 10, anchor=T0)
+    first = ticker.claim(schedule["id"], now=T0 + 10.01)
+    set_next(store, schedule["id"], T0 + 20, anchor=T0)
+    second = ticker.claim(schedule["id"], now=T0 + 20.01)
+    traces = [_stored(job_queue, job_id)["trace"] for job_id in (first, second)]
+    assert traces[0]["trace_id"] != traces[1]["trace_id"]
+    assert all(trace["parent_id"] is None and trace["sampled"] for trace in traces)  # roots: no submission span
+    assert job_queue.get(first)["trace_id"] == traces[0]["trace_id"]
+
+
+def _stored(job_queue, job_id: str) -> dict:
+    return OffloadJob.fetch(job_id, connection=job_queue.connection, serializer=job_queue.serializer).meta
