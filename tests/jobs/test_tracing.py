@@ -76,7 +76,8 @@ def test_every_line_logged_while_a_job_runs_carries_its_trace_and_attempt_span(j
     run_jobs(job_queue)
     assert job_queue.get(job_id)["status"] == "finished"
     # From the worker taking it (its dequeue line is logged before) to its end.
-    during = records[[record.getMessage().startswith("Worker") and job_id in record.getMessage() for record in records].index(True) + 1 :]
+    taken = [record.getMessage().startswith("Worker") and job_id in record.getMessage() for record in records]
+    during = records[taken.index(True) + 1 :]
     during = [record for record in during if getattr(record, "job_id", None) == job_id]
     assert len(during) >= 3  # RQ's "handling success", "Successfully completed", "Job OK"...
     spans = {(record.trace_id, record.span_id) for record in during}
@@ -142,7 +143,8 @@ def test_a_callback_queued_outside_any_attempt_goes_under_the_jobs_parent(fake_r
 
 def _jobs(job_queue) -> list[OffloadJob]:
     keys = [key.decode() for key in job_queue.connection.scan_iter("rq:job:*") if key.count(b":") == 2]
-    return [OffloadJob.fetch(key.rsplit(":", 1)[1], connection=job_queue.connection, serializer=job_queue.serializer) for key in keys]
+    fetch = OffloadJob.fetch
+    return [fetch(key.rsplit(":", 1)[1], connection=job_queue.connection, serializer=job_queue.serializer) for key in keys]
 
 
 def test_each_tick_of_a_schedule_starts_a_trace_of_its_own(fake_redis, settings, job_queue):

@@ -95,11 +95,12 @@ def test_the_workers_log_lines_and_the_callback_carry_the_callers_trace(stack_fa
     ]  # fmt: skip
     assert untraced == []  # only the line that takes the job, before its attempt starts
     delivery_id = headers["Offload-Delivery"]
-    wait_until(
-        lambda: [line for line in _log_lines(stack, "worker") if line.get("job_id") == delivery_id and "trace_id" in line],
-        what="the delivery's log lines",
-    )
-    assert {line["trace_id"] for line in _log_lines(stack, "worker") if line.get("job_id") == delivery_id and "trace_id" in line} == {TRACE}
+
+    def delivery_lines() -> list[dict]:
+        return [line for line in _log_lines(stack, "worker") if line.get("job_id") == delivery_id and "trace_id" in line]
+
+    wait_until(delivery_lines, what="the delivery's log lines")
+    assert {line["trace_id"] for line in delivery_lines()} == {TRACE}
     # The web side's lines of the submission carry its span too.
     web = [line for line in _log_lines(stack, "web") if line.get("message") == "job submitted" and line.get("job_id") == job_id]
     assert [(line["trace_id"], line["span_id"]) for line in web] == [(TRACE, submission.span_id)]
