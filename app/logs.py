@@ -2,7 +2,9 @@
 
 Each record carries ``request_id`` (set by the HTTP layer for the request it serves) and
 ``job_id`` (the job a worker is running, or the one a request is about), so one job can be
-followed from its POST to its end with a single grep.
+followed from its POST to its end with a single grep. While a span is current (a submission, a
+job's attempt: :data:`app.tracing.current`), records also carry its ``trace_id`` and ``span_id``,
+so the lines of a job can be found from the trace a tracing UI shows.
 """
 
 from __future__ import annotations
@@ -13,18 +15,25 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
+from . import tracing
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 
 
 class ContextFilter(logging.Filter):
-    """Adds the current request id and job id to every record that lacks them."""
+    """Adds the current request id and job id to every record that lacks them, and the current
+    span's ids when there is one (only then: no two null fields on every other line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
             record.request_id = request_id_var.get()
         if getattr(record, "job_id", None) is None:
             record.job_id = job_id_var.get() or _rq_job_id()
+        span = tracing.current.get()
+        if span is not None and getattr(record, "trace_id", None) is None:
+            record.trace_id = span.trace_id
+            record.span_id = span.span_id
         return True
 
 

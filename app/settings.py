@@ -309,6 +309,51 @@ class Settings(BaseSettings):
             raise ValueError("SSE_MAX_STREAMS must be less than WEB_THREADS: the rest of the API needs a thread")
         return self
 
+    # --- Tracing (app/tracing.py: W3C traceparent, always on; app/telemetry.py: OTLP export). ---
+    # Appended as one block. With no endpoint nothing is exported and the SDK is never imported.
+    # OFFLOAD_OTEL_ENDPOINT and OTEL_EXPORTER_OTLP_ENDPOINT are a collector's base URL (offload
+    # posts to <base>/v1/traces); OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is the full URL, used as is.
+    offload_otel_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    # "key=value,key2=value2" (values URL-encoded), sent with every export: often an API key.
+    otel_exporter_otlp_headers: SecretStr | None = None
+    otel_exporter_otlp_traces_headers: SecretStr | None = None
+    otel_service_name: str | None = None
+
+    @field_validator(
+        "offload_otel_endpoint", "otel_exporter_otlp_traces_endpoint", "otel_exporter_otlp_endpoint", mode="before"
+    )
+    @classmethod
+    def _check_otel_endpoint(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None  # set but empty: not configured, as the OpenTelemetry SDK reads it
+        if isinstance(value, str):
+            parts = urlsplit(value.strip())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("OTLP endpoints must be http:// or https:// URLs with a host (OTLP/HTTP)")
+            return value.strip()
+        return value
+
+    @field_validator("otel_exporter_otlp_headers", "otel_exporter_otlp_traces_headers", mode="before")
+    @classmethod
+    def _check_otel_headers(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            from .telemetry import parse_headers
+
+            parse_headers(value)  # its error never shows the value: it may be an API key
+        return value
+
+    @property
+    def otel_traces_url(self) -> str | None:
+        """Where spans are exported (OTLP/HTTP protobuf), or None: tracing export is off."""
+        if self.offload_otel_endpoint or not self.otel_exporter_otlp_traces_endpoint:
+            base = self.offload_otel_endpoint or self.otel_exporter_otlp_endpoint
+            return base.rstrip("/") + "/v1/traces" if base else None
+        return self.otel_exporter_otlp_traces_endpoint
+
 
 def redis_hash_tag() -> str | None:
     """The hash tag of RQ's key prefix (``offload`` for ``{offload}``), or None.

@@ -31,6 +31,7 @@ The HTTP layer calls :class:`JobQueue` (``store``) and never Redis; the worker r
 ``errors``         the exceptions of this layer
 ``queues_admin``   pausing and resuming queues; per-queue depths and workers
 ``timeseries``     per-minute counts per queue, for the page's charts
+``tracing``        a job's attempts as spans of its W3C trace; its callback's trace
 =================  =============================================================
 """
 

@@ -57,6 +57,7 @@ def submit(
     rejected: dict[int, dict],
     problem: Callable[[list[dict]], dict],
     idempotency: IdempotencyClaim | None = None,
+    extra_meta: dict | None = None,
 ) -> dict:
     """Write the valid ``items`` (index, request) as one batch in one transaction; returns the
     answer: ``{"batch": <resource>, "results": [...]}``, a result for every index, in order.
@@ -64,10 +65,13 @@ def submit(
     ``rejected`` are the problems of the items found invalid before (by index); the items found
     invalid here (their dependencies) get ``problem(errors)``. Raises InvalidSubmission when no
     item is left, and QueueFull when a queue would go over its depth limit: nothing is written.
+    ``extra_meta`` goes into every job's meta (the request's ``trace``).
     """
     batch_id = uuid.uuid4().hex
     drafts = [
-        submission.draft(job_queue, request, owner=owner, request_id=request_id, index=index, batch_id=batch_id)
+        submission.draft(
+            job_queue, request, owner=owner, request_id=request_id, index=index, batch_id=batch_id, extra_meta=extra_meta
+        )
         for index, request in items
     ]
     created_at = datetime.now(UTC)

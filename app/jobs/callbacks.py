@@ -16,11 +16,13 @@ from rq import Retry
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from .. import tracing
 from ..settings import Settings
 from .catalog import TASKS
 from .job import OffloadJob
 from .queue import OffloadQueue
 from .resource import describe, links, public_status
+from .tracing import delivery_meta
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ def enqueue_callback(connection: redis.Redis, job: Job, settings: Settings) -> J
     resource = {**describe(job), "links": links(job.id)}
     delivery = queue_delivery(
         connection, settings, url=url, body=json.dumps(resource), event=f"job.{status}",
-        meta={"owner": job.meta.get("owner"), "for_job": job.id}, description=f"webhook for {job.id}",
+        meta={"owner": job.meta.get("owner"), "for_job": job.id, "trace": delivery_meta(job)},
+        description=f"webhook for {job.id}",
     )  # fmt: skip
     log.info("callback queued", extra={"job_id": job.id, "delivery_id": delivery.id})
     return delivery
@@ -63,8 +66,12 @@ def queue_delivery(
     pipeline: redis.client.Pipeline | None = None,
 ) -> Job:
     """Queue one signed POST of ``body`` to ``url`` (a ``webhook`` job on the ``high`` queue);
-    with ``pipeline``, in the caller's transaction."""
+    with ``pipeline``, in the caller's transaction. Its trace is ``meta["trace"]``, else the
+    current span's (a batch's callback: the attempt that ended the batch's last job)."""
     task = TASKS["webhook"]
+    span = tracing.current.get()
+    if meta.get("trace") is None and span is not None:
+        meta = {**meta, "trace": tracing.to_meta(span)}
     queue = OffloadQueue("high", connection=connection, serializer=JSONSerializer, job_class=OffloadJob)
     delivery = queue.create_job(
         task.func_name,

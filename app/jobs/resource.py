@@ -53,6 +53,7 @@ def describe(job: Job) -> dict:
         "batch_id": meta.get("batch_id"),
         "concurrency_key": meta.get("concurrency_key"),
         "concurrency_limit": job.rate_limit_concurrency if meta.get("concurrency_key") else None,
+        "trace_id": (meta.get("trace") or {}).get("trace_id"),
     }
 
 

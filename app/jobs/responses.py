@@ -58,6 +58,12 @@ class JobResource(BaseModel):
         description="The job's `concurrency_key` as submitted, or null; while it waits for a slot it is `queued`."
     )
     concurrency_limit: int | None = Field(description="The `concurrency_limit` it was submitted with, or null.")
+    trace_id: str | None = Field(
+        description="The W3C trace this job belongs to (32 hex digits): the one of the `traceparent` sent with "
+        "`POST /jobs`, or a new one. The worker's log lines for the job carry it, and so does the `traceparent` of "
+        "its callback. Null only for jobs stored before tracing existed.",
+        pattern="^[0-9a-f]{32}$",
+    )
     links: JobLinks
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from urllib.parse import urlsplit
 
 import redis
 from rq.job import Job
 
-from .. import tasks
+from .. import tasks, telemetry, tracing
 from ..settings import Settings
 from ..tasks import webhook
 from . import keys
@@ -39,16 +40,37 @@ def sleep(job: Job, arguments: dict, settings: Settings) -> dict:
 
 
 def deliver_webhook(job: Job, arguments: dict, settings: Settings) -> dict:
-    """A callback delivery, signed with the worker's ``WEBHOOK_SECRET``; the job id is the delivery id."""
+    """A callback delivery, signed with the worker's ``WEBHOOK_SECRET``; the job id is the delivery id.
+
+    Each POST is a span of its own, under the delivery's attempt (so in the trace of the job it
+    reports on), and carries it to the receiver as ``traceparent``."""
     if settings.webhook_secret is None:
         raise webhook.DeliveryFailed("WEBHOOK_SECRET is not set on the worker; cannot sign the delivery")
-    return webhook.deliver(
-        **arguments,
-        secret=settings.webhook_secret.get_secret_value(),
-        delivery_id=job.id,
-        allow_private=settings.allow_private_callbacks,
-        timeout=settings.webhook_timeout_seconds,
-    )
+    attempt = tracing.current.get()
+    span = attempt.child() if attempt is not None else tracing.new_root()
+    start_ns, answer, error = time.time_ns(), None, None
+    try:
+        answer = webhook.deliver(
+            **arguments,
+            secret=settings.webhook_secret.get_secret_value(),
+            delivery_id=job.id,
+            allow_private=settings.allow_private_callbacks,
+            timeout=settings.webhook_timeout_seconds,
+            headers=span.headers(),
+        )
+        return answer
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if telemetry.enabled():
+            parts = urlsplit(arguments["url"])  # no path or query: they may hold the receiver's tokens
+            telemetry.export("POST", span, attempt, start_ns=start_ns, kind="client", error=error, attributes={
+                "http.request.method": "POST", "url.scheme": parts.scheme, "server.address": parts.hostname,
+                "server.port": parts.port, "http.response.status_code": answer["status"] if answer else None,
+                "offload.delivery.id": job.id, "offload.event": arguments.get("event"),
+                "offload.job.id": job.meta.get("for_job"),
+            })  # fmt: skip
 
 
 def send_email_once(job: Job, arguments: dict, settings: Settings) -> dict:

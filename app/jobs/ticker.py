@@ -35,7 +35,7 @@ from pathlib import Path
 import redis
 from pydantic import ValidationError
 
-from .. import connections
+from .. import connections, tracing
 from ..settings import Settings
 from . import schemas
 from .errors import InvalidSubmission, QueueFull
@@ -131,7 +131,11 @@ class ScheduleTicker:
                             spec,
                             owner=fields.get("owner") or None,
                             job_id=job_id,
-                            extra_meta={"schedule_id": schedule_id},
+                            # A tick starts a trace of its own; its job's attempts are its root spans.
+                            extra_meta={
+                                "schedule_id": schedule_id,
+                                "trace": tracing.to_meta(tracing.new_root(), root=True),
+                            },
                             pipeline=pipe,
                         )
                         started = job_id

@@ -9,6 +9,8 @@ Each POST carries the job resource as JSON and these headers::
     Offload-Event: job.finished | job.failed
     Offload-Delivery: <id of the delivery job>
     Offload-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(WEBHOOK_SECRET, "<t>.<body>")>
+    traceparent: 00-<the job's trace id>-<this POST's span id>-<flags>   (W3C Trace Context)
+    tracestate: <as sent with the job's POST /jobs, if it was>
 
 Receivers recompute the HMAC over the timestamp, a dot and the raw body, compare in
 constant time, and reject timestamps older than a few minutes (replays).
@@ -80,8 +82,21 @@ def check_url(url: str, allow_private: bool) -> None:
             raise CallbackRefused(f"host {parts.hostname!r} resolves to a non-public address ({address})")
 
 
-def deliver(url: str, body: str, event: str, *, secret: str, delivery_id: str, allow_private: bool, timeout: float) -> dict:
-    """POST one signed delivery; raises DeliveryFailed on anything but a 2xx answer."""
+def deliver(  # noqa: PLR0913
+    url: str,
+    body: str,
+    event: str,
+    *,
+    secret: str,
+    delivery_id: str,
+    allow_private: bool,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+) -> dict:
+    """POST one signed delivery; raises DeliveryFailed on anything but a 2xx answer.
+
+    ``headers`` are sent too (the delivery's ``traceparent`` and ``tracestate``); they never
+    replace offload's own."""
     check_url(url, allow_private)
     data = body.encode("utf-8")
     request = urllib.request.Request(
@@ -89,6 +104,7 @@ def deliver(url: str, body: str, event: str, *, secret: str, delivery_id: str, a
         data=data,
         method="POST",
         headers={
+            **(headers or {}),
             "Content-Type": "application/json",
             "User-Agent": "offload-webhooks/1",
             "Offload-Event": event,

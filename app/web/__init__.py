@@ -14,11 +14,11 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from .. import logs
+from .. import logs, telemetry
 from ..connections import connect
 from ..jobs import JobQueue
 from ..settings import Settings, get_settings
-from . import batches, dashboard, health, jobs, metrics, openapi, page, problems, ratelimit
+from . import batches, dashboard, health, jobs, metrics, openapi, page, problems, ratelimit, tracing
 from .bulk import bp as bulk_bp
 from .events import bp as events_bp
 from .queues import bp as queues_bp
@@ -45,6 +45,8 @@ def create_app(
     app.extensions["offload.queue"] = job_queue or JobQueue(connect(settings), settings)
 
     _install_request_ids(app)
+    tracing.install(app)  # traceparent on the submissions' answers; their spans exported if configured
+    telemetry.configure(settings, "offload-web")
     problems.register(app)
     metrics.install(app)
     ratelimit.install(app, settings, rate_limit_storage)

@@ -21,6 +21,8 @@ from .jobs import POLL_AFTER, QUEUE_FULL_RETRY_AFTER, _check_callback, _claim_id
 from .parsing import read_submission
 from .problems import ApiProblem, field_errors, problem
 from .ratelimit import limiter, read_limit, submit_limit
+from .tracing import begin as begin_trace
+from .tracing import note as note_trace
 
 bp = Blueprint("batches", __name__)
 
@@ -30,6 +32,7 @@ _ALLOW = "OPTIONS, POST"
 @bp.post("/jobs/batch")
 @limiter.limit(submit_limit)
 def submit_batch() -> Response:
+    trace = begin_trace()  # every job of the batch is a child of this request's span
     who = principal()
     if not request.mimetype.endswith(("/json", "+json")) or not request.mimetype.startswith("application/"):
         raise ApiProblem(415, "send the batch as application/json", headers={"Accept-Post": "application/json"})
@@ -59,6 +62,7 @@ def submit_batch() -> Response:
             rejected=rejected,
             problem=_item_problem,
             idempotency=claim,
+            extra_meta={"trace": trace},
         )
     except InvalidSubmission as exc:
         if claim is not None:
@@ -76,6 +80,7 @@ def submit_batch() -> Response:
         if claim is not None:
             claim.release()
         raise
+    note_trace(**{"offload.batch.id": answer["batch"]["id"], "offload.batch.jobs": len(valid)})
     return _answer(answer)
 
 

@@ -29,6 +29,8 @@ from .parsing import invalid_cursor, page_limit, read_submission, refuse_query, 
 from .problems import ApiProblem, field_errors, problem
 from .ratelimit import limiter, read_limit, submit_limit
 from .search import run_search, search_filter
+from .tracing import begin as begin_trace
+from .tracing import note as note_trace
 
 bp = Blueprint("api", __name__)
 
@@ -43,6 +45,7 @@ QUEUE_FULL_RETRY_AFTER = 10
 @bp.post("/jobs")
 @limiter.limit(submit_limit)
 def submit_job() -> Response:
+    trace = begin_trace()  # the caller's traceparent continued (a bad one ignored), or a new trace
     who = principal()
     payload = read_submission()
     try:
@@ -60,8 +63,9 @@ def submit_job() -> Response:
         return response
     try:
         resource = job_queue().submit(
-            spec, owner=who.name, request_id=g.get("request_id"), idempotency=claim, principal=who
-        )
+            spec, owner=who.name, request_id=g.get("request_id"), idempotency=claim, principal=who,
+            extra_meta={"trace": trace},
+        )  # fmt: skip
     except InvalidSubmission as exc:  # depends_on: an unknown job, or one that will never finish
         if claim is not None:
             claim.release()
@@ -76,6 +80,7 @@ def submit_job() -> Response:
         if claim is not None:
             claim.release()
         raise
+    note_trace(**{"offload.job.id": resource["id"], "offload.job.type": resource["type"], "offload.job.queue": resource["queue"]})
     return _job_response(resource, status=202)
 
 

@@ -15,7 +15,7 @@ import redis
 from rq import Worker
 from rq.serializers import JSONSerializer
 
-from .. import logs
+from .. import logs, telemetry
 from ..connections import check_server_settings, connect
 from ..jobs.job import OffloadJob
 from ..jobs.queue import OffloadQueue, register_queues
@@ -58,6 +58,7 @@ def run(queues: Sequence[str] = QUEUE_NAMES, *, burst: bool = False, settings: S
     """Serve jobs until told to stop, surviving Redis outages."""
     settings = settings or get_settings()
     logs.configure(settings.log_level, process="worker")
+    telemetry.configure(settings, "offload-worker")  # nothing unless an OTLP endpoint is set
     connection = connect(settings, for_worker=True)
     stop = StopFlag()
     backoff = 0.5
@@ -88,4 +89,5 @@ def run(queues: Sequence[str] = QUEUE_NAMES, *, burst: bool = False, settings: S
             break
         stop.install()
         log.warning("worker %s left its loop; starting again once Redis answers", worker.name)
+    telemetry.shutdown()  # the spans still queued go before the process does
     log.info("worker stopped")

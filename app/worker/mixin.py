@@ -4,6 +4,7 @@ workers built with it: RQ's forking worker, and the in-process one the unit test
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
 from rq import SimpleWorker, Worker, worker_registration
@@ -11,7 +12,7 @@ from rq.exceptions import AbandonedJobError
 from rq.registry import clean_registries
 from rq.utils import now
 
-from .. import logs
+from .. import logs, telemetry, tracing
 from ..jobs.batches import queue_due_callbacks
 from ..jobs import concurrency
 from ..jobs.callbacks import enqueue_callback
@@ -20,6 +21,7 @@ from ..jobs.dependencies import fail_orphans
 from ..jobs.events import publish_job_event
 from ..jobs.job import OffloadJob
 from ..jobs.queue import OffloadQueue, requeue_stranded
+from ..jobs.tracing import end_attempt, start_attempt
 from ..settings import Settings, get_settings
 from .process import die_with_parent
 from .scheduler import OffloadScheduler
@@ -67,14 +69,30 @@ class OffloadWorkerMixin:
 
     def execute_job(self, job, queue) -> None:  # noqa: ANN001
         """Run the job with its id (and the id of the request that submitted it) in every
-        log line written meanwhile, by this process and by the work horse."""
+        log line written meanwhile, by this process and by the work horse, and the attempt's
+        span (a child of the submission's: :mod:`app.jobs.tracing`) current, so those lines carry
+        its trace id and span id; the span is exported at the end if export is on."""
+        parent, span = start_attempt(job)
         job_token = logs.job_id_var.set(job.id)
         request_token = logs.request_id_var.set(job.meta.get("request_id"))
+        span_token = tracing.current.set(span)
+        start_ns = time.time_ns()
         try:
             super().execute_job(job, queue)
         finally:
+            end_attempt(job, parent, span, start_ns)
+            tracing.current.reset(span_token)
             logs.job_id_var.reset(job_token)
             logs.request_id_var.reset(request_token)
+
+    def perform_job(self, job, queue, *args, **kwargs):  # noqa: ANN001, ANN201
+        """RQ's; a forked work horse (which leaves by ``os._exit``, skipping atexit) exports its
+        spans (a callback's delivery) before it goes."""
+        try:
+            return super().perform_job(job, queue, *args, **kwargs)
+        finally:
+            if getattr(self, "_is_horse", False):
+                telemetry.flush()
 
     def handle_job_success(self, job, queue, started_job_registry, execution):  # noqa: ANN001
         super().handle_job_success(job, queue, started_job_registry, execution)

@@ -252,6 +252,16 @@ def test_deliver_posts_the_body_signed_with_the_event_and_delivery_id(answering)
     assert json.loads(body) == json.loads(BODY)
 
 
+def test_deliver_sends_the_trace_headers_it_is_given_but_never_in_place_of_its_own(answering):
+    receiver = answering(204)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    _deliver(receiver.url, headers={"traceparent": traceparent, "tracestate": "a=1", "offload-event": "forged"})
+    [(_, headers, _)] = receiver.requests
+    headers = {name.lower(): value for name, value in headers.items()}
+    assert headers["traceparent"] == traceparent and headers["tracestate"] == "a=1"
+    assert headers["offload-event"] == "job.finished"
+
+
 @pytest.mark.parametrize("status", [400, 404, 410, 500, 503])
 def test_deliver_fails_on_an_answer_that_is_not_2xx(answering, status):
     receiver = answering(status)

@@ -23,7 +23,7 @@ def test_submit_count_words_answers_202_with_location_and_retry_after(client, jo
     assert set(body) == {
         "id", "type", "status", "queue", "created_at", "enqueued_at", "started_at", "ended_at", "attempts",
         "max_retries", "progress", "result", "error", "metadata", "schedule_id", "depends_on", "batch_id",
-            "concurrency_key", "concurrency_limit", "links",
+        "concurrency_key", "concurrency_limit", "trace_id", "links",
     }  # fmt: skip
     assert queued_count(job_queue) == 1
 

@@ -130,7 +130,7 @@ def test_document_is_generated_from_the_models_and_settings(document, settings):
     submit = document["paths"]["/jobs"]["post"]
     assert set(submit["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
     headers = {p["$ref"].rsplit("/", 1)[1] for p in submit["parameters"]}
-    assert headers == {"IdempotencyKey", "RequestId"}
+    assert headers == {"IdempotencyKey", "RequestId", "TraceParent", "TraceState"}
     assert document["components"]["parameters"]["IdempotencyKey"]["schema"]["maxLength"] == 255
     assert set(submit["responses"]) >= {"202", "400", "409", "413", "415", "422", "429", "503"}
     assert set(submit["responses"]["202"]["headers"]) >= {"Location", "Retry-After", "X-Request-ID"}

@@ -172,6 +172,11 @@ _HEADERS = {
         required=False,
         enum=["true"],
     ),
+    "TraceParent": header(
+        "W3C Trace Context: the server's span for this submission, in the trace of the `traceparent` you sent "
+        "(or a new one). Its trace id is the job's `trace_id`.",
+        pattern="^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$",
+    ),
     "AcceptPost": header("The media types `POST /jobs` accepts."),
     "WwwAuthenticate": header("The Bearer challenge (RFC 6750)."),
 }

@@ -256,6 +256,25 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
                 # contract replaces them instead. The answer's header (components.headers) has it.
                 "schema": {"type": "string"},
             },
+            # No pattern either: W3C Trace Context says to ignore an invalid traceparent, not refuse it.
+            "TraceParent": {
+                "name": "traceparent",
+                "in": "header",
+                "required": False,
+                "description": "W3C Trace Context: the caller's span, `00-<32 hex trace id>-<16 hex span id>-<2 hex "
+                "flags>`. The job joins that trace (its `trace_id`), under a span of the server's (the answer's "
+                "`traceparent`). A missing or invalid header (not this format, all-zero ids, version `ff`, "
+                "or more than one header) is ignored and a new trace is started: it is never a 4xx.",
+                "schema": {"type": "string"},
+            },
+            "TraceState": {
+                "name": "tracestate",
+                "in": "header",
+                "required": False,
+                "description": "W3C Trace Context vendor data, kept with the job and sent on with its callback; "
+                "ignored without a valid `traceparent` or when malformed.",
+                "schema": {"type": "string"},
+            },
         }
 
     def _problem_responses(self) -> dict[str, Any]:

@@ -31,7 +31,12 @@ class PathsMixin:
                 "summary": "Submit a job",
                 "description": "Queue a job (or schedule it, with `delay_seconds` or `run_at`). The answer is the job "
                 "resource; poll its `Location` (or `GET` it with `?wait=`) until it is terminal.",
-                "parameters": [ref("IdempotencyKey", "parameters"), ref("RequestId", "parameters")],
+                "parameters": [
+                    ref("IdempotencyKey", "parameters"),
+                    ref("RequestId", "parameters"),
+                    ref("TraceParent", "parameters"),
+                    ref("TraceState", "parameters"),
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -54,6 +59,7 @@ class PathsMixin:
                             "Operation-Location": ref("OperationLocation", "headers"),
                             "Retry-After": ref("RetryAfter", "headers"),
                             "Idempotent-Replayed": ref("IdempotentReplayed", "headers"),
+                            "traceparent": ref("TraceParent", "headers"),
                             "X-Request-ID": ref("RequestId", "headers"),
                         },
                         "content": {"application/json": {"schema": job_ref}},

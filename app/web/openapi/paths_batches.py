@@ -92,7 +92,12 @@ class BatchPathsMixin:
                 "Nothing at all is enqueued when no item is valid (`422`, with `errors` naming `jobs.<index>.<field>`), "
                 "when a queue would go over its depth limit (`503`), or when the body is larger than the server "
                 "accepts (`413`; the same limit as `POST /jobs`).",
-                "parameters": [ref("IdempotencyKey", "parameters"), ref("RequestId", "parameters")],
+                "parameters": [
+                    ref("IdempotencyKey", "parameters"),
+                    ref("RequestId", "parameters"),
+                    ref("TraceParent", "parameters"),
+                    ref("TraceState", "parameters"),
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": request_ref, "examples": self._batch_examples()}},
@@ -106,6 +111,7 @@ class BatchPathsMixin:
                             "Operation-Location": ref("BatchOperationLocation", "headers"),
                             "Retry-After": ref("RetryAfterWhilePending", "headers"),
                             "Idempotent-Replayed": ref("IdempotentReplayed", "headers"),
+                            "traceparent": ref("TraceParent", "headers"),
                             "X-Request-ID": ref("RequestId", "headers"),
                         },
                         "content": {"application/json": {"schema": answer_ref}},

@@ -23,7 +23,7 @@ from rq.queue import Queue
 from rq.timeouts import JobTimeoutException
 from rq.utils import now
 
-from ... import logs
+from ... import logs, telemetry, tracing
 
 log = logging.getLogger("offload.worker")
 rq_log = logging.getLogger("rq.worker")
@@ -57,7 +57,7 @@ class HorseMixin:
         """Hand the job to the horse and wait for its answer, beating the heartbeats meanwhile.
         Returns None when the horse died or was killed before answering."""
         raw = getattr(job, "_stored_hash", None) or self.connection.hgetall(job.key)
-        payload = (job.id, raw, job.worker_name)
+        payload = (job.id, raw, job.worker_name, tracing.current.get())  # the attempt's span (see the mixin)
         for attempt in (1, 2):
             if not self._horse_alive():
                 self._spawn_horse()
@@ -220,6 +220,12 @@ class HorseMixin:
         self._is_horse = True
         self.log = rq_log
         self.executions = {}
+        try:
+            self._horse_serve(conn)
+        finally:
+            telemetry.flush()  # the horse leaves by os._exit, which skips atexit
+
+    def _horse_serve(self, conn: Connection) -> None:
         while True:
             try:
                 message = conn.recv()
@@ -235,13 +241,15 @@ class HorseMixin:
             except Exception as exc:  # noqa: BLE001 - the return value does not pickle (nothing was sent)
                 conn.send(("failed", f"{type(exc).__name__}: cannot hand the result back: {exc}", *reply[2:]))
 
-    def _horse_perform(self, job_id: str, raw: dict, worker_name: str):  # noqa: ANN202
-        """RQ's ``perform_job`` minus its Redis writes, which the worker process makes."""
+    def _horse_perform(self, job_id: str, raw: dict, worker_name: str, span: tracing.SpanContext | None = None):  # noqa: ANN202
+        """RQ's ``perform_job`` minus its Redis writes, which the worker process makes; ``span``
+        is the attempt's, made by the worker process, current here too."""
         job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
         job.restore(raw)
         job.prepare_for_execution(worker_name, pipeline=_NullPipeline())  # same in-memory job as the worker's
         job_token = logs.job_id_var.set(job.id)
         request_token = logs.request_id_var.set(job.meta.get("request_id"))
+        span_token = tracing.current.set(span)
         job.started_at = now()
         try:
             timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
@@ -263,6 +271,7 @@ class HorseMixin:
             self.handle_exception(job, *exc_info)
             return ("failed", format_exc_info(exc_info), job.started_at, job.ended_at, _job_state(job))
         finally:
+            tracing.current.reset(span_token)
             logs.job_id_var.reset(job_token)
             logs.request_id_var.reset(request_token)
 
