@@ -164,7 +164,7 @@ def test_with_api_keys_the_document_has_bearer_auth_and_401s_conform(monkeypatch
         for method, operation in item.items():
             if method == "parameters":
                 continue
-            if path.startswith(("/jobs", "/schedules", "/batches", "/queues", "/stats")):
+            if path.startswith(("/jobs", "/schedules", "/batches", "/queues", "/stats", "/concurrency")):
                 assert operation["security"] == [{"bearerAuth": []}], (method, path)
                 assert "401" in operation["responses"], (method, path)
             else:
