@@ -184,7 +184,10 @@ def test_count_words_from_the_page(stack, page, artifact):
     expect(result_value(page, "lines")).to_have_text(str(len(text.splitlines())))
     expect(result_value(page, "characters")).to_have_text(str(len(text)))
     job_id = page.locator("#job-id").inner_text()
-    assert stack.get(f"/jobs/{job_id}").json()["result"]["words"] == 9
+    resource = stack.get(f"/jobs/{job_id}").json()
+    assert resource["result"]["words"] == 9
+    expect(page.locator("#job-trace")).to_have_text(resource["trace_id"])  # the trace to look the job up by
+    expect(page.locator("#job-concurrency")).to_be_hidden()  # submitted without a concurrency_key
 
     expect(page.get_by_role("link", name="Job JSON")).to_have_attribute("href", f"/jobs/{job_id}")
     nav = page.get_by_role("navigation")

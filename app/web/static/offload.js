@@ -221,6 +221,10 @@
     status.className = "status status-" + job.status;
     $("job-queue").textContent = job.queue || "";
     $("job-attempts").textContent = String(job.attempts) + (job.max_retries ? " (up to " + (job.max_retries + 1) + ")" : "");
+    // A job with a concurrency_key may stay queued while others of its key hold the slots: say so.
+    $("job-concurrency").textContent = job.concurrency_key ? job.concurrency_key + " (at most " + job.concurrency_limit + " at once)" : "";
+    document.querySelectorAll(".job-concurrency").forEach(function (el) { el.hidden = !job.concurrency_key; });
+    $("job-trace").textContent = job.trace_id || "";
 
     var progress = $("job-progress");
     if (job.progress && job.progress.total && !isTerminal(job.status)) {
