@@ -119,12 +119,15 @@ class Client:
         callback_url: str | None = None,
         metadata: dict[str, Any] | None = None,
         depends_on: list[str] | None = None,
+        traceparent: str | None = None,
         **fields: Any,
     ) -> Job:
         """``POST /jobs``: a job of ``type`` with its fields (``text=`` for ``count_words``;
         ``to=``, ``subject=``, ``body=`` for ``send_email``). ``idempotency_key``: None makes
         a fresh one (safe retries), a string is sent as given, False sends none (and then a
-        429 or 503 is raised at once, never retried)."""
+        429 or 503 is raised at once, never retried). ``traceparent``: a W3C trace context
+        header of yours, so the job (its ``trace_id``, worker log lines and callback) joins
+        your trace; without it the server starts one."""
         options = _options(
             queue=queue,
             delay_seconds=delay_seconds,
@@ -136,7 +139,7 @@ class Client:
         )
         if depends_on is not None:
             options["depends_on"] = depends_on
-        return self._submit({"json": {"type": type, **fields, **options}}, idempotency_key)
+        return self._submit({"json": {"type": type, **fields, **options}}, idempotency_key, traceparent)
 
     def submit_text_file(
         self,
@@ -156,8 +159,8 @@ class Client:
             form[key] = json.dumps(value) if isinstance(value, dict) else str(value)
         return self._submit({"data": form, "files": {"file": (name, content, "text/plain")}}, idempotency_key)
 
-    def _submit(self, body: dict[str, Any], idempotency_key: str | Literal[False] | None) -> Job:
-        headers = {}
+    def _submit(self, body: dict[str, Any], idempotency_key: str | Literal[False] | None, traceparent: str | None = None) -> Job:
+        headers = {"traceparent": traceparent} if traceparent else {}
         if idempotency_key is None:
             idempotency_key = str(uuid.uuid4())
         if idempotency_key is not False:

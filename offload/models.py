@@ -17,7 +17,7 @@ TERMINAL_STATUSES = frozenset({"finished", "failed", "canceled", "stopped"})
 
 _KNOWN = {
     "id", "type", "status", "queue", "created_at", "enqueued_at", "started_at", "ended_at", "attempts",
-    "max_retries", "progress", "result", "error", "metadata", "links", "batch_id", "depends_on",
+    "max_retries", "progress", "result", "error", "metadata", "links", "batch_id", "depends_on", "trace_id",
 }  # fmt: skip
 
 
@@ -81,6 +81,8 @@ class Job:
     links: dict[str, str] = field(default_factory=dict)
     batch_id: str | None = None
     depends_on: list[str] | None = None
+    #: The W3C trace the job belongs to (32 hex digits); None from a server without tracing.
+    trace_id: str | None = None
     #: Keys of the resource this client does not know (from a newer server).
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -106,6 +108,7 @@ class Job:
             links=dict(data.get("links") or {}),
             batch_id=data.get("batch_id"),
             depends_on=data.get("depends_on"),
+            trace_id=data.get("trace_id"),
             extra={key: value for key, value in data.items() if key not in _KNOWN},
         )
 
@@ -141,6 +144,8 @@ class Job:
             data["batch_id"] = self.batch_id
         if self.depends_on is not None:
             data["depends_on"] = self.depends_on
+        if self.trace_id is not None:
+            data["trace_id"] = self.trace_id
         return {**data, **self.extra}
 
 

@@ -50,6 +50,14 @@ def test_submit_get_and_wait_are_typed(client):
     assert done.result == {"words": 9, "characters": len(text), "lines": 2}
     assert done.attempts == 1 and done.ended_at is not None and done.error is None
     assert client.get(job.id).to_dict()["result"] == done.result
+    assert done.trace_id and len(done.trace_id) == 32  # a trace of its own: none was sent
+
+
+def test_submit_joins_the_callers_trace(client):
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    job = client.submit("count_words", text="traced", traceparent=f"00-{trace_id}-00f067aa0ba902b7-01")
+    assert job.trace_id == trace_id
+    assert client.wait(job.id, timeout=30).to_dict()["trace_id"] == trace_id
 
 
 def test_submit_text_file_sends_multipart(client, tmp_path):
