@@ -9,8 +9,10 @@ import re
 
 import pytest
 
-from app import logs, tracing
+from app import tracing
 from app.jobs.job import OffloadJob
+
+from ..jobs.test_tracing import _Records
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -105,15 +107,6 @@ def test_every_job_of_a_batch_joins_the_callers_trace(client, job_queue):
     assert [job["trace_id"] for job in jobs] == [TRACE, TRACE]
     assert {_stored_trace(job_queue, job["id"])["parent_id"] for job in jobs} == {answer["span"]}
 
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-        self.addFilter(logs.ContextFilter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 def test_the_submissions_log_lines_carry_its_span_which_ends_with_the_request(client):
