@@ -83,6 +83,7 @@ class LoadResult:
             "p99_ms": round(self.p99_ms, 3),
             "non_2xx": self.non_2xx,
             "errors": self.errors,
+            **self.extra,
         }
 
 
