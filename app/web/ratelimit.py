@@ -14,8 +14,8 @@ limiter lets requests through (they get the API's own 503 anyway).
 ``RATE_LIMIT_STRATEGY`` picks how ``limits`` counts. ``fixed-window`` (the default) keeps one
 counter per key and window, bumped by one small script per limit; a client can get up to twice
 a limit through around a window's edge. ``moving-window`` is exact but keeps a list entry per
-request (2,000 for ``2000/minute``) and scans it on every hit: it cost a third of a
-submission's CPU (bench/FINDINGS.md). ``sliding-window-counter`` weighs the previous window's
+request (2,000 for ``2000/minute``) and reads along it on every hit: 33 Valkey commands a
+submission against 21 (bench/FINDINGS.md, section 11). ``sliding-window-counter`` weighs the previous window's
 count, close to exact at two counters, but its keys leave offload's cluster slot.
 """
 
