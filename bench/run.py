@@ -273,6 +273,17 @@ class Bench:
             return None
         return flower_contender.Flower(python=PYTHON, root=ROOT, env=self.env, log=self.logs / "flower.log", port=free_port())
 
+    @staticmethod
+    def _started(flower: flower_contender.Flower) -> bool:
+        """Start Flower; when it cannot, say so and go on without it (a long run is not lost to it)."""
+        try:
+            flower.start()
+        except RuntimeError as exc:
+            log(f"{exc}: Celery + Flower is left out of this phase")
+            flower.stop()
+            return False
+        return True
+
     def stop_workers(self, name: str, procs: list[subprocess.Popen]) -> None:
         peaks = self.worker_peaks.setdefault(name, {"main_mib": 0.0, "child_mib": 0.0})
         for proc in procs:
@@ -454,8 +465,9 @@ class Bench:
         runs: dict[str, list[loadgen.LoadResult]] = {name: [] for name in variants}
         try:
             self._wait(lambda: self._web_up(port), 30, "the second gunicorn")
-            if flower is not None:
-                flower.start()
+            if flower is not None and not self._started(flower):
+                flower = None
+                del variants["flower_submit"], runs["flower_submit"]
             for which, variant in variants.items():  # warm every server's processes and the limiter's keys
                 if variant["method"] == "POST":
                     loadgen.run_load(**variant, seconds=1, connections=conns, use_wrk=use_wrk)
@@ -614,9 +626,10 @@ class Bench:
         out: dict = {c: {part: [] for part in parts} for c in contenders}
         n = self.cfg["latency_jobs"]
         try:
-            if flower is not None:
-                flower.start()
-            for r in range(self.cfg["rounds"]):
+            if flower is not None and not self._started(flower):
+                contenders.remove("flower")
+                del out["flower"]
+            for r in range(self.cfg["rounds"] if contenders else 0):
                 for name in contenders[r % len(contenders) :] + contenders[: r % len(contenders)]:
                     self.r0.flushdb()
                     self.r2.flushdb()
@@ -626,6 +639,13 @@ class Bench:
                         procs = self.start_workers(name, 2)
                     try:
                         samples = flower.latency(n) if name == "flower" else self._offload_latency(n)
+                    except Exception as exc:  # noqa: BLE001 - Flower's failure costs only Flower's figures
+                        if name != "flower":
+                            raise
+                        log(f"  latency flower failed ({exc}): Celery + Flower is left out of this phase")
+                        contenders.remove("flower")
+                        del out["flower"]
+                        continue
                     finally:
                         self.stop_workers("celery" if name == "flower" else name, procs)
                     for part in parts:
