@@ -468,7 +468,7 @@ class Bench:
             if flower is not None and not self._started(flower):
                 flower = None
                 del variants["flower_submit"], runs["flower_submit"]
-            for which, variant in variants.items():  # warm every server's processes and the limiter's keys
+            for variant in variants.values():  # warm every server's processes and the limiter's keys
                 if variant["method"] == "POST":
                     loadgen.run_load(**variant, seconds=1, connections=conns, use_wrk=use_wrk)
             servers = {"healthz": self.web, "submit": self.web, "submit_no_ratelimit": unlimited}
