@@ -26,8 +26,9 @@ test: $(STAMP)
 clean:
 	rm -rf $(VENV) var .pytest_cache
 
-# Performance (issue 8): its own servers, offload against plain RQ and Celery; prints a table and
-# writes bench/results/bench.{json,txt,png}. BENCH_ARGS=--quick for a one-minute smoke run.
+# Performance (issues 8 and 15): its own servers, offload against plain RQ, Celery and Celery + Flower 2's
+# HTTP API (intake and latency); prints a table and writes bench/results/bench.{json,txt,png}.
+# BENCH_ARGS=--quick for a one-minute smoke run.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_submit: str = "50/second;2000/minute"
     rate_limit_read: str = "200/second"
+    # fixed-window: one INCR script per limit; moving-window: a list entry per request and
+    # three scripts per submission; sliding-window-counter: two counters, not on a cluster.
+    rate_limit_strategy: Literal["fixed-window", "sliding-window-counter", "moving-window"] = "fixed-window"
     max_queue_depth: int = Field(100_000, ge=1)
     # Jobs of one API key queued or running at once (0: no cap); see app/jobs/concurrency.py.
     fair_share: int = Field(0, ge=0, le=100_000)
@@ -280,6 +283,11 @@ class Settings(BaseSettings):
             raise ValueError("REDIS_SENTINELS and REDIS_CLUSTER=1 exclude each other")
         if (self.redis_sentinels or self.redis_cluster) and self.redis_url.startswith("unix:"):
             raise ValueError("with REDIS_SENTINELS or REDIS_CLUSTER, REDIS_URL must be redis:// or rediss://")
+        if self.redis_cluster and self.rate_limit_strategy == "sliding-window-counter":
+            raise ValueError(
+                "RATE_LIMIT_STRATEGY=sliding-window-counter cannot run on REDIS_CLUSTER=1: limits wraps its keys "
+                "in a hash tag of their own, out of offload's cluster slot; use fixed-window or moving-window"
+            )
         if self.redis_cluster and not redis_hash_tag():
             raise ValueError(
                 "REDIS_CLUSTER=1 needs RQ_KEY_PREFIX with a hash tag, e.g. RQ_KEY_PREFIX='{offload}', "

@@ -2,7 +2,8 @@
 
 Celery keeps its defaults (prefork pool, prefetch multiplier 4, early acknowledgement) with
 JSON and a Redis result backend, so that a result is stored per job as offload does.
-``BENCH_CELERY_URL`` names the Redis database."""
+``BENCH_CELERY_URL`` names the Redis database; ``BENCH_CELERY_EVENTS=1`` turns task events on
+(``-E``), as Flower does on the workers it watches (bench/flower.py)."""
 
 import os
 
@@ -19,6 +20,7 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     result_expires=7 * 24 * 3600,
+    worker_send_task_events=os.environ.get("BENCH_CELERY_EVENTS") == "1",
 )
 
 

@@ -3,7 +3,8 @@ asyncio client with keep-alive connections (slower: it shares the two cores with
 
 Both return the same figures: requests per second, p50 and p99 latency in milliseconds,
 and the count of answers that were not 2xx (a rate-limited or failed submission counts).
-``token`` may list several API keys, comma-separated: requests take them in turn."""
+``token`` may list several API keys, comma-separated: requests take them in turn, sent as
+``Authorization: <scheme> <token>`` (``Bearer`` for offload, ``Basic`` for Flower)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ local path = os.getenv("BENCH_PATH")
 local body = os.getenv("BENCH_BODY")
 local auth = {}
 for key in string.gmatch(os.getenv("BENCH_AUTH") or "", "[^,]+") do table.insert(auth, key) end
+local scheme = os.getenv("BENCH_AUTH_SCHEME") or "Bearer"
 local run = os.getenv("BENCH_RUN")
 local threads = {}
 local counter = 0
@@ -37,7 +39,7 @@ end
 function request()
   counter = counter + 1
   local headers = {}
-  if #auth > 0 then headers["Authorization"] = "Bearer " .. auth[(counter % #auth) + 1] end
+  if #auth > 0 then headers["Authorization"] = scheme .. " " .. auth[(counter % #auth) + 1] end
   if method == "POST" then
     headers["Content-Type"] = "application/json"
     headers["Idempotency-Key"] = run .. "-" .. tid .. "-" .. counter
@@ -81,6 +83,7 @@ class LoadResult:
             "p99_ms": round(self.p99_ms, 3),
             "non_2xx": self.non_2xx,
             "errors": self.errors,
+            **self.extra,
         }
 
 
@@ -120,14 +123,16 @@ def run_load(
     connections: int,
     body: str = "",
     token: str = "",
+    scheme: str = "Bearer",
     use_wrk: bool = True,
 ) -> LoadResult:
+    options = {"seconds": seconds, "connections": connections, "body": body, "token": token, "scheme": scheme}
     if use_wrk and wrk_path():
-        return _run_wrk(base, method, path, seconds=seconds, connections=connections, body=body, token=token)
-    return asyncio.run(_run_python(base, method, path, seconds=seconds, connections=connections, body=body, token=token))
+        return _run_wrk(base, method, path, **options)
+    return asyncio.run(_run_python(base, method, path, **options))
 
 
-def _run_wrk(base: str, method: str, path: str, *, seconds: float, connections: int, body: str, token: str) -> LoadResult:
+def _run_wrk(base: str, method: str, path: str, *, seconds: float, connections: int, body: str, token: str, scheme: str) -> LoadResult:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_WRK_SCRIPT)
     try:
@@ -137,6 +142,7 @@ def _run_wrk(base: str, method: str, path: str, *, seconds: float, connections: 
             "BENCH_PATH": path,
             "BENCH_BODY": body,
             "BENCH_AUTH": token,
+            "BENCH_AUTH_SCHEME": scheme,
             "BENCH_RUN": uuid.uuid4().hex[:12],
         }
         command = [wrk_path() or "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", script.name, base]
@@ -159,7 +165,9 @@ def _run_wrk(base: str, method: str, path: str, *, seconds: float, connections: 
     )
 
 
-async def _run_python(base: str, method: str, path: str, *, seconds: float, connections: int, body: str, token: str) -> LoadResult:
+async def _run_python(
+    base: str, method: str, path: str, *, seconds: float, connections: int, body: str, token: str, scheme: str
+) -> LoadResult:
     host, _, port = base.removeprefix("http://").rstrip("/").partition(":")
     run = uuid.uuid4().hex[:12]
     latencies: list[float] = []
@@ -172,7 +180,7 @@ async def _run_python(base: str, method: str, path: str, *, seconds: float, conn
     def build(n: int, worker: int) -> bytes:
         lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: keep-alive"]
         if tokens:
-            lines.append(f"Authorization: Bearer {tokens[(n * 131 + worker) % len(tokens)]}")
+            lines.append(f"Authorization: {scheme} {tokens[(n * 131 + worker) % len(tokens)]}")
         if method == "POST":
             lines += ["Content-Type: application/json", f"Idempotency-Key: {run}-{worker}-{n}", f"Content-Length: {len(payload)}"]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + (payload if method == "POST" else b"")

@@ -131,7 +131,7 @@ def in_process(requests: int = 1000) -> dict:
     whole = inclusive("flask/app.py", "wsgi_app")
     parts = {
         "rate limiter: the two limit checks (flask_limiter)": inclusive("flask_limiter/_extension.py", "_check_request_limit"),
-        "rate limiter: RateLimit headers (get_window_stats)": inclusive("app/web/ratelimit.py", "_rate_limit_headers"),
+        "rate limiter: RateLimit headers (window read)": inclusive("app/web/ratelimit.py", "_rate_limit_headers"),
         "API key matching (auth._match, all calls)": inclusive("app/web/auth.py", "_match"),
         "idempotency claim (SET NX)": inclusive("app/jobs/idempotency.py", "claim_idempotency_key"),
         "JobQueue.submit (depth check, RQ job, transaction)": inclusive("app/jobs/store.py", "submit"),

@@ -12,6 +12,7 @@ LABELS = {
     "rq-forking": "plain rq worker (forking)",
     "rq-simple": "plain rq worker (SimpleWorker)",
     "celery": "Celery prefork",
+    "flower": "Celery + Flower 2 HTTP API",
 }
 
 
@@ -80,15 +81,20 @@ def table(results: dict) -> str:
             ("healthz", "GET /healthz"),
             ("submit", "POST /jobs (auth, limits, idempotency, metrics)"),
             ("submit_no_ratelimit", "  same, rate limiter off (diagnostic)"),
+            ("flower_submit", "Flower async-apply (Celery, basic auth)"),
         ):
             d = intake.get(key)
             if d:
                 lines.append(f"  {label:44s} {_fmt(d['rps'], 0):>9s} {_fmt(d['p50_ms'], 2):>8s} {_fmt(d['p99_ms'], 2):>8s} {d['non_2xx']:>8d}")
-        lines += [
+        lines.append(
             f"  POST / healthz: {_fmt(intake['ratio'], 3)} (rounds {intake['ratio_rounds']}); "
-            f"with the limiter off {_fmt(intake.get('ratio_no_ratelimit'), 3)}",
-            "",
-        ]
+            f"with the limiter off {_fmt(intake.get('ratio_no_ratelimit'), 3)}"
+        )
+        if intake.get("ratio_to_flower") is not None:
+            lines.append(
+                f"  offload POST /jobs / Flower async-apply: {_fmt(intake['ratio_to_flower'], 3)} (rounds {intake['ratio_to_flower_rounds']})"
+            )
+        lines.append("")
     lines += batch_table_lines(results.get("batch"))
     drain = results.get("drain")
     if drain:
@@ -110,11 +116,13 @@ def table(results: dict) -> str:
             f"  {'':44s} {'n':>6s} {'p50 ms':>8s} {'p99 ms':>8s} {'POST':>7s} {'GET':>7s} {'enq->end':>9s}",
         ]
         for name, d in latency.items():
-            if isinstance(d, dict):
+            if isinstance(d, dict) and "n" in d:
                 lines.append(
                     f"  {LABELS.get(name, name):44s} {d['n']:>6d} {_fmt(d['p50_ms'], 2):>8s} {_fmt(d['p99_ms'], 2):>8s}"
                     f" {_fmt(d.get('post_p50_ms'), 2):>7s} {_fmt(d.get('wait_p50_ms'), 2):>7s} {_fmt(d.get('queue_to_end_p50_ms'), 1):>9s}"
                 )
+        for name, r in (latency.get("ratios_to_flower") or {}).items():
+            lines.append(f"  {LABELS.get(name, name)} / Flower: p50 {r['p50']:.2f}, p99 {r['p99']:.2f} (below 1: offload answers sooner)")
         lines.append("")
     bulk = results.get("bulk")
     if bulk:
@@ -158,8 +166,12 @@ SHORT = {
     "rq-forking": "rq worker\nforking",
     "rq-simple": "rq worker\nSimpleWorker",
     "celery": "Celery\nprefork",
+    "flower": "Celery +\nFlower API",
 }
-COLORS = {"offload-forking": "#9aa5b1", "offload-fast": "#1f77b4", "rq-forking": "#c7b299", "rq-simple": "#e0a040", "celery": "#59a14f"}
+COLORS = {
+    "offload-forking": "#9aa5b1", "offload-fast": "#1f77b4", "rq-forking": "#c7b299", "rq-simple": "#e0a040", "celery": "#59a14f",
+    "flower": "#8cd17d",
+}  # fmt: skip
 
 
 def chart(results: dict, path: Path) -> str | None:
@@ -202,19 +214,24 @@ def chart(results: dict, path: Path) -> str | None:
     ax = axes[0][1]
     intake = results.get("intake")
     if intake:
-        keys = [k for k in ("healthz", "submit", "submit_no_ratelimit") if k in intake]
-        labels = {"healthz": "GET /healthz", "submit": "POST /jobs", "submit_no_ratelimit": "POST /jobs\n(limiter off)"}
+        keys = [k for k in ("healthz", "submit", "submit_no_ratelimit", "flower_submit") if k in intake]
+        labels = {
+            "healthz": "GET /healthz", "submit": "POST /jobs", "submit_no_ratelimit": "POST /jobs\n(limiter off)",
+            "flower_submit": "Flower\nasync-apply",
+        }  # fmt: skip
+        colors = {"healthz": "#9aa5b1", "submit": "#1f77b4", "submit_no_ratelimit": "#aec7e8", "flower_submit": "#59a14f"}
         values = [intake[k]["rps"] for k in keys]
-        bars = ax.bar([labels[k] for k in keys], values, color=["#9aa5b1", "#1f77b4", "#aec7e8"][: len(keys)])
+        bars = ax.bar([labels[k] for k in keys], values, color=[colors[k] for k in keys])
         ax.bar_label(bars, labels=[f"{intake[k]['rps']:,.0f} req/s\np50 {intake[k]['p50_ms']:.1f} / p99 {intake[k]['p99_ms']:.0f} ms" for k in keys], fontsize=8)
         ax.axhline(0.4 * values[0], color="red", linestyle="--", linewidth=1, label="target: 40% of /healthz")
         ax.set_ylim(0, max(values) * 1.3)
         ax.set_ylabel(f"requests/s ({intake['tool']}, {intake['connections']} connections)")
-        ax.set_title(f"intake, same gunicorn config: POST/healthz = {intake['ratio']:.2f}")
+        vs_flower = f", POST/Flower = {intake['ratio_to_flower']:.2f}" if intake.get("ratio_to_flower") else ""
+        ax.set_title(f"intake, same gunicorn config: POST/healthz = {intake['ratio']:.2f}{vs_flower}", fontsize=10)
         ax.legend(fontsize=7)
 
     ax = axes[0][2]
-    latency = {k: v for k, v in (results.get("latency") or {}).items() if isinstance(v, dict)}
+    latency = {k: v for k, v in (results.get("latency") or {}).items() if isinstance(v, dict) and "p50_ms" in v}
     if latency:
         names = list(latency)
         x = range(len(names))
@@ -228,7 +245,7 @@ def chart(results: dict, path: Path) -> str | None:
         ax.axhline(15, color="#ff7f0e", linestyle=":", linewidth=1, label="target p99: 15 ms")
         ax.set_xticks(list(x), [SHORT.get(n, n) for n in names])
         ax.set_ylim(0, max(p99) * 1.2)
-        ax.set_ylabel("ms, POST /jobs then GET ?wait= until finished")
+        ax.set_ylabel("ms, submit then wait until finished (HTTP)")
         ax.set_title("latency, idle workers")
         ax.legend(fontsize=7)
 

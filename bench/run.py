@@ -11,13 +11,15 @@ Phases (``--phases``):
 * ``intake``  — ``POST /jobs`` (count_words, API key, Idempotency-Key) against ``GET /healthz``
   with the same load generator (wrk, else an asyncio client) on the same gunicorn. The
   submissions take 64 client keys in turn, so the default per-key limits (50/s, 2000/min)
-  are checked on every request but never reached, as with many clients.
+  are checked on every request but never reached, as with many clients. In the same rounds,
+  Celery + Flower 2's ``POST /api/task/async-apply/bench.count_words`` (``bench/flower.py``).
 * ``batch``   — jobs accepted per second through ``POST /jobs/batch`` (100 and 1,000 jobs a request)
   against ``POST /jobs``, no workers (``bench/batch.py``).
 * ``drain``   — no-op and small ``count_words`` jobs per second, queue pre-filled: offload's
   forking worker, offload's fast worker, plain ``rq worker`` (forking and SimpleWorker) and
   Celery (prefork), two worker processes each, all on the same Redis server.
-* ``latency`` — submit-to-finished through HTTP (``POST`` then ``GET ?wait=``), idle workers.
+* ``latency`` — submit-to-finished through HTTP (``POST`` then ``GET ?wait=``), idle workers;
+  Celery + Flower 2 the same way (``async-apply``, then ``GET /api/task/result/<id>?timeout=``).
 * ``bulk``    — ``count_words`` on 1 MiB texts through one worker, against
   ``len(text.split())`` (and the task itself) in this process.
 * ``memory``  — peak RSS of web and worker processes; a worker's RSS after 1,000 jobs and
@@ -51,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import batch as batch_phase  # noqa: E402
+from bench import flower as flower_contender  # noqa: E402
 from bench import loadgen, report, system  # noqa: E402
 
 PYTHON = sys.executable
@@ -86,7 +89,9 @@ QUICK = {
 # A rough jobs/s per contender (two workers) to size the first round's backlog; later rounds
 # use what the earlier ones measured.
 FIRST_GUESS = {"offload-forking": 80, "offload-fast": 700, "rq-forking": 90, "rq-simple": 500, "celery": 1000}
-ALL_CONTENDERS = ("offload-forking", "offload-fast", "rq-forking", "rq-simple", "celery")
+DRAIN_CONTENDERS = ("offload-forking", "offload-fast", "rq-forking", "rq-simple", "celery")
+#: "flower": Celery + Flower 2's HTTP API, beside offload's in the intake and latency phases.
+ALL_CONTENDERS = (*DRAIN_CONTENDERS, "flower")
 PHASES = ("intake", "batch", "drain", "latency", "bulk", "memory")
 
 
@@ -260,6 +265,25 @@ class Bench:
             procs.append(system.spawn(command, cwd=ROOT, env=env, log=logfile))
         return procs
 
+    def _flower(self) -> flower_contender.Flower | None:
+        """Flower for the bench's Celery app, not started yet; None (and said) when Celery or
+        Flower is not installed."""
+        if not (self.celery_ok and flower_contender.installed()):
+            log("flower is not installed (pip install -e '.[bench]'): Celery + Flower is left out")
+            return None
+        return flower_contender.Flower(python=PYTHON, root=ROOT, env=self.env, log=self.logs / "flower.log", port=free_port())
+
+    @staticmethod
+    def _started(flower: flower_contender.Flower) -> bool:
+        """Start Flower; when it cannot, say so and go on without it (a long run is not lost to it)."""
+        try:
+            flower.start()
+        except RuntimeError as exc:
+            log(f"{exc}: Celery + Flower is left out of this phase")
+            flower.stop()
+            return False
+        return True
+
     def stop_workers(self, name: str, procs: list[subprocess.Popen]) -> None:
         peaks = self.worker_peaks.setdefault(name, {"main_mib": 0.0, "child_mib": 0.0})
         for proc in procs:
@@ -425,30 +449,41 @@ class Bench:
             log=self.logs / "web-unlimited.log",
         )
         base_unlimited = f"http://127.0.0.1:{port}"
-        variants = {
-            "healthz": (self.base, "GET", "/healthz"),
-            "submit": (self.base, "POST", "/jobs"),
-            "submit_no_ratelimit": (base_unlimited, "POST", "/jobs"),
+        submit = {"method": "POST", "path": "/jobs", "body": body, "token": tokens}
+        variants: dict[str, dict] = {
+            "healthz": {"base": self.base, "method": "GET", "path": "/healthz"},
+            "submit": {"base": self.base, **submit},
+            "submit_no_ratelimit": {"base": base_unlimited, **submit},
         }
+        # Celery + Flower 2's HTTP API: the same count_words submission, in the same rounds.
+        flower = self._flower() if "flower" in self.args.contenders else None
+        if flower is not None:
+            variants["flower_submit"] = {
+                "base": flower.base, "method": "POST", "path": flower.submit_path(), "scheme": "Basic",
+                "body": flower.submit_body(text="the quick brown fox jumps over the lazy dog"), "token": flower.credential,
+            }  # fmt: skip
         runs: dict[str, list[loadgen.LoadResult]] = {name: [] for name in variants}
         try:
             self._wait(lambda: self._web_up(port), 30, "the second gunicorn")
-            for base in (self.base, base_unlimited):  # warm both servers' processes and the limiter's keys
-                loadgen.run_load(base, "POST", "/jobs", seconds=1, connections=conns, body=body, token=tokens, use_wrk=use_wrk)
+            if flower is not None and not self._started(flower):
+                flower = None
+                del variants["flower_submit"], runs["flower_submit"]
+            for variant in variants.values():  # warm every server's processes and the limiter's keys
+                if variant["method"] == "POST":
+                    loadgen.run_load(**variant, seconds=1, connections=conns, use_wrk=use_wrk)
+            servers = {"healthz": self.web, "submit": self.web, "submit_no_ratelimit": unlimited}
             for r in range(rounds):
                 names = list(variants)
                 for which in names[r % len(names) :] + names[: r % len(names)]:
-                    self.r0.flushdb()
-                    base, method, path = variants[which]
-                    res = loadgen.run_load(
-                        base, method, path, seconds=seconds, connections=conns, body=body if method == "POST" else "",
-                        token=tokens if method == "POST" else "", use_wrk=use_wrk,
-                    )  # fmt: skip
+                    res = self._intake_run(variants[which], servers.get(which), seconds=seconds, connections=conns, use_wrk=use_wrk)
                     runs[which].append(res)
                     log(f"  intake {which}: {res.rps:.0f} req/s p50 {res.p50_ms:.1f} ms p99 {res.p99_ms:.1f} ms non-2xx {res.non_2xx}")
         finally:
             system.stop(unlimited)
+            if flower is not None:
+                flower.stop()
         self.r0.flushdb()
+        self.r2.flushdb()
         out = {"tool": runs["healthz"][0].tool, "connections": conns, "seconds_each": seconds, "client_api_keys": CLIENT_KEYS}
         for which, results in runs.items():
             out[which] = {
@@ -465,7 +500,35 @@ class Bench:
         out["ratio_rounds"] = [
             round(s.rps / h.rps, 3) if h.rps else None for h, s in zip(runs["healthz"], runs["submit"], strict=True)
         ]
+        if "flower_submit" in out:
+            flower_rps = out["flower_submit"]["rps"]
+            out["flower"] = {"auth": "basic", "version": _version("flower"), "processes": 1}
+            out["ratio_to_flower"] = round(out["submit"]["rps"] / flower_rps, 3) if flower_rps else None
+            out["ratio_to_flower_rounds"] = [
+                round(s.rps / f.rps, 3) if f.rps else None for f, s in zip(runs["flower_submit"], runs["submit"], strict=True)
+            ]
         self.results["intake"] = out
+
+    def _intake_run(self, variant: dict, server: subprocess.Popen | None, *, seconds: float, connections: int, use_wrk: bool) -> loadgen.LoadResult:
+        """One intake measurement; for gunicorn, again (up to twice) when one of its worker
+        processes served (almost) nothing. The load generator opens all its keep-alive
+        connections at once and the gthread workers race to accept them: about one run in
+        three, one process takes every connection and the figure halves (bench/FINDINGS.md).
+        Each round records the busier process's share of the CPU and how many tries it took."""
+        workers = system.children(server.pid) if server is not None else []
+        for attempt in range(1, 4):
+            self.r0.flushdb()
+            self.r2.flushdb()
+            before = [system.cpu_seconds(pid) for pid in workers]
+            res = loadgen.run_load(**variant, seconds=seconds, connections=connections, use_wrk=use_wrk)
+            used = [system.cpu_seconds(pid) - start for pid, start in zip(workers, before, strict=True)]
+            if len(used) < 2 or sum(used) <= 0:
+                return res
+            res.extra = {"busiest_worker_cpu_share": round(max(used) / sum(used), 3), "tries": attempt}
+            if min(used) / sum(used) >= 0.1:
+                break
+            log(f"  one gunicorn worker served {100 * max(used) / sum(used):.0f}% of {variant['method']} {variant['path']}: measured again")
+        return res
 
     def batch(self) -> None:
         self.results["batch"] = batch_phase.measure(
@@ -474,7 +537,7 @@ class Bench:
         )  # fmt: skip
 
     def drain(self) -> None:
-        contenders = [c for c in self.args.contenders if c != "celery" or self.celery_ok]
+        contenders = [c for c in self.args.contenders if c in DRAIN_CONTENDERS and (c != "celery" or self.celery_ok)]
         kinds = ("noop", "count_words")
         out: dict = {kind: {c: {"rounds": []} for c in contenders} for kind in kinds}
         for r in range(self.cfg["rounds"]):
@@ -553,65 +616,105 @@ class Bench:
     def latency(self) -> None:
         """Submit-to-finished through HTTP, and where it goes: the POST's answer, the GET
         ?wait= that follows, and (from the job's own timestamps, millisecond precision) the
-        time from enqueue to the end of the job on the worker side."""
-        import http.client
-
+        time from enqueue to the end of the job on the worker side. Celery + Flower 2 the same
+        way through its API (``POST async-apply``, then ``GET result?timeout=``), in the same rounds."""
         contenders = [c for c in ("offload-forking", "offload-fast") if c in self.args.contenders]
+        flower = self._flower() if "flower" in self.args.contenders else None
+        if flower is not None:
+            contenders.append("flower")
         parts = ("total", "post", "wait", "queue_to_end")
         out: dict = {c: {part: [] for part in parts} for c in contenders}
         n = self.cfg["latency_jobs"]
-        body = json.dumps({"type": "noop"})
-        for r in range(self.cfg["rounds"]):
-            for name in contenders if r % 2 == 0 else list(reversed(contenders)):
-                self.r0.flushdb()
-                procs = self.start_workers(name, 2)
-                conn = http.client.HTTPConnection("127.0.0.1", self.web_port, timeout=30)
-                samples: dict[str, list[float]] = {part: [] for part in parts}
-                try:
-                    for i in range(n + 10):
-                        # Keys in turn, as many clients (one key would meet its 50/second limit);
-                        # a client key sees only its own jobs, so the GET uses the same key.
-                        key = self.client_secrets[i % len(self.client_secrets)]
-                        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-                        time.sleep(0.005)  # let the workers go back to waiting on the queue
-                        started = time.perf_counter()
-                        conn.request("POST", "/jobs", body=body, headers={**headers, "Idempotency-Key": secrets.token_hex(8)})
-                        response = conn.getresponse()
-                        job = json.loads(response.read())
-                        posted = time.perf_counter()
-                        if response.status != 202:
-                            raise RuntimeError(f"submit answered {response.status}: {job}")
-                        while job["status"] not in ("finished", "failed"):
-                            conn.request("GET", f"/jobs/{job['id']}?wait=10", headers=headers)
-                            response = conn.getresponse()
-                            job = json.loads(response.read())
-                        done = time.perf_counter()
-                        if job["status"] != "finished":
-                            raise RuntimeError(f"latency job ended {job['status']}")
-                        if i >= 10:  # the first ten warm the horse, the listener thread, connections
-                            samples["total"].append((done - started) * 1000)
-                            samples["post"].append((posted - started) * 1000)
-                            samples["wait"].append((done - posted) * 1000)
-                            samples["queue_to_end"].append(_ms_between(job["enqueued_at"], job["ended_at"]))
-                finally:
-                    conn.close()
-                    self.stop_workers(name, procs)
-                for part in parts:
-                    out[name][part].extend(samples[part])
-                log(
-                    f"  latency {name:16s} p50 {_pct(samples['total'], 50):6.2f} ms  p99 {_pct(samples['total'], 99):6.2f} ms"
-                    f"  (POST {_pct(samples['post'], 50):.2f}, GET ?wait= {_pct(samples['wait'], 50):.2f},"
-                    f" enqueue to end {_pct(samples['queue_to_end'], 50):.1f})"
-                )
+        try:
+            if flower is not None and not self._started(flower):
+                contenders.remove("flower")
+                del out["flower"]
+            for r in range(self.cfg["rounds"] if contenders else 0):
+                for name in contenders[r % len(contenders) :] + contenders[: r % len(contenders)]:
+                    self.r0.flushdb()
+                    self.r2.flushdb()
+                    if name == "flower":  # Celery's prefork workers, two processes, task events on
+                        procs = self.start_workers("celery", 2, {"BENCH_CELERY_EVENTS": "1"})
+                    else:
+                        procs = self.start_workers(name, 2)
+                    try:
+                        samples = flower.latency(n) if name == "flower" else self._offload_latency(n)
+                    except Exception as exc:  # noqa: BLE001 - Flower's failure costs only Flower's figures
+                        if name != "flower":
+                            raise
+                        log(f"  latency flower failed ({exc}): Celery + Flower is left out of this phase")
+                        contenders.remove("flower")
+                        del out["flower"]
+                        continue
+                    finally:
+                        self.stop_workers("celery" if name == "flower" else name, procs)
+                    for part in parts:
+                        out[name][part].extend(samples.get(part, []))
+                    worker_side = f", enqueue to end {_pct(samples['queue_to_end'], 50):.1f}" if "queue_to_end" in samples else ""
+                    log(
+                        f"  latency {name:16s} p50 {_pct(samples['total'], 50):6.2f} ms  p99 {_pct(samples['total'], 99):6.2f} ms"
+                        f"  (POST {_pct(samples['post'], 50):.2f}, GET {_pct(samples['wait'], 50):.2f}{worker_side})"
+                    )
+        finally:
+            if flower is not None:
+                flower.stop()
         for name in contenders:
             total = out[name].pop("total")
             breakdown = {f"{part}_p50_ms": round(_pct(out[name].pop(part), 50), 3) for part in parts[1:]}
+            if name == "flower":
+                breakdown["queue_to_end_p50_ms"] = None  # Celery's results carry no enqueue time
             out[name].update(
                 {"n": len(total), "p50_ms": round(_pct(total, 50), 3), "p99_ms": round(_pct(total, 99), 3), "max_ms": round(max(total), 3), **breakdown}
             )
+        if "flower" in out:
+            flower_p50, flower_p99 = out["flower"]["p50_ms"], out["flower"]["p99_ms"]
+            out["ratios_to_flower"] = {
+                name: {"p50": round(out[name]["p50_ms"] / flower_p50, 3), "p99": round(out[name]["p99_ms"] / flower_p99, 3)}
+                for name in contenders
+                if name != "flower" and flower_p50 and flower_p99
+            }
         out["workers"] = 2
         self.r0.flushdb()
+        self.r2.flushdb()
         self.results["latency"] = out
+
+    def _offload_latency(self, n: int, warm: int = 10) -> dict[str, list[float]]:
+        """``n`` no-op jobs one after the other through offload's gunicorn (``POST /jobs``, then
+        ``GET /jobs/{id}?wait=10``), the first ``warm`` left out."""
+        import http.client
+
+        body = json.dumps({"type": "noop"})
+        samples: dict[str, list[float]] = {part: [] for part in ("total", "post", "wait", "queue_to_end")}
+        conn = http.client.HTTPConnection("127.0.0.1", self.web_port, timeout=30)
+        try:
+            for i in range(n + warm):
+                # Keys in turn, as many clients (one key would meet its 50/second limit);
+                # a client key sees only its own jobs, so the GET uses the same key.
+                key = self.client_secrets[i % len(self.client_secrets)]
+                headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+                time.sleep(0.005)  # let the workers go back to waiting on the queue
+                started = time.perf_counter()
+                conn.request("POST", "/jobs", body=body, headers={**headers, "Idempotency-Key": secrets.token_hex(8)})
+                response = conn.getresponse()
+                job = json.loads(response.read())
+                posted = time.perf_counter()
+                if response.status != 202:
+                    raise RuntimeError(f"submit answered {response.status}: {job}")
+                while job["status"] not in ("finished", "failed"):
+                    conn.request("GET", f"/jobs/{job['id']}?wait=10", headers=headers)
+                    response = conn.getresponse()
+                    job = json.loads(response.read())
+                done = time.perf_counter()
+                if job["status"] != "finished":
+                    raise RuntimeError(f"latency job ended {job['status']}")
+                if i >= warm:  # the first ten warm the horse, the listener thread, connections
+                    samples["total"].append((done - started) * 1000)
+                    samples["post"].append((posted - started) * 1000)
+                    samples["wait"].append((done - posted) * 1000)
+                    samples["queue_to_end"].append(_ms_between(job["enqueued_at"], job["ended_at"]))
+        finally:
+            conn.close()
+        return samples
 
     def bulk(self) -> None:
         from app import tasks
@@ -774,6 +877,7 @@ class Bench:
                     "redis-py": _version("redis"),
                     "hiredis": _version("hiredis"),
                     "celery": _version("celery"),
+                    "flower": _version("flower"),
                     "kombu": _version("kombu"),
                     "gunicorn": _version("gunicorn"),
                     "flask": _version("flask"),

@@ -100,6 +100,11 @@ def _proc_cpu_ticks(pid: int, with_children: bool = True) -> int:
     return utime + stime + ((cutime + cstime) if with_children else 0)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a live process has used, its reaped children left out."""
+    return _proc_cpu_ticks(pid, with_children=False) / _CLK_TCK
+
+
 def _system_busy_ticks() -> int:
     first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in first[:8])

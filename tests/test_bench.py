@@ -64,3 +64,24 @@ def test_quick_batch_phase_measures_jobs_accepted_per_second(tmp_path):
         assert batch[size]["jobs_per_s"] > 0 and batch[size]["non_2xx"] == 0 and batch[size]["errors"] == 0
     assert set(batch["speedup"]) == {"100", "1000"}
     assert "BATCH SUBMIT" in (tmp_path / "batch.txt").read_text()
+
+
+def test_quick_intake_and_latency_put_celery_and_flower_beside_offload(tmp_path):
+    """Issue 15: Celery + Flower 2's HTTP API (async-apply, then result?timeout=) in the same
+    intake and latency rounds as offload, with basic auth on, and the ratios in the table."""
+    pytest.importorskip("flower", reason="Celery + Flower are the bench extra: pip install -e '.[bench]'")
+    command = [
+        sys.executable, "-m", "bench", "--quick", "--phases", "intake,latency", "--contenders", "offload-fast,flower",
+        "--python-load", "--no-install", "--no-chart", "--wait-quiet", "0", "--out", str(tmp_path), "--name", "flower",
+    ]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "flower.json").read_text())
+    intake, latency = results["intake"], results["latency"]
+    assert intake["flower_submit"]["rps"] > 0 and intake["flower_submit"]["non_2xx"] == 0
+    assert intake["ratio_to_flower"] > 0 and intake["flower"]["auth"] == "basic"
+    assert latency["flower"]["n"] > 0 and 0 < latency["flower"]["p50_ms"] <= latency["flower"]["p99_ms"]
+    assert set(latency["ratios_to_flower"]) == {"offload-fast"}
+    table = (tmp_path / "flower.txt").read_text()
+    assert "Flower async-apply" in table and "offload POST /jobs / Flower async-apply" in table
+    assert "Celery + Flower 2 HTTP API" in table

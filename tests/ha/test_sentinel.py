@@ -93,14 +93,15 @@ def test_sentinel_failover_under_load(sentinel_topology, tmp_path, wait_replicas
             timeout=40,
             what="the API to accept jobs again",
         )
-        # The rate limiter follows the failover too: its moving window (on the new primary)
-        # holds submissions made after the promotion.
+        # The rate limiter follows the failover too: its counters (on the new primary) count
+        # submissions made after the promotion. A fixed window of one second is a counter that
+        # lives one second from its first hit, so one found there more than a second after the
+        # promotion was written on the new primary.
         def limited_since_promotion() -> bool:
-            for key in new_primary.scan_iter(match="*rq:offload:ratelimit*submit_job*"):
-                newest = new_primary.lindex(key, 0)
-                if newest is not None and float(newest) > promoted_wall:
-                    return True
-            return False
+            if time.time() < promoted_wall + 1.5:
+                return False
+            keys = new_primary.scan_iter(match="*rq:offload:ratelimit*submit_job*/1/second")
+            return any(new_primary.ttl(key) >= 0 for key in keys)
 
         wait_until(limited_since_promotion, timeout=10, what="the limiter's window on the new primary")
         load.stop()

@@ -73,6 +73,7 @@ def test_a_single_server_is_configured_as_before():
     [
         ({"REDIS_SENTINELS": "a:1", "REDIS_CLUSTER": "1", "RQ_KEY_PREFIX": "{offload}"}, "exclude each other"),
         ({"REDIS_CLUSTER": "1"}, "hash tag"),
+        ({"REDIS_CLUSTER": "1", "RATE_LIMIT_STRATEGY": "sliding-window-counter"}, "out of offload's cluster slot"),
         ({"REDIS_SENTINELS": "host:port"}, "port must be a number"),
         ({"REDIS_SENTINELS": "a:1", "REDIS_URL": "unix:///tmp/redis.sock"}, "must be redis://"),
         ({"REDIS_SENTINELS": "a:1", "REDIS_WAIT_TIMEOUT": "5"}, "shorter than REDIS_SOCKET_TIMEOUT"),

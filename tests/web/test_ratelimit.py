@@ -83,3 +83,34 @@ def test_anonymous_make_run_does_not_throttle_its_developer(monkeypatch):
     assert stack.os.environ["RATE_LIMIT_ENABLED"] == "0"
     config = (stack.Path(stack.os.environ["VAR_DIR"]) / "supervisord.conf").read_text()
     assert 'RATE_LIMIT_ENABLED="0"' in config
+
+
+@pytest.mark.parametrize("strategy", ["fixed-window", "moving-window", "sliding-window-counter"])
+def test_every_strategy_counts_and_answers_alike_on_a_real_valkey(monkeypatch, valkey, strategy):
+    """RATE_LIMIT_STRATEGY changes how ``limits`` counts, not what a client sees: the same
+    remaining counts in the RateLimit headers, the same 429 (issue 15; the fixed window's
+    headers are read in one pipelined round trip, the others through ``limits``)."""
+    monkeypatch.setenv("RATE_LIMIT_SUBMIT", "3/minute")
+    monkeypatch.setenv("RATE_LIMIT_STRATEGY", strategy)
+    monkeypatch.setenv("ENABLE_DIAGNOSTIC_TASKS", "1")
+    connection = valkey.client()
+    connection.flushall()
+    settings = get_settings()
+    client = create_app(settings, job_queue=JobQueue(connection, settings), rate_limit_storage=valkey.url).test_client()
+    answers = [client.post("/jobs", json={"type": "noop"}) for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [202, 202, 202, 429]
+    for answer, remaining in zip(answers, (2, 1, 0, 0), strict=True):
+        assert answer.headers["RateLimit-Policy"] == "3;w=60"
+        limit, left, reset = (part.strip() for part in answer.headers["RateLimit"].split(","))
+        assert (limit, left) == ("limit=3", f"remaining={remaining}")
+        assert 0 <= int(reset.removeprefix("reset=")) <= 61
+    assert 1 <= int(answers[3].headers["Retry-After"]) <= 61
+    assert answers[3].get_json()["rate_limit"]["limit"] == "3 per 1 minute"
+    assert connection.llen("rq:queue:default") == 3
+    # under offload's prefix; the sliding window counter's keys are wrapped in a hash tag
+    pattern = "LIMITS:{LIMITER/rq:offload:ratelimit/*" if strategy == "sliding-window-counter" else "LIMITS:LIMITER/rq:offload:ratelimit/*"
+    assert connection.keys(pattern)
+
+
+def test_the_fixed_window_is_the_default_strategy():
+    assert get_settings().rate_limit_strategy == "fixed-window"
