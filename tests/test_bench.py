@@ -14,14 +14,19 @@ from .conftest import ROOT
 pytestmark = pytest.mark.integration
 
 
-def test_quick_bench_writes_well_formed_results(tmp_path):
+def _quick_bench(tmp_path, phases: str, contenders: str, name: str) -> dict:
+    """``python -m bench --quick`` of ``phases`` and ``contenders``; its JSON results."""
     command = [
-        sys.executable, "-m", "bench", "--quick", "--phases", "intake,drain,latency", "--contenders", "offload-fast",
-        "--python-load", "--no-install", "--no-chart", "--wait-quiet", "0", "--out", str(tmp_path), "--name", "smoke",
+        sys.executable, "-m", "bench", "--quick", "--phases", phases, "--contenders", contenders,
+        "--python-load", "--no-install", "--no-chart", "--wait-quiet", "0", "--out", str(tmp_path), "--name", name,
     ]  # fmt: skip
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads((tmp_path / "smoke.json").read_text())
+    return json.loads((tmp_path / f"{name}.json").read_text())
+
+
+def test_quick_bench_writes_well_formed_results(tmp_path):
+    results = _quick_bench(tmp_path, "intake,drain,latency", "offload-fast", "smoke")
     assert "TARGETS" in (tmp_path / "smoke.txt").read_text()
 
     assert results["schema"] == 1 and results["mode"] == "quick"
@@ -70,13 +75,7 @@ def test_quick_intake_and_latency_put_celery_and_flower_beside_offload(tmp_path)
     """Issue 15: Celery + Flower 2's HTTP API (async-apply, then result?timeout=) in the same
     intake and latency rounds as offload, with basic auth on, and the ratios in the table."""
     pytest.importorskip("flower", reason="Celery + Flower are the bench extra: pip install -e '.[bench]'")
-    command = [
-        sys.executable, "-m", "bench", "--quick", "--phases", "intake,latency", "--contenders", "offload-fast,flower",
-        "--python-load", "--no-install", "--no-chart", "--wait-quiet", "0", "--out", str(tmp_path), "--name", "flower",
-    ]  # fmt: skip
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads((tmp_path / "flower.json").read_text())
+    results = _quick_bench(tmp_path, "intake,latency", "offload-fast,flower", "flower")
     intake, latency = results["intake"], results["latency"]
     assert intake["flower_submit"]["rps"] > 0 and intake["flower_submit"]["non_2xx"] == 0
     assert intake["ratio_to_flower"] > 0 and intake["flower"]["auth"] == "basic"
