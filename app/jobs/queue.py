@@ -110,10 +110,16 @@ def requeue_stranded(queue: Queue, connection: redis.Redis, grace_seconds: int) 
         if job_id in started:
             continue
         seen_key = stranded_key(job_id)
-        if connection.set(seen_key, time.time(), nx=True, ex=24 * 3600):
-            continue  # first sighting: give a live worker time to register it
-        first_seen = float(connection.get(seen_key) or time.time())
-        if time.time() - first_seen < grace_seconds:
+        moment = time.time()
+        first_seen, last_seen = _sightings(connection.get(seen_key))
+        if last_seen is None or moment - last_seen > 2 * grace_seconds:
+            # A first sighting, or the first after a gap: a sighting from an earlier stay on the
+            # list (the job was caught between a live worker's dequeue and start, then started)
+            # must not count, or this stay would be cut short while its worker starts the job.
+            connection.set(seen_key, f"{moment}:{moment}", ex=24 * 3600)
+            continue  # give a live worker time to register it
+        connection.set(seen_key, f"{first_seen}:{moment}", ex=24 * 3600)
+        if moment - first_seen < grace_seconds:
             continue
         with connection.pipeline() as pipe:
             pipe.lrem(queue.intermediate_queue_key, 1, job_id)
@@ -125,3 +131,12 @@ def requeue_stranded(queue: Queue, connection: redis.Redis, grace_seconds: int) 
             requeued.append(job_id)
             log.warning("job %s was stranded by a dead worker; requeued", job_id, extra={"job_id": job_id})
     return requeued
+
+
+def _sightings(raw: bytes | None) -> tuple[float, float | None]:
+    """When maintenance first and last saw a job stranded (``first:last``; an older marker
+    holds one time)."""
+    if raw is None:
+        return 0.0, None
+    first, _, last = raw.decode().partition(":")
+    return float(first), float(last or first)
