@@ -34,8 +34,8 @@ from ..settings import QUEUE_NAMES
 from . import concurrency, dependencies, endings
 from .access import Principal
 from .job import TEXT_FIELD, OffloadJob
-from .keys import EVENTS_CHANNEL, JOB_INDEX_KEY, WAKE_KEY, text_key
-from .queue import _WAKE_TOKENS, OffloadQueue
+from .keys import EVENTS_CHANNEL, JOB_INDEX_KEY, text_key
+from .queue import OffloadQueue, wake
 from .resource import public_status
 from .search import JobFilter, Seen, matching_jobs, position, scan_index
 
@@ -209,8 +209,7 @@ class BulkActions:
             concurrency.requeue(self.connection, limited, pipe)  # type: ignore[arg-type] - Seen has what it needs
             for origin, ids in _by_origin([job for job in still if not job.has_rate_limit]).items():
                 pipe.rpush(self.queues[origin].key, *ids)
-            pipe.lpush(WAKE_KEY, *([1] * min(len(still), _WAKE_TOKENS)))  # as OffloadQueue.push_job_id, once
-            pipe.ltrim(WAKE_KEY, 0, _WAKE_TOKENS - 1)
+            wake(pipe, len(still))
 
         return self._watched(jobs, job_filter, write)
 

@@ -29,16 +29,14 @@ from collections import Counter
 import redis
 from rq.job import Job
 from rq.queue import Queue
-from rq.rate_limit import RateLimit, RateLimitRegistry
+from rq.rate_limit import RateLimit, RateLimitRegistry, release_slot
 
 from ..settings import Settings
 from .errors import QueueFull
-from .keys import WAKE_KEY
+from .queue import wake
 
 #: Prefix of offload's RQ rate-limit keys (RQ stores them under ``rq:rl:``).
 KEY_PREFIX = "offload"
-#: Wake-up tokens kept at most (as :class:`~app.jobs.queue.OffloadQueue`).
-_WAKE_TOKENS = 64
 
 
 def rate_limit_for(concurrency_key: str | None, limit: int | None, owner: str | None, settings: Settings) -> RateLimit | None:
@@ -83,12 +81,6 @@ def check_waiting(connection: redis.Redis, jobs: list[Job], max_depth: int) -> N
             raise QueueFull(f"({what}: jobs waiting for a slot)")
 
 
-def wake(connection: redis.Redis | redis.client.Pipeline) -> None:
-    """Wake an idle worker: a promoted job reaches its queue without OffloadQueue.push_job_id."""
-    connection.lpush(WAKE_KEY, 1)
-    connection.ltrim(WAKE_KEY, 0, _WAKE_TOKENS - 1)
-
-
 def requeue(connection: redis.Redis, jobs: list[Job], pipe: redis.client.Pipeline) -> None:
     """Put rate-limited jobs (being retried) back in their limiter's waiting set and promote as
     many as have slots, in a transaction already in MULTI, after their status was set: RQ's
@@ -114,9 +106,7 @@ def waiting_key(connection: redis.Redis, rate_limit_key: str) -> str:
 
 def release(job: Job) -> list[str]:
     """Release an ended job's slot and promote the next waiting job (RQ's ``release_slot``),
-    waking a worker for it."""
-    from rq.rate_limit import release_slot
-
+    waking a worker for it (it reaches its queue without OffloadQueue.push_job_id)."""
     promoted = release_slot(job)
     if promoted:
         wake(job.connection)

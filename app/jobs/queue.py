@@ -58,9 +58,7 @@ class OffloadQueue(Queue):
 
     def push_job_id(self, job_id: str, pipeline: redis.client.Pipeline | None = None, at_front: bool = False) -> None:
         super().push_job_id(job_id, pipeline=pipeline, at_front=at_front)
-        connection = pipeline if pipeline is not None else self.connection
-        connection.lpush(WAKE_KEY, 1)
-        connection.ltrim(WAKE_KEY, 0, _WAKE_TOKENS - 1)
+        wake(pipeline if pipeline is not None else self.connection)
 
     @classmethod
     def dequeue_any(  # type: ignore[override]
@@ -99,6 +97,13 @@ class OffloadQueue(Queue):
             connection.blpop([WAKE_KEY], timeout=max(1, min(_IDLE_POLL, int(remaining))))
 
 
+def wake(connection: redis.Redis | redis.client.Pipeline, jobs: int = 1) -> None:
+    """Wake up to ``jobs`` idle workers for jobs that have just reached a queue: a token each on
+    the list they block on (see :class:`OffloadQueue`), which is kept to ``_WAKE_TOKENS``."""
+    connection.lpush(WAKE_KEY, *([1] * max(1, min(jobs, _WAKE_TOKENS))))
+    connection.ltrim(WAKE_KEY, 0, _WAKE_TOKENS - 1)
+
+
 def requeue_stranded(queue: Queue, connection: redis.Redis, grace_seconds: int) -> list[str]:
     """Put back jobs left on a queue's intermediate list by a worker that died before it
     registered them as started. A job is put back at the front of its queue once it has been
@@ -124,7 +129,7 @@ def requeue_stranded(queue: Queue, connection: redis.Redis, grace_seconds: int) 
         with connection.pipeline() as pipe:
             pipe.lrem(queue.intermediate_queue_key, 1, job_id)
             pipe.lpush(queue.key, job_id)
-            pipe.lpush(WAKE_KEY, 1)
+            wake(pipe)
             pipe.delete(seen_key)
             removed = pipe.execute()[0]
         if removed:

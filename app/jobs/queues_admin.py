@@ -19,7 +19,8 @@ from .. import connections
 from ..settings import QUEUE_NAMES
 from . import concurrency
 from .access import Principal
-from .keys import PAUSED_QUEUES_KEY, WAKE_KEY
+from .keys import PAUSED_QUEUES_KEY
+from .queue import wake
 from .store import JobQueue
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,7 @@ class QueueAdmin:
         self._check(name)
         with self.connection.pipeline() as pipe:
             pipe.srem(PAUSED_QUEUES_KEY, name)
-            pipe.lpush(WAKE_KEY, 1)  # idle workers block on this list: look again now, not in a second
-            pipe.ltrim(WAKE_KEY, 0, 63)
+            wake(pipe)  # idle workers look again now, not in a second
             removed = pipe.execute()[0]
         connections.wait_for_replicas(self.connection, self.settings)
         if removed:
