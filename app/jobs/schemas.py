@@ -130,6 +130,14 @@ SPECIAL_USE_EMAIL_DOMAIN_PATTERN = (
 )
 
 
+#: The options a setting caps (``422`` beyond it): the field, and the setting's name.
+_CEILINGS = {
+    "timeout_seconds": "max_timeout_seconds",
+    "max_retries": "max_retries_limit",
+    "concurrency_limit": "max_concurrency_limit",
+}
+
+
 class JobOptions(BaseModel):
     """Options every job type accepts."""
 
@@ -183,14 +191,6 @@ class JobOptions(BaseModel):
             )  # fmt: skip
         return self
 
-    @field_validator("concurrency_limit")
-    @classmethod
-    def _concurrency_ceiling(cls, value: int | None, info: ValidationInfo) -> int | None:
-        settings = _settings(info)
-        if value is not None and settings and value > settings.max_concurrency_limit:
-            raise PydanticCustomError("less_than_equal", "must be at most {limit}", {"limit": settings.max_concurrency_limit})
-        return value
-
     @field_validator("depends_on")
     @classmethod
     def _distinct_dependencies(cls, value: list[str] | None) -> list[str] | None:
@@ -207,22 +207,13 @@ class JobOptions(BaseModel):
                 raise PydanticCustomError("datetime_range", "out of range: must fall within the years 1 to 9999 in UTC") from None
         return value
 
-    @field_validator("timeout_seconds")
+    @field_validator(*_CEILINGS)
     @classmethod
-    def _timeout_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
+    def _at_most_the_setting(cls, value: int | None, info: ValidationInfo) -> int | None:
         settings = _settings(info)
-        if value is not None and settings and value > settings.max_timeout_seconds:
-            raise PydanticCustomError(
-                "less_than_equal", "must be at most {limit}", {"limit": settings.max_timeout_seconds}
-            )
-        return value
-
-    @field_validator("max_retries")
-    @classmethod
-    def _retries_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
-        settings = _settings(info)
-        if value is not None and settings and value > settings.max_retries_limit:
-            raise PydanticCustomError("less_than_equal", "must be at most {limit}", {"limit": settings.max_retries_limit})
+        limit = getattr(settings, _CEILINGS[info.field_name]) if settings else None
+        if value is not None and limit is not None and value > limit:
+            raise PydanticCustomError("less_than_equal", "must be at most {limit}", {"limit": limit})
         return value
 
     _metadata_size = field_validator("metadata")(check_metadata_size)
