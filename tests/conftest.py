@@ -319,6 +319,16 @@ class Stack:
         self.workers.append(process)
         return process
 
+    def wait_for_workers(self, count: int, queue: str = "default", **kwargs) -> None:
+        """Wait until ``count`` workers serve ``queue``: a worker process takes a second or more to
+        register under load, and a test that counts workers at work must not start before."""
+
+        def serving() -> bool:
+            rows = self.get("/queues", **kwargs).json()["queues"]
+            return any(row["name"] == queue and row["workers"] >= count for row in rows)
+
+        wait_until(serving, timeout=60, interval=0.2, what=f"{count} workers on {queue}")
+
     def post(self, body: dict, **kwargs) -> requests.Response:
         return requests.post(f"{self.base}/jobs", json=body, timeout=10, **kwargs)
 

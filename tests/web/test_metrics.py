@@ -52,6 +52,9 @@ def test_metrics_need_an_admin_key(monkeypatch, fake_redis):
 @pytest.mark.integration
 def test_metrics_add_up_across_gunicorn_and_worker_processes(stack_factory):
     stack = stack_factory(workers=2)  # gunicorn runs 2 processes
+    # Under load one worker can still be starting when the other has run all 20 jobs: the test is
+    # about adding up across processes, so both workers register first.
+    stack.wait_for_workers(2)
     ids = [stack.post({"type": "count_words", "text": f"n {n}"}).json()["id"] for n in range(20)]
     for job_id in ids:
         assert stack.wait_for(job_id)["status"] == "finished"

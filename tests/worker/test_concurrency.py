@@ -27,6 +27,7 @@ def _most_at_once(jobs: list[dict]) -> int:
 @pytest.mark.deployments("default", "forking", "cluster")
 def test_a_concurrency_limit_holds_across_workers(stack_factory):
     stack = stack_factory(workers=3)
+    stack.wait_for_workers(3)  # with fewer up, "never more than two" would hold trivially or not at all
     body = {"type": "sleep", "seconds": 0.4, "concurrency_key": "mail:example.com", "concurrency_limit": 2}
     limited = [stack.post(body).json()["id"] for _ in range(6)]
     free = [stack.post({"type": "sleep", "seconds": 0.4}).json()["id"] for _ in range(3)]
