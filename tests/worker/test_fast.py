@@ -93,3 +93,27 @@ def test_the_stored_payload_is_written_back_as_read(fake_redis):
     assert fast.to_dict()["data"] == stored
     fast.kwargs = {"text": "changed"}
     assert fast.to_dict()["data"] != stored
+
+
+def test_the_last_progress_report_rides_the_outcome_transaction(stack_factory, clean_valkey):
+    """``count_words`` reports its progress at the end; the fast worker saves it with the outcome
+    (app.jobs.runners.final_progress_rides_outcome), so such a job still costs two transactions,
+    not three. A job RQ's own outcome code records (here: one with a dependent) saves it apart."""
+    stack = stack_factory(workers=0, WORKER_CLASS="fast", JOB_HEARTBEAT_SECONDS="60")
+    texts = [f"word {'x ' * n}" for n in range(40)]
+    ids = [stack.post({"type": "count_words", "text": text}).json()["id"] for text in texts]
+    parent = stack.post({"type": "count_words", "text": "a b c"}).json()["id"]
+    child = stack.post({"type": "noop", "depends_on": [parent]}).json()["id"]
+    client = clean_valkey.client()
+    before = client.info("commandstats")["cmdstat_exec"]["calls"]
+    stack.start_worker("--burst")
+    assert stack.workers[-1].wait(60) == 0
+    transactions = client.info("commandstats")["cmdstat_exec"]["calls"] - before
+    for job_id, text in zip(ids, texts, strict=True):
+        job = stack.get(f"/jobs/{job_id}").json()
+        assert job["status"] == "finished"
+        assert job["progress"] == {"done": len(text), "total": len(text)}
+    assert stack.get(f"/jobs/{parent}").json()["progress"] == {"done": 5, "total": 5}
+    assert stack.get(f"/jobs/{child}").json()["status"] == "finished"
+    # 40 jobs at two each, the parent and child through RQ's paths (a handful), start-up and shutdown
+    assert 2 * len(ids) <= transactions <= 2 * len(ids) + 20, transactions

@@ -24,6 +24,7 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import now
 
 from ... import logs, telemetry, tracing
+from ...jobs.runners import final_progress_rides_outcome
 
 log = logging.getLogger("offload.worker")
 rq_log = logging.getLogger("rq.worker")
@@ -250,6 +251,7 @@ class HorseMixin:
         job_token = logs.job_id_var.set(job.id)
         request_token = logs.request_id_var.set(job.meta.get("request_id"))
         span_token = tracing.current.set(span)
+        deferred_token = final_progress_rides_outcome.set(True)  # the worker saves meta with the outcome
         job.started_at = now()
         try:
             timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
@@ -271,6 +273,7 @@ class HorseMixin:
             self.handle_exception(job, *exc_info)
             return ("failed", format_exc_info(exc_info), job.started_at, job.ended_at, _job_state(job))
         finally:
+            final_progress_rides_outcome.reset(deferred_token)
             tracing.current.reset(span_token)
             logs.job_id_var.reset(job_token)
             logs.request_id_var.reset(request_token)

@@ -27,12 +27,15 @@ class OutcomeMixin:
         """No RQ feature whose bookkeeping the fast outcome path leaves to RQ's own code."""
         return not job.webhooks and not job.repeats_left and not job.has_rate_limit
 
-    def _succeeded(self, job: Job, queue: Queue, execution: Execution, return_value: Any) -> None:
-        """RQ's ``handle_job_success`` plus offload's outcome bookkeeping, in one transaction."""
+    def _succeeded(self, job: Job, queue: Queue, execution: Execution, return_value: Any, save_meta: bool = False) -> None:
+        """RQ's ``handle_job_success`` plus offload's outcome bookkeeping, in one transaction;
+        with ``save_meta``, the job's ``meta`` too (a task's last progress report, held back)."""
         job._result = return_value
         job._status = JobStatus.FINISHED
         result_ttl = job.get_result_ttl(self.default_result_ttl)
         with self.connection.pipeline() as pipe:
+            if save_meta:
+                pipe.hset(job.key, "meta", job._serialize_meta())  # as Job.save_meta
             job.last_heartbeat = now()  # saved with the job below (RQ writes it on its own first)
             self.increment_successful_job_count(pipeline=pipe)
             self.increment_total_working_time(job.ended_at - job.started_at, pipe)

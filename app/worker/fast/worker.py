@@ -277,11 +277,15 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
             return
         outcome, value, started_at, ended_at, state = reply
         job.started_at, job.ended_at = started_at, ended_at
+        # The horse leaves the last progress report to the outcome (final_progress_rides_outcome).
+        meta_changed = "meta" in state and state["meta"] != job.meta
         for name, attribute in state.items():  # what the task changed on its job (see _HORSE_STATE)
             setattr(job, name, attribute)
         if outcome == "ok" and not isinstance(value, Retry) and not has_dependents and self._plain(job):
-            self._succeeded(job, queue, execution, value)  # sets IDLE in its transaction
+            self._succeeded(job, queue, execution, value, save_meta=meta_changed)  # sets IDLE in its transaction
             return
+        if meta_changed:  # RQ's outcome paths below save the job without its meta
+            job.save_meta()
         if outcome == "ok":
             self._succeeded_as_rq(job, queue, execution, value)
         else:
