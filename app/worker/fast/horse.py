@@ -38,6 +38,11 @@ class _NullPipeline:
         return lambda *args, **kwargs: self
 
 
+#: The worker's word to the horse after an offer: run it, or drop it (its start failed).
+_GO = "go"
+_WITHDRAWN = "withdrawn"
+
+
 class HorseMixin:
     """The horse, for :class:`~app.worker.fast.worker.PersistentHorseWorker` (an RQ worker)."""
 
@@ -54,11 +59,14 @@ class HorseMixin:
 
     # -- the horse, seen from the worker --
 
-    def _run_in_horse(self, job: Job, queue: Queue, execution: Execution):  # noqa: ANN202
-        """Hand the job to the horse and wait for its answer, beating the heartbeats meanwhile.
-        Returns None when the horse died or was killed before answering."""
+    def _offer_to_horse(self, job: Job) -> tuple:
+        """Hand the job to the horse ahead of its start transaction: the horse restores it and
+        reads what it needs from Redis (a long text, kept in a key of its own) while this
+        process records the start, then waits for the go (:meth:`_run_in_horse`) or the
+        withdrawal (:meth:`_withdraw_from_horse`). Nothing runs before the job is started, so
+        the read overlaps a round trip without any job held unstarted. Returns the payload."""
         raw = getattr(job, "_stored_hash", None) or self.connection.hgetall(job.key)
-        payload = (job.id, raw, job.worker_name, tracing.current.get())  # the attempt's span (see the mixin)
+        payload = (job.id, raw, self.name, tracing.current.get())  # the attempt's span (see the mixin)
         for attempt in (1, 2):
             if not self._horse_alive():
                 self._spawn_horse()
@@ -69,6 +77,26 @@ class HorseMixin:
                 self._reap_horse(block=True)  # died while idle (e.g. OOM): start another and hand it the job
                 if attempt == 2:
                     raise
+        return payload
+
+    def _withdraw_from_horse(self) -> None:
+        """The start transaction failed: the horse drops the job it was offered."""
+        try:
+            if self._horse_conn is not None:
+                self._horse_conn.send(_WITHDRAWN)
+        except OSError:
+            pass
+
+    def _run_in_horse(self, job: Job, queue: Queue, execution: Execution, offered: tuple):  # noqa: ANN202
+        """Tell the horse to run the job it was offered and wait for its answer, beating the
+        heartbeats meanwhile. Returns None when the horse died or was killed before answering."""
+        try:
+            self._horse_conn.send(_GO)  # type: ignore[union-attr]
+        except (OSError, AttributeError):  # the horse died since the offer: another, offered again
+            self._reap_horse(block=True)
+            self._spawn_horse()
+            self._horse_conn.send(offered)  # type: ignore[union-attr]
+            self._horse_conn.send(_GO)  # type: ignore[union-attr]
         # (Unlike RQ, no RQ_JOB_ID in the environment: glibc keeps every value ever given to
         # setenv(), so a variable that changes per job grows the process by ~50 bytes a job.
         # rq.get_current_job() is the way to the job.)
@@ -230,11 +258,17 @@ class HorseMixin:
         while True:
             try:
                 message = conn.recv()
+                if message is None:
+                    return
+                job = self._horse_receive(*message[:2])
+                go = conn.recv()  # after the worker's start transaction
             except EOFError:
                 return
-            if message is None:
+            if go is None:
                 return
-            reply = self._horse_perform(*message)
+            if go != _GO:  # withdrawn: the start failed
+                continue
+            reply = self._horse_perform(job, *message[2:])
             try:
                 conn.send(reply)
             except OSError:
@@ -242,11 +276,18 @@ class HorseMixin:
             except Exception as exc:  # noqa: BLE001 - the return value does not pickle (nothing was sent)
                 conn.send(("failed", f"{type(exc).__name__}: cannot hand the result back: {exc}", *reply[2:]))
 
-    def _horse_perform(self, job_id: str, raw: dict, worker_name: str, span: tracing.SpanContext | None = None):  # noqa: ANN202
-        """RQ's ``perform_job`` minus its Redis writes, which the worker process makes; ``span``
-        is the attempt's, made by the worker process, current here too."""
+    def _horse_receive(self, job_id: str, raw: dict) -> Job:
+        """The offered job, restored from its hash, with its text read ahead (if it has one)."""
         job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
         job.restore(raw)
+        prefetch = getattr(job, "prefetch_text", None)
+        if prefetch is not None:
+            prefetch()
+        return job
+
+    def _horse_perform(self, job: Job, worker_name: str, span: tracing.SpanContext | None = None):  # noqa: ANN202
+        """RQ's ``perform_job`` minus its Redis writes, which the worker process makes; ``span``
+        is the attempt's, made by the worker process, current here too."""
         job.prepare_for_execution(worker_name, pipeline=_NullPipeline())  # same in-memory job as the worker's
         job_token = logs.job_id_var.set(job.id)
         request_token = logs.request_id_var.set(job.meta.get("request_id"))

@@ -269,8 +269,13 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
     # -- one job --
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        execution, has_dependents = self._start(job, queue)
-        reply = self._run_in_horse(job, queue, execution)
+        offered = self._offer_to_horse(job)  # it reads ahead while the start is recorded
+        try:
+            execution, has_dependents = self._start(job, queue)
+        except BaseException:
+            self._withdraw_from_horse()
+            raise
+        reply = self._run_in_horse(job, queue, execution, offered)
         if reply is None:
             self._horse_lost(job, queue, execution)
             self.set_state(WorkerStatus.IDLE)
