@@ -9,6 +9,7 @@ import time
 import redis
 from rq import SimpleWorker, Worker, worker_registration
 from rq.exceptions import AbandonedJobError
+from rq.group import Group
 from rq.registry import clean_registries
 from rq.utils import now
 
@@ -150,6 +151,14 @@ class OffloadWorkerMixin:
         # Abandoned jobs failed above, and anything a process died before settling.
         self._settle_ends(None, finished=False)
         self.last_cleaned_at = now()
+
+    def clean_group_registries(self) -> None:
+        """RQ's, with its line at DEBUG as the per-queue one above: maintenance runs every half
+        heartbeat, so at INFO one worker of the fleet wrote "cleaning group registries" every
+        5 s (``make run``'s defaults), most of an idle worker's log."""
+        if Group.acquire_maintenance_lock(self.connection, max(int(self.maintenance_interval) - 1, 1)):
+            self.log.debug("Worker %s: cleaning group registries", self.name)
+            Group.clean_registries(connection=self.connection)
 
     @property
     def dequeue_timeout(self) -> int:

@@ -52,3 +52,17 @@ def test_a_job_whose_worker_died_is_requeued_at_once_not_after_the_backoff(clean
     assert job.get_status() == "queued", job.get_status()  # not "scheduled" for 5 s +-20 % later
     assert rq_queue.get_job_ids()[0] == job_id  # at the front: it had been taken first
     assert job.retries_left == 1
+
+
+def test_an_idle_workers_maintenance_writes_no_info_line(fake_redis, settings, caplog):
+    """It runs every half heartbeat; RQ's "cleaning group registries" at INFO was most of an idle
+    worker's log (one line every 5 s under make run's defaults)."""
+    worker = build_worker(fake_redis, settings)
+    with caplog.at_level("DEBUG", logger="rq.worker"):
+        worker.clean_group_registries()
+    lines = [(record.levelname, record.getMessage()) for record in caplog.records if "group registries" in record.getMessage()]
+    assert lines == [("DEBUG", f"Worker {worker.name}: cleaning group registries")]
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger="rq.worker"):
+        worker.clean_group_registries()  # within the lock: another worker (or this one) just did it
+    assert not [record for record in caplog.records if "group registries" in record.getMessage()]
