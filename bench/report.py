@@ -128,12 +128,17 @@ def table(results: dict) -> str:
     if bulk:
         lines += [
             f"BULK (count_words on {bulk['text_bytes']:,}-byte texts, one worker, MB/s)",
-            f"  {'in-process len(text.split())':44s} {_fmt(bulk['in_process_split_mb_s']):>9s}",
+            f"  {'in-process len(text.split())':44s} {_fmt(bulk['in_process_split_mb_s']):>9s}"
+            + (f"   rounds {bulk['in_process_split_rounds']}" if bulk.get("in_process_split_rounds") else ""),
             f"  {'in-process app.tasks.count_words':44s} {_fmt(bulk['in_process_count_words_mb_s']):>9s}",
         ]
         for name in ("offload-forking", "offload-fast"):
             if name in bulk:
-                lines.append(f"  {LABELS[name]:44s} {_fmt(bulk[name]['mb_s']):>9s}   ratio {bulk[name]['ratio']:.2f}")
+                each = bulk[name].get("round_ratios")
+                lines.append(
+                    f"  {LABELS[name]:44s} {_fmt(bulk[name]['mb_s']):>9s}   ratio {bulk[name]['ratio']:.2f}"
+                    + (f" (median of the rounds' {', '.join(f'{x:.2f}' for x in each)})" if each else "")
+                )
         lines.append("")
     memory = results.get("memory")
     if memory:

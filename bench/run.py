@@ -725,16 +725,20 @@ class Bench:
         out: dict = {"text_bytes": len(texts[0].encode()), "jobs_per_round": self.cfg["bulk_jobs"], "workers": 1}
         inproc_split: list[float] = []
         inproc_task: list[float] = []
+        round_split: list[float] = []  # each round's in-process rate, the yardstick of that round's workers
         per: dict[str, list[float]] = {c: [] for c in contenders}
         for r in range(self.cfg["rounds"]):
+            this_round: list[float] = []
             for text in texts:
                 for _ in range(3):
                     t = time.perf_counter()
                     len(text.split())
-                    inproc_split.append(size_mb / (time.perf_counter() - t))
+                    this_round.append(size_mb / (time.perf_counter() - t))
                     t = time.perf_counter()
                     tasks.count_words(text)
                     inproc_task.append(size_mb / (time.perf_counter() - t))
+            inproc_split += this_round
+            round_split.append(statistics.median(this_round))
             for name in contenders if r % 2 == 0 else list(reversed(contenders)):
                 self.r0.flushdb()
                 k = self.cfg["bulk_jobs"]
@@ -753,10 +757,16 @@ class Bench:
                 log(f"  bulk {name:16s} {rate:6.1f} MB/s")
         self.r0.flushdb()
         out["in_process_split_mb_s"] = round(statistics.median(inproc_split), 1)
+        out["in_process_split_rounds"] = [round(x, 1) for x in round_split]
         out["in_process_count_words_mb_s"] = round(statistics.median(inproc_task), 1)
         for name in contenders:
             mbs = statistics.median(per[name]) if per[name] else 0.0
-            out[name] = {"mb_s": round(mbs, 1), "rounds": [round(x, 1) for x in per[name]], "ratio": round(mbs / out["in_process_split_mb_s"], 3)}
+            # The ratio is the median of each round's worker rate over the in-process rate of the
+            # same round: this machine's speed drifts by a third within minutes (section 13 of
+            # bench/FINDINGS.md), and a worker and a yardstick taken in different moments disagree.
+            ratios = [rate / split for rate, split in zip(per[name], round_split, strict=True) if split]
+            ratio = statistics.median(ratios) if ratios else 0.0
+            out[name] = {"mb_s": round(mbs, 1), "rounds": [round(x, 1) for x in per[name]], "ratio": round(ratio, 3), "round_ratios": [round(x, 3) for x in ratios]}
         log(f"  bulk in-process len(text.split()) {out['in_process_split_mb_s']} MB/s, count_words {out['in_process_count_words_mb_s']} MB/s")
         self.results["bulk"] = out
 
