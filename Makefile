@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv clean soak test-compose k8s-validate bench bench-bulk test-forking-worker test-ha test-compose-ha
+.PHONY: run test venv clean soak test-compose k8s-validate bench bench-bulk test-bench test-forking-worker test-ha test-compose-ha
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "offload needs Python 3.11 or newer")'
@@ -32,6 +32,11 @@ clean:
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The bench's own tests that need its extra (Celery, Flower), deselected in make test.
+test-bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m pytest -m benchextra tests $(PYTEST_ARGS)
 
 # Search and bulk retry over 200,000 failed jobs on their own Valkey and gunicorn (~4 min): prints
 # figures, writes bench/results/bulk.json (bench/FINDINGS.md section 10). BULK_ARGS=--jobs 20000 for less.

@@ -71,6 +71,7 @@ def test_quick_batch_phase_measures_jobs_accepted_per_second(tmp_path):
     assert "BATCH SUBMIT" in (tmp_path / "batch.txt").read_text()
 
 
+@pytest.mark.benchextra
 def test_quick_intake_and_latency_put_celery_and_flower_beside_offload(tmp_path):
     """Issue 15: Celery + Flower 2's HTTP API (async-apply, then result?timeout=) in the same
     intake and latency rounds as offload, with basic auth on, and the ratios in the table."""
