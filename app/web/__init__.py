@@ -92,6 +92,8 @@ def _install_request_ids(app: Flask) -> None:
                 "path": request.path,
                 "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+                # the job the request made or is about, as logs.py promises (None: the filter's)
+                "job_id": g.get("job_id") or (request.view_args or {}).get("job_id"),
             },
         )
         return response

@@ -58,6 +58,7 @@ def submit_job() -> Response:
         _check_callback(spec.callback_url)
     claim = _claim_idempotency_key(who, payload, spec.queue)
     if claim is not None and claim.replay is not None:
+        g.job_id = claim.replay["id"]  # for the access line (app.web._finish)
         response = _job_response(claim.replay, status=202)
         response.headers["Idempotent-Replayed"] = "true"
         return response
@@ -80,6 +81,7 @@ def submit_job() -> Response:
         if claim is not None:
             claim.release()
         raise
+    g.job_id = resource["id"]  # for the access line (app.web._finish)
     note_trace(**{"offload.job.id": resource["id"], "offload.job.type": resource["type"], "offload.job.queue": resource["queue"]})
     return _job_response(resource, status=202)
 

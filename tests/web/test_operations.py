@@ -37,6 +37,9 @@ def test_one_job_can_be_followed_from_post_to_end_in_json_logs(stack):
     lines = [json.loads(line) for line in stack.logs().splitlines() if line.startswith("{")]
     mine = [line for line in lines if line.get("job_id") == job_id]
     assert any(line["process"] == "web" and line["request_id"] == "trace-42" for line in mine), mine
+    # The access lines too: the POST that made the job, and the GETs about it.
+    access = {(line["http_method"], line["path"], line["status"]) for line in mine if "http_method" in line}
+    assert ("POST", "/jobs", 202) in access and ("GET", f"/jobs/{job_id}", 200) in access, access
     worker_lines = [line for line in mine if line["process"] == "worker"]
     assert worker_lines and all(line["request_id"] == "trace-42" for line in worker_lines)
     # Two INFO lines a job from the worker: when it takes the job (operators and
