@@ -112,7 +112,7 @@ class OffloadJob(Job):
         try:
             self._prefetched_text = self.connection.get(text_key(self.id))
         except redis.RedisError:
-            self._prefetched_text = None
+            pass  # the run reads it again, and says what went wrong
 
     def _stored_arguments(self) -> dict:
         """The job's keyword arguments, with a text kept in a key of its own put back."""

@@ -67,17 +67,21 @@ class HorseMixin:
         the read overlaps a round trip without any job held unstarted. Returns the payload."""
         raw = getattr(job, "_stored_hash", None) or self.connection.hgetall(job.key)
         payload = (job.id, raw, self.name, tracing.current.get())  # the attempt's span (see the mixin)
+        self._send_to_horse(payload)
+        return payload
+
+    def _send_to_horse(self, payload: tuple) -> None:
+        """Send the offer to a live horse, starting one if there is none or it died while idle."""
         for attempt in (1, 2):
             if not self._horse_alive():
                 self._spawn_horse()
             try:
                 self._horse_conn.send(payload)  # type: ignore[union-attr]
-                break
+                return
             except OSError:
                 self._reap_horse(block=True)  # died while idle (e.g. OOM): start another and hand it the job
                 if attempt == 2:
                     raise
-        return payload
 
     def _withdraw_from_horse(self) -> None:
         """The start transaction failed: the horse drops the job it was offered."""
@@ -94,8 +98,7 @@ class HorseMixin:
             self._horse_conn.send(_GO)  # type: ignore[union-attr]
         except (OSError, AttributeError):  # the horse died since the offer: another, offered again
             self._reap_horse(block=True)
-            self._spawn_horse()
-            self._horse_conn.send(offered)  # type: ignore[union-attr]
+            self._send_to_horse(offered)
             self._horse_conn.send(_GO)  # type: ignore[union-attr]
         # (Unlike RQ, no RQ_JOB_ID in the environment: glibc keeps every value ever given to
         # setenv(), so a variable that changes per job grows the process by ~50 bytes a job.
