@@ -164,6 +164,8 @@ class Bench:
         self.r2 = redis.Redis.from_url(f"{self.redis_base}/2")
         self._wait(lambda: self._pings(self.r0), 15, "Valkey")
         self.valkey_version = self.r0.info("server").get("valkey_version") or self.r0.info("server").get("redis_version")
+        # REDIS_APPENDFSYNC (app.dev.stack) may lower it for a what-if run; the table says so.
+        self.appendfsync = self.r0.config_get("appendfsync").get("appendfsync")
 
         # Rate limits stay at offload's defaults (50/second and 2000/minute per key): the
         # intake load is spread over 64 client keys, as many clients would, so it never
@@ -901,6 +903,7 @@ class Bench:
                     "rate_limits": {"submit": self.settings.rate_limit_submit, "read": self.settings.rate_limit_read},
                     "web": {"processes": self.settings.web_concurrency, "threads": self.settings.web_threads},
                     "log_level": "INFO",
+                    "appendfsync": self.appendfsync,
                 },
             }
         )
