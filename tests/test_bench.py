@@ -85,3 +85,22 @@ def test_quick_intake_and_latency_put_celery_and_flower_beside_offload(tmp_path)
     table = (tmp_path / "flower.txt").read_text()
     assert "Flower async-apply" in table and "offload POST /jobs / Flower async-apply" in table
     assert "Celery + Flower 2 HTTP API" in table
+
+
+def test_targets_hold_the_drain_to_issue_15s_ratio_and_the_table_names_a_what_if_run():
+    """report.targets judges the drain against 1.5x Celery (issue 15), not issue 8's 1.0x, and
+    the table marks a run on a Valkey without ``appendfsync always`` as not the shipped setup."""
+    from bench import report
+
+    def drain(ratio: float) -> dict:
+        results = {"drain": {"noop": {"ratios": {"offload-fast/celery": ratio}}}}
+        (target,) = [t for t in report.targets(results) if t["name"] == "no-op drain vs Celery"]
+        return target
+
+    assert drain(1.04)["met"] is False and drain(1.04)["target"] == ">= 1.5"
+    assert drain(1.5)["met"] is True
+
+    shipped = report.table({"config": {"appendfsync": "always"}})
+    what_if = report.table({"config": {"appendfsync": "no"}})
+    assert "Valkey appendfsync: always\n" in shipped and "NOT as shipped" not in shipped
+    assert "Valkey appendfsync: no (NOT as shipped: a what-if run)" in what_if
