@@ -183,6 +183,10 @@ def test_retry_after_a_successful_send_does_not_send_again(stack_factory, clean_
         assert sink.quitting.wait(20), "the worker should reach QUIT"
         assert len(sink.messages) == 1
         stack.workers[0].send_signal(signal.SIGKILL)  # killed right after the send
+        # Reaped before the QUIT is answered: the worker's exit has sent its horse SIGKILL
+        # (PR_SET_PDEATHSIG), so the horse cannot read "221 Bye" and record the job's end
+        # itself, as RQ's forking horse otherwise could in the moment between the two.
+        stack.workers[0].wait(timeout=10)
         sink.gate.set()
         stack.start_worker()
         done = stack.wait_for(job_id, timeout=60)
