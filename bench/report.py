@@ -64,12 +64,12 @@ def _fmt(value, digits: int = 1) -> str:  # noqa: ANN001
 def table(results: dict) -> str:
     m = results.get("machine", {})
     v = results.get("versions", {})
+    fsync = _get(results, "config", "appendfsync", default="always")
     lines = [
         f"offload benchmark ({results.get('mode')} run, {results.get('started_at')}, {results.get('duration_s')} s)",
         f"machine: {m.get('cpus')} CPUs {m.get('cpu_model')}, {m.get('memory_mib')} MiB, Linux {m.get('kernel')}, Python {m.get('python')}",
         "versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
-        f"Valkey appendfsync: {_get(results, 'config', 'appendfsync', default='always')}"
-        + ("" if _get(results, "config", "appendfsync", default="always") == "always" else " (NOT as shipped: a what-if run)"),
+        f"Valkey appendfsync: {fsync}" + ("" if fsync == "always" else " (NOT as shipped: a what-if run)"),
         f"load average before: {_get(results, 'load_before', 'loadavg')}; CPU used by other processes, per phase (cores): "
         + ", ".join(f"{k} {val.get('foreign_cores')}" for k, val in results.get("load", {}).items()),
         "",
