@@ -1,9 +1,12 @@
-"""offload's Python client and command line.
+"""offload: the task API, and the Python client and command line.
+
+``offload.task`` registers a job type of your own (:mod:`offload.tasks`); ``offload.testing``
+runs one as a plain function in a test.
 
 ``offload.client.Client`` is a synchronous, typed client of the HTTP API (submit, get, wait,
 cancel, retry, list, live events); ``offload.cli`` is the ``offload`` command built on it.
-This package needs only httpx (and click and rich for the command): it imports nothing of the
-server in ``app/``, so it could ship on its own.
+This package needs only pydantic and httpx (and click and rich for the command): it imports
+nothing of the server in ``app/``, so it could ship on its own.
 """
 
 from .client import Client
@@ -23,12 +26,14 @@ from .errors import (
     WaitTimeout,
 )
 from .models import TERMINAL_STATUSES, Event, Job, JobError, JobStatus, Page, Progress
+from .tasks import Context, PermanentFailure, RetryLater, Task, long_text, task, upload
 
 __all__ = [
     "TERMINAL_STATUSES",
     "BadRequest",
     "Client",
     "Conflict",
+    "Context",
     "ConnectionFailed",
     "Event",
     "EventsUnavailable",
@@ -39,11 +44,17 @@ __all__ = [
     "NotFound",
     "OffloadError",
     "Page",
+    "PermanentFailure",
     "Progress",
     "RateLimited",
+    "RetryLater",
     "ServerError",
     "ServiceUnavailable",
+    "Task",
     "Unauthorized",
     "ValidationFailed",
     "WaitTimeout",
+    "long_text",
+    "task",
+    "upload",
 ]
