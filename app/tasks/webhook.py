@@ -24,12 +24,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import ipaddress
 import socket
 import time
 import urllib.error
 import urllib.request
+from typing import Literal
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, StrictStr
+
+from offload.tasks import Context, task
+
+from .. import telemetry, tracing
 
 SIGNATURE_HEADER = "Offload-Signature"
 
@@ -128,4 +136,58 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect could lead to an address check_url never saw; treat it as a failure."""
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
+        return None
+
+
+class WebhookArgs(BaseModel):
+    """Deliver a signed callback (internal: queued by workers when a job or batch ends, never by clients)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr
+    body: StrictStr
+    event: Literal["job.finished", "job.failed", "batch.done"]
+
+
+@task("webhook", args=WebhookArgs, queue="high", internal=True)
+def deliver_webhook_job(args: WebhookArgs, ctx: Context) -> dict:
+    """A callback delivery, signed with the worker's ``WEBHOOK_SECRET``; the job id is the delivery id.
+
+    Each POST is a span of its own, under the delivery's attempt (so in the trace of the job it
+    reports on), and carries it to the receiver as ``traceparent``."""
+    settings = ctx.settings
+    if settings.webhook_secret is None:
+        raise DeliveryFailed("WEBHOOK_SECRET is not set on the worker; cannot sign the delivery")
+    attempt = tracing.current.get()
+    span = attempt.child() if attempt is not None else tracing.new_root()
+    start_ns, answer, error = time.time_ns(), None, None
+    try:
+        answer = deliver(
+            args.url, args.body, args.event,
+            secret=settings.webhook_secret.get_secret_value(), delivery_id=ctx.job_id,
+            allow_private=settings.allow_private_callbacks, timeout=settings.webhook_timeout_seconds,
+            headers=span.headers(),
+        )  # fmt: skip
+        return answer
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if telemetry.enabled():
+            parts = urlsplit(args.url)  # no path or query: they may hold the receiver's tokens
+            telemetry.export("POST", span, attempt, start_ns=start_ns, kind="client", error=error, attributes={
+                "http.request.method": "POST", "url.scheme": parts.scheme, "server.address": parts.hostname,
+                "server.port": parts.port, "http.response.status_code": answer["status"] if answer else None,
+                "offload.delivery.id": ctx.job_id, "offload.event": args.event,
+                "offload.job.id": _job_of(args),
+            })  # fmt: skip
+
+
+def _job_of(args: WebhookArgs) -> str | None:
+    """The job a delivery reports on (its body is that job's resource), for the span."""
+    if not args.event.startswith("job."):
+        return None
+    try:
+        return json.loads(args.body).get("id")
+    except (ValueError, AttributeError):
         return None

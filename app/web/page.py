@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, render_template
 
-from ..jobs import schemas
+from ..jobs import catalog, schemas
 from ..settings import QUEUE_NAMES, Settings
 from .headers import content_security_policy
 
@@ -33,7 +33,7 @@ CONTENT_SECURITY_POLICY = content_security_policy()
 def index() -> Response:
     settings: Settings = current_app.extensions["offload.settings"]
     diagnostic_types = [
-        name for name in schemas.type_names(settings.enable_diagnostic_tasks) if name not in _PUBLIC_TYPES
+        name for name in catalog.type_names(settings.enable_diagnostic_tasks) if name not in _PUBLIC_TYPES
     ]
     html = render_template(
         "index.html",
@@ -49,4 +49,4 @@ def index() -> Response:
     return response
 
 
-_PUBLIC_TYPES = frozenset(schemas.type_names(False))
+_PUBLIC_TYPES = frozenset(catalog.type_names(False))
