@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,8 @@ class FieldType(click.ParamType):
     def _read(self, path: str, param: click.Parameter | None, ctx: click.Context | None) -> str:
         try:
             if path == "-":
-                data = click.get_binary_stream("stdin").read()
+                stdin = sys.stdin
+                data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
             else:
                 data = Path(path).expanduser().read_bytes()
         except OSError as exc:
@@ -273,8 +275,10 @@ class TaskCommand(click.Command):
 
     def _submit(self, **params: Any) -> None:
         ctx = click.get_current_context()
-        fields = {self.by_option[dest].name: _given(params.pop(dest)) for dest in self.by_option}
-        fields = {name: value for name, value in fields.items() if value is not None}
+        fields = {
+            field.name: _given(params.pop(dest)) for dest, field in self.by_option.items()
+            if ctx.get_parameter_source(dest) is click.ParameterSource.COMMANDLINE
+        }  # fmt: skip
         for name, value in self._named_fields(ctx, params.pop("field_values")).items():
             fields[name] = [*fields.get(name, []), *value] if isinstance(value, list) else value
         missing = [field for field in self.info.fields if field.required and field.name not in fields]

@@ -1,10 +1,5 @@
-"""A team's own tasks, as a user of offload writes them: the stacks of the tests load this module
-with ``OFFLOAD_TASKS=tests.user_tasks`` (the server's tests and the client's use the same one).
-
-``reverse_text`` is the contract's example; ``typed_echo`` has a field of every JSON type the
-command line converts (integer, number, boolean, an enum, a list, an object, an optional text
-with an underscore in its name) and answers its fields as they arrived.
-"""
+"""A team's own tasks, as a user of offload writes them: loaded by the test stacks with
+``OFFLOAD_TASKS=tests.user_tasks`` (the web, worker and scheduler processes import it at start)."""
 
 from __future__ import annotations
 
@@ -21,23 +16,22 @@ class ReverseArgs(BaseModel):
     text: str = Field(min_length=1, max_length=1000)
 
 
-@task("reverse_text", args=ReverseArgs, example={"text": "abc"})
+@task("reverse_text", args=ReverseArgs)
 def reverse_text(args: ReverseArgs, ctx) -> dict:
     return {"reversed": args.text[::-1]}
 
 
 class TypedEchoArgs(BaseModel):
-    """Echo typed fields back."""
+    """Echo typed arguments back: one field of each kind a form or a command line must offer."""
 
-    count: int = Field(description="A whole number.")
-    ratio: float = Field(default=0.5, description="A number.")
+    count: int = Field(ge=0, le=1000, description="A whole number.")
+    ratio: float = Field(0.5, ge=0, description="A number with a fraction.")
     flag: bool = False
-    color: Literal["red", "green", "blue"] = "red"
-    tags: list[str] = Field(default_factory=list, description="Labels.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Anything, as JSON.")
-    note_text: str | None = None
+    color: Literal["red", "green", "blue"] = "green"
+    tags: list[str] = Field(default_factory=list, description="Words.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Anything, as a JSON object.")
 
 
 @task("typed_echo", args=TypedEchoArgs)
 def typed_echo(args: TypedEchoArgs, ctx) -> dict:
-    return args.model_dump(mode="json")
+    return args.model_dump()
