@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .client import Client
-from .errors import NotFound
+from .errors import NotFound, OffloadError
 from .fields import TaskField, convert
 from .models import TaskInfo
 
@@ -117,7 +117,8 @@ class FieldType(click.ParamType):
 #: The dests of the job options, and every option string ``submit TYPE`` has of its own.
 JOB_OPTIONS = tuple(option.name for option in _job_options())
 OWN_OPTIONS = frozenset(
-    {"--help", "-h"} | {name for option in (*_job_options(), *_own_options()) for name in (*option.opts, *option.secondary_opts)}
+    {"--help", "-h"}
+    | {name for option in (*_job_options(), *_own_options()) for name in (*option.opts, *option.secondary_opts)}
 )
 
 
@@ -204,7 +205,7 @@ class TaskCommands(click.Group):
         client = ctx.find_object(Client)
         try:
             rows = [(info.type, info.description) for info in client.tasks()]
-        except Exception as exc:  # noqa: BLE001 - the help is still shown, with why the types are not
+        except OffloadError as exc:  # the help is still shown, with why the types are not
             rows = [("?", f"could not ask {client.base_url}/tasks: {exc}")]
         with formatter.section("Task types (offload tasks)"):
             formatter.write_dl(rows)
@@ -256,8 +257,9 @@ class TaskCommand(click.Command):
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         for title, params in self.sections:
             records = [record for param in params if (record := param.get_help_record(ctx)) is not None]
-            if title.startswith("Waiting"):
-                records += [record for param in [self.get_help_option(ctx)] if param and (record := param.get_help_record(ctx))]
+            help_option = self.get_help_option(ctx)
+            if title.startswith("Waiting") and help_option is not None:
+                records.append(help_option.get_help_record(ctx))
             if records:
                 with formatter.section(title):
                     formatter.write_dl(records)
@@ -266,7 +268,7 @@ class TaskCommand(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.NoSuchOption as exc:
-            fields = ", ".join(option.opts[0] for option in self.params if isinstance(option, FieldOption)) or "none"
+            fields = ", ".join(param.opts[0] for param in self.params if isinstance(param, FieldOption)) or "none"
             raise click.UsageError(
                 f"{exc.format_message()}\n{self.info.type} has no field {exc.option_name.lstrip('-')!r}; "
                 f"its fields: {fields} (offload task {self.info.type})",
@@ -279,8 +281,8 @@ class TaskCommand(click.Command):
             field.name: _given(params.pop(dest)) for dest, field in self.by_option.items()
             if ctx.get_parameter_source(dest) is click.ParameterSource.COMMANDLINE
         }  # fmt: skip
-        for name, value in self._named_fields(ctx, params.pop("field_values")).items():
-            fields[name] = [*fields.get(name, []), *value] if isinstance(value, list) else value
+        for field, value in self._named_fields(ctx, params.pop("field_values")):
+            fields[field.name] = [*fields.get(field.name, []), value] if field.kind == "array" else value
         missing = [field for field in self.info.fields if field.required and field.name not in fields]
         if missing:
             names = ", ".join(self._option_of(field) for field in missing)
@@ -288,9 +290,9 @@ class TaskCommand(click.Command):
         options = {name: _given(params.pop(name)) for name in JOB_OPTIONS}
         self.runner(ctx, self.info, fields, {k: v for k, v in options.items() if v is not None}, **params)
 
-    def _named_fields(self, ctx: click.Context, items: tuple[str, ...]) -> dict[str, Any]:
-        """``--field NAME=VALUE`` items, converted as their fields."""
-        values: dict[str, Any] = {}
+    def _named_fields(self, ctx: click.Context, items: tuple[str, ...]) -> list[tuple[TaskField, Any]]:
+        """``--field NAME=VALUE`` items, converted as their fields (an array's: one item each)."""
+        values = []
         param = next(param for param in self.params if param.name == "field_values")
         for item in items:
             name, equals, text = item.partition("=")
@@ -300,8 +302,7 @@ class TaskCommand(click.Command):
             if field is None:
                 known = ", ".join(field.name for field in self.info.fields) or "none"
                 raise click.BadParameter(f"{self.info.type} has no field {name!r}; its fields: {known}", ctx, param)
-            value = FieldType(field).convert(text, param, ctx)
-            values[name] = [*values.get(name, []), value] if field.kind == "array" else value
+            values.append((field, FieldType(field).convert(text, param, ctx)))
         return values
 
     def _option_of(self, field: TaskField) -> str:
@@ -351,15 +352,18 @@ def print_task(info: TaskInfo) -> None:
             lines.append((name.replace("_", " "), str(value)))
     if info.example is not None:
         lines.append(("example", example_command(info)))
+    width = max(len(name) for name, _ in lines) + 2
     for name, value in lines:
-        console.print(Text(f"{name:<13}{value}"))
+        console.print(Text(f"{name:<{width}}{value}"))
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in ("FIELD", "TYPE", "REQUIRED", "DEFAULT", "DESCRIPTION"):
         table.add_column(column, overflow="fold")
     for field in info.fields:
         default = _shown(field.default) if field.has_default else "-"
-        notes = [field.description] + (["(a file: @path)"] if field.upload else ["(long text: @path)"] if field.long_text else [])
-        table.add_row(*(Text(cell) for cell in (field.name, field.type_label, "yes" if field.required else "no", default, " ".join(n for n in notes if n))))
+        note = "(a file: @path)" if field.upload else "(long text: @path)" if field.long_text else ""
+        described = " ".join(part for part in (field.description, note) if part)
+        cells = (field.name, field.type_label, "yes" if field.required else "no", default, described)
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table if info.fields else Text("(no fields)"))
 
 

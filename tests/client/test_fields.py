@@ -238,6 +238,12 @@ def test_only_what_is_given_is_sent_and_both_spellings_of_a_name_work():
     assert sent["fields"]["max_len"] == 6
 
 
+def test_field_name_value_adds_to_a_list_and_may_send_null():
+    result, sent = submit("--name", "n", "--count", "1", "--tags", "a", "--field", "tags=b", "--field", "point=null")
+    assert result.exit_code == 0, result.output
+    assert sent["fields"] == {"name": "n", "count": 1, "tags": ["a", "b"], "point": None}
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
