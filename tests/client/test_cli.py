@@ -32,6 +32,16 @@ def test_a_usage_error_before_any_request_exits_2():
     assert result.exit_code == 2 and "--limit" in result.output
 
 
+def test_a_server_older_than_get_tasks_is_named_as_such(stub):
+    """A server without GET /tasks (the stub answers 404 to everything, as one before task
+    discovery would): not "no such type", and no traceback."""
+    for args in (["tasks"], ["task", "count_words"], ["submit", "count_words", "--text", "a"]):
+        result = run(stub.base, *args)
+        assert result.exit_code == 3, (args, result.output)
+        assert "does not describe its tasks (GET /tasks answered 404)" in result.stderr
+    assert "/tasks" in {seen["path"] for seen in stub.seen}
+
+
 def test_an_unreachable_server_exits_3():
     result = run(f"http://127.0.0.1:{free_port()}", "get", "j1")
     assert result.exit_code == 3
