@@ -277,8 +277,9 @@ class TaskCommand(click.Command):
 
     def _submit(self, **params: Any) -> None:
         ctx = click.get_current_context()
+        given = {dest: params.pop(dest) for dest in self.by_option}  # an explicit null is sent, an absent field not
         fields = {
-            field.name: _given(params.pop(dest)) for dest, field in self.by_option.items()
+            self.by_option[dest].name: _given(value) for dest, value in given.items()
             if ctx.get_parameter_source(dest) is click.ParameterSource.COMMANDLINE
         }  # fmt: skip
         for field, value in self._named_fields(ctx, params.pop("field_values")):

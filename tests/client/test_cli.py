@@ -218,7 +218,7 @@ def test_tasks_lists_every_type_the_server_takes(live):
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["TYPE", "QUEUE", "DESCRIPTION"]
-    rows = {line.split()[0]: line.split(None, 2)[1:] for line in lines[2:] if line.strip()}
+    rows = {line.split()[0]: line.rstrip().split(None, 2)[1:] for line in lines[2:] if line.strip()}
     assert {"count_words", "send_email", "reverse_text", "typed_echo"} <= set(rows)
     assert rows["reverse_text"] == ["default", "Reverse a text."]
     assert list(rows) == sorted(rows)

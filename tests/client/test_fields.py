@@ -193,8 +193,9 @@ def submit(*args: str, info: TaskInfo = EVERYTHING, input: str | None = None):
     """Run ``submit everything ARGS`` in-process; what it would send is recorded, not sent."""
     sent: list[dict] = []
 
-    def run(ctx, task, fields, options, **flags):
-        sent.append({"type": task.type, "fields": fields, "options": options, "flags": flags})
+    def run(ctx, task, fields, options, *, idempotency_key, wait, timeout, progress, as_json):  # as cli._submit
+        flags = {"idempotency_key": idempotency_key, "wait": wait, "timeout": timeout, "progress": progress}
+        sent.append({"type": task.type, "fields": fields, "options": options, "flags": {**flags, "as_json": as_json}})
 
     command = TaskCommand(info, run)
     result = CliRunner().invoke(command, list(args), input=input, prog_name="offload submit everything")
