@@ -9,6 +9,7 @@ Jobs store these functions under the names ``app.tasks.<name>`` (this package's 
 which is what RQ and the dashboard show.
 """
 
+from . import http_request
 from .diagnostic import fail, noop, sleep
 from .mail import SmtpError, send_email
 from .webhook import deliver as deliver_webhook
@@ -22,6 +23,7 @@ __all__ = [
     "count_words",
     "deliver_webhook",
     "fail",
+    "http_request",
     "noop",
     "send_email",
     "sleep",
