@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from offload.tasks import PermanentFailure, RetryLater, task
+from offload.tasks import Context, PermanentFailure, RetryLater, task
 
 from . import webhook
 
@@ -52,8 +52,6 @@ MAX_RETRY_AFTER_SECONDS = 3600
 RETRYABLE_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 USER_AGENT = "offload-http-request/1"
 DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8"
-#: Sent by offload: what lets the service trust the request, so never the client's to set.
-OWN_HEADERS = ("Offload-Event", "Offload-Delivery", "Offload-Attempt", webhook.SIGNATURE_HEADER)
 #: Headers a client may not set: hop-by-hop ones (RFC 9110 section 7.6.1) and those describing
 #: the connection and framing, which offload writes from the URL and the body.
 FORBIDDEN_HEADERS = frozenset({
@@ -61,7 +59,8 @@ FORBIDDEN_HEADERS = frozenset({
     "transfer-encoding", "upgrade", "host", "content-length", "expect",
 })  # fmt: skip
 
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")  # RFC 9110 field-name (fullmatch: "$" would let a final newline by)
+# RFC 9110 field names and values, printable ASCII URLs; used with fullmatch ("$" would let a final newline by).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
 _VALUE = re.compile(r"[\t\x20-\x7e]*")  # printable ASCII and tabs: no CR, LF, NUL
 _PRINTABLE = re.compile(r"[!-~]+")  # a URL: printable ASCII, no spaces
 _HOST = re.compile(r"[A-Za-z0-9_.-]+")
@@ -159,13 +158,16 @@ class HttpRequestArgs(BaseModel):
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         seen: set[str] = set()
         for name, header_value in value.items():
-            shown = name if len(name) <= 40 else f"{name[:40]}..."
+            shown = repr(name if len(name) <= 40 else f"{name[:40]}...")
             lower = name.lower()
             if not _TOKEN.fullmatch(name):
-                raise PydanticCustomError("header_name", "{name!r} is not a header name", {"name": shown})
+                raise PydanticCustomError("header_name", "{name} is not a header name", {"name": shown})
             if lower in FORBIDDEN_HEADERS:
-                raise PydanticCustomError("header_forbidden", "{name} is set by offload, not the request", {"name": name})
-            if lower.startswith("offload-"):
+                raise PydanticCustomError(
+                    "header_forbidden", "{name} cannot be set: offload writes the connection and framing headers itself",
+                    {"name": name},
+                )  # fmt: skip
+            if lower.startswith("offload-"):  # Offload-Signature, -Delivery, ...: what the service trusts
                 raise PydanticCustomError("header_forbidden", "{name}: Offload-* headers are offload's own", {"name": name})
             if lower in seen:
                 raise PydanticCustomError("header_twice", "{name} is given twice (names ignore case)", {"name": name})
@@ -217,7 +219,7 @@ EXAMPLE = {
 
 
 @task("http_request", args=HttpRequestArgs, max_retries=5, example=EXAMPLE)
-def http_request(args: HttpRequestArgs, ctx) -> dict:  # noqa: ANN001 - an offload.tasks.Context
+def http_request(args: HttpRequestArgs, ctx: Context) -> dict:
     """Send the request once; the outcome decides between a result, a retry and a failure.
 
     With no WEBHOOK_SECRET on the worker the request is refused (PermanentFailure), not sent
@@ -268,7 +270,7 @@ def http_request(args: HttpRequestArgs, ctx) -> dict:  # noqa: ANN001 - an offlo
             "elapsed_ms": round(answer.elapsed * 1000, 3),
         }
     if answer.status in RETRYABLE_STATUSES:
-        after = retry_after(dict((name.lower(), value) for name, value in answer.headers).get("retry-after"))
+        after = retry_after({name.lower(): value for name, value in answer.headers}.get("retry-after"))
         if after is not None:
             raise RetryLater(f"{said}; retrying in {after:g} s as its Retry-After asks", after=after)
         raise HttpRequestFailed(said)
