@@ -144,8 +144,10 @@ def check_url(url: str, allow_private: bool) -> Target:
         return Target(parts.scheme, parts.hostname, port, path, None)
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+    except socket.gaierror:
         raise Unresolvable(f"host {parts.hostname!r} does not resolve") from None
+    except UnicodeError:  # not a name DNS can be asked about (a label over 63 characters): never will
+        raise CallbackRefused(f"host {parts.hostname!r} does not resolve") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         if not is_public(address):
