@@ -9,14 +9,14 @@ directly, and beside it the job type: its arguments model and a ``@task`` functi
 this package registers them in :data:`offload.tasks.registry`.
 """
 
-from . import diagnostic, mail, webhook, words
+from . import diagnostic, http_request, mail, webhook, words
 from .diagnostic import fail, noop, sleep
 from .mail import DeliveryUnknown, SmtpError, send_email
 from .webhook import deliver as deliver_webhook
 from .words import LINE_BOUNDARIES, PROGRESS_CHUNK, count_lines, count_words
 
 #: The modules whose import registers offload's own tasks.
-BUILTIN_MODULES = (words, mail, webhook, diagnostic)
+BUILTIN_MODULES = (words, mail, webhook, http_request, diagnostic)
 
 __all__ = [
     "BUILTIN_MODULES",
@@ -28,6 +28,7 @@ __all__ = [
     "count_words",
     "deliver_webhook",
     "fail",
+    "http_request",
     "noop",
     "send_email",
     "sleep",
