@@ -137,10 +137,10 @@ def csv_report(args: CsvReportArgs, ctx: Context) -> dict[str, Any]:
     first = next(records, None)
     if first is None:
         raise PermanentFailure("the CSV has no rows")
+    if first.error is not None:  # without it there are no column names, nor a number of fields
+        raise PermanentFailure(f"the first row (line {first.line}) cannot be read: {first.error}")
     if args.has_header:
-        if first.error is not None:
-            raise PermanentFailure(f"the header row (line {first.line}) cannot be read: {first.error}")
-        columns = [name.strip() for name in first.fields]
+        columns = [name.strip() for name in first.fields or []]
     else:
         columns = [str(position) for position in range(1, len(first.fields or []) + 1)]
         records = itertools.chain([first], records)

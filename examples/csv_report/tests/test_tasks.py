@@ -11,13 +11,19 @@ import logging
 from importlib.metadata import entry_points
 
 import pytest
+from offload_csv_report import tasks as module
+from offload_csv_report.tasks import (
+    CHUNK_ROWS,
+    MAX_BAD_ROWS,
+    MAX_GROUPS,
+    ReportCancelled,
+    csv_report,
+)
 from pydantic import ValidationError
 
 import offload
 import offload.tasks
 from offload.testing import LocalContext, run
-from offload_csv_report import tasks as module
-from offload_csv_report.tasks import CHUNK_ROWS, MAX_BAD_ROWS, MAX_GROUPS, ReportCancelled, csv_report
 
 SALES = """region,product,amount,units
 north,apples,10.10,3
@@ -80,6 +86,15 @@ def test_other_delimiter_quoted_fields_bom_and_padded_header() -> None:
     assert result["columns"] == ["name", "amount"]  # no BOM, header names stripped
     assert result["rows"] == 2
     assert result["totals"]["amount"]["sum"] == 997.5
+
+
+def test_windows_and_old_mac_line_endings_read_alike() -> None:
+    unix = run(csv_report, csv=SALES, group_by="region", sum=["amount"])
+    for ending in ("\r\n", "\r"):
+        text = SALES.replace("\n", ending)
+        ctx = LocalContext(csv_report)
+        assert run(csv_report, ctx, csv=text, group_by="region", sum=["amount"]) == unix
+        assert ctx.progress_reports == [(len(text), len(text))]
 
 
 def test_without_header_columns_are_numbered() -> None:
@@ -239,6 +254,12 @@ def test_a_file_without_rows_fails_permanently(text: str) -> None:
         run(csv_report, csv=text)
 
 
+@pytest.mark.parametrize("has_header", [True, False])
+def test_an_unreadable_first_row_fails_permanently(has_header: bool) -> None:
+    with pytest.raises(offload.PermanentFailure, match="the first row \\(line 1\\) cannot be read: field larger"):
+        run(csv_report, csv="x" * 200_000 + "\n1\n", has_header=has_header)
+
+
 def test_a_header_only_file_is_an_empty_report() -> None:
     result = run(csv_report, csv="region,amount\n", group_by="region", sum=["amount"])
     assert result["rows"] == 0
@@ -250,7 +271,10 @@ def test_too_many_groups_fails_permanently() -> None:
     text = "id\n" + "".join(f"{i}\n" for i in range(MAX_GROUPS + 1))
     with pytest.raises(offload.PermanentFailure, match=f"more than {MAX_GROUPS} distinct values"):
         run(csv_report, csv=text, group_by="id")
-    assert len(run(csv_report, csv="id\n" + "".join(f"{i}\n" for i in range(MAX_GROUPS)), group_by="id")["groups"]) == MAX_GROUPS
+    assert (
+        len(run(csv_report, csv="id\n" + "".join(f"{i}\n" for i in range(MAX_GROUPS)), group_by="id")["groups"])
+        == MAX_GROUPS
+    )
 
 
 # --- the arguments model (what POST /jobs answers 422 for) ---------------------------------------
