@@ -346,7 +346,7 @@
         name: field.name, "aria-label": title + " " + number, "aria-describedby": described
       });
       if (value != null) input.value = String(value);
-      var remove = el("button", { type: "button", className: "secondary remove", "aria-label": "Remove " + title + " " + number, text: "×" });
+      var remove = el("button", { type: "button", className: "secondary remove", "aria-label": "Remove item " + number, text: "×" });
       var item = el("li", {}, [input, remove]);
       remove.addEventListener("click", function () {
         var next = item.nextElementSibling || item.previousElementSibling;
@@ -362,7 +362,7 @@
     function renumber() {
       Array.prototype.forEach.call(list.children, function (item, index) {
         item.querySelector("input").setAttribute("aria-label", title + " " + (index + 1));
-        item.querySelector("button").setAttribute("aria-label", "Remove " + title + " " + (index + 1));
+        item.querySelector("button").setAttribute("aria-label", "Remove item " + (index + 1));
       });
     }
     add.addEventListener("click", function () { made.addItem(null, true); });
