@@ -62,6 +62,7 @@
   var built = {};          // type -> offloadForms.build(): its fieldset, kept while the page lives
   var OPTION_NAMES = ["queue", "delay_seconds", "timeout_seconds", "max_retries"];
 
+  var shown = "";          // the type whose form is on show
   function currentTask() { return tasks[picker.value] || null; }
   function currentForm() { return built[picker.value] || null; }
 
@@ -69,7 +70,8 @@
    * was typed in them. */
   function showTask(type) {
     var task = tasks[type];
-    if (!task) return;
+    if (!task || type === shown) return;
+    shown = type;
     picker.value = type;
     if (!built[type]) {
       built[type] = window.offloadForms.build(task, "f-" + type);
@@ -83,6 +85,7 @@
     $("task-description").textContent = task.description || "";
     $("task-example").hidden = !task.example;
     $("task-reset").hidden = !built[type].fields.length;
+    // The options start from the task's own defaults (the queue chosen, the others greyed in).
     var defaults = task.defaults || {};
     form.elements.queue.value = defaults.queue || "default";
     form.elements.timeout_seconds.placeholder = defaults.timeout_seconds != null ? String(defaults.timeout_seconds) : "";
