@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     # Job contract limits and defaults.
     max_text_bytes: int = Field(1024 * 1024, ge=1)
     max_metadata_bytes: int = Field(4096, ge=2)
+    # A task's result, as JSON: kept with the job and sent to every poller (app/jobs/context.py).
+    max_result_bytes: int = Field(1024 * 1024, ge=64)
     max_batch_jobs: int = Field(1000, ge=1, le=10_000)  # jobs in one POST /jobs/batch
     default_timeout_seconds: int = Field(180, ge=1)
     max_timeout_seconds: int = Field(3600, ge=1)

@@ -42,7 +42,7 @@ def _run_worker(kind: str, jobs: int, redis_url: str, out: Path) -> None:
 
     from app import logs
     from app.connections import connect
-    from app.jobs import JobQueue, schemas
+    from app.jobs import JobQueue, catalog
     from app.settings import get_settings
     from app.worker import build_worker
     from app.worker.mixin import OffloadSimpleWorker
@@ -55,7 +55,7 @@ def _run_worker(kind: str, jobs: int, redis_url: str, out: Path) -> None:
     client = connect(settings)
     queue = JobQueue(client, settings)
     body = {"type": "noop"} if os.environ.get("BENCH_PROFILE_TASK", "noop") == "noop" else {"type": "count_words", "text": "the quick brown fox"}
-    spec = schemas.request_adapter(True).validate_python(body, context={"settings": settings})
+    spec = catalog.request_adapter(True).validate_python(body, context={"settings": settings})
     for _ in range(jobs):
         queue.submit(spec, owner="profile")
 

@@ -344,9 +344,9 @@ class Bench:
                 pipe.execute()
 
     def _fill_offload(self, kind: str, n: int, texts: list[str]) -> list[str]:
-        from app.jobs import schemas
+        from app.jobs import catalog
 
-        adapter = schemas.request_adapter(True)
+        adapter = catalog.request_adapter(True)
         bodies = [{"type": "noop"}] if kind == "noop" else [{"type": "count_words", "text": t} for t in texts]
         specs = [adapter.validate_python(body, context={"settings": self.settings}) for body in bodies]
         ids: list[str] = []

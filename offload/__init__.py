@@ -3,8 +3,9 @@
 ``offload.task`` registers a job type of your own (:mod:`offload.tasks`); ``offload.testing``
 runs one as a plain function in a test.
 
-``offload.client.Client`` is a synchronous, typed client of the HTTP API (submit, get, wait,
-cancel, retry, list, live events); ``offload.cli`` is the ``offload`` command built on it.
+``offload.client.Client`` is a synchronous, typed client of the HTTP API (submit any task type,
+describe the types, get, wait, cancel, retry, list, live events); ``offload.cli`` is the
+``offload`` command built on it.
 This package needs only pydantic and httpx (and click and rich for the command): it imports
 nothing of the server in ``app/``, so it could ship on its own.
 """
@@ -25,7 +26,8 @@ from .errors import (
     ValidationFailed,
     WaitTimeout,
 )
-from .models import TERMINAL_STATUSES, Event, Job, JobError, JobStatus, Page, Progress
+from .fields import TaskField
+from .models import TERMINAL_STATUSES, Event, Job, JobError, JobStatus, Page, Progress, TaskDefaults, TaskInfo
 from .tasks import Context, PermanentFailure, RetryLater, Task, long_text, task, upload
 
 __all__ = [
@@ -51,6 +53,9 @@ __all__ = [
     "ServerError",
     "ServiceUnavailable",
     "Task",
+    "TaskDefaults",
+    "TaskField",
+    "TaskInfo",
     "Unauthorized",
     "ValidationFailed",
     "WaitTimeout",

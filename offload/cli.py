@@ -1,9 +1,14 @@
 """``offload``: the command line for an offload server, on :class:`offload.client.Client`.
 
-    offload submit count_words --file notes.txt --wait     # a progress bar, then the result
+    offload tasks                                          # the job types the server takes
+    offload task count_words                               # one type's fields
+    offload submit count_words --text @notes.txt --wait    # a progress bar, then the result
     offload submit send_email --to bob@example.com --subject Hi --body 'Hello Bob'
     offload list --status failed
     offload retry 3f0c…
+
+``submit TYPE`` takes TYPE's fields as options (``--FIELD VALUE``), read from the server's
+description of the task at run time (:mod:`offload.cli_tasks`): no task is known here.
 
 The server and key come from ``--url`` / ``--api-key`` or ``OFFLOAD_URL`` / ``OFFLOAD_API_KEY``.
 ``--json`` prints the server's JSON (one job resource, a list of them, or one event per line).
@@ -14,8 +19,9 @@ Exit codes, so scripts can branch on them:
 0    done; with ``--wait``, ``wait`` and ``events``: the job finished
 1    the job ended failed, canceled or stopped
 2    a usage error: bad options, or the server refused the request as invalid (400, 413, 415, 422)
-3    the server answered with another error (401, 403, 404, 409, 429, 5xx) or could not be reached
+3    the server answered with another error (401, 403, 409, 429, 5xx) or could not be reached
 4    ``--timeout`` passed before the job ended
+5    not found (404): no such job (or task type, for ``offload task``)
 ==== ===================================================================================
 """
 
@@ -23,19 +29,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import click
 
+from .cli_tasks import ServerWithoutTasks, TaskCommands, print_task, print_tasks
 from .client import DEFAULT_URL, Client, __version__
-from .errors import OffloadError, WaitTimeout
-from .models import Job
+from .errors import NotFound, OffloadError, WaitTimeout
+from .models import Job, TaskInfo
 from .models import Progress as JobProgress
 from .watch import follow
 
-EXIT_JOB_FAILED, EXIT_USAGE, EXIT_SERVER, EXIT_TIMEOUT = 1, 2, 3, 4
+EXIT_JOB_FAILED, EXIT_USAGE, EXIT_SERVER, EXIT_TIMEOUT, EXIT_NOT_FOUND = 1, 2, 3, 4, 5
 _INVALID = {400, 413, 415, 422}
 
 
@@ -55,7 +62,13 @@ class _Commands(click.Group):
                 click.echo(f"  {error.get('field')}: {error.get('message')}", err=True)
             if exc.request_id:
                 click.echo(f"  request id: {exc.request_id}", err=True)
-            raise click.exceptions.Exit(EXIT_USAGE if exc.status in _INVALID else EXIT_SERVER) from None
+            raise click.exceptions.Exit(_exit_code(exc)) from None
+
+
+def _exit_code(exc: OffloadError) -> int:
+    if exc.status in _INVALID:
+        return EXIT_USAGE
+    return EXIT_NOT_FOUND if exc.status == 404 else EXIT_SERVER
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,79 +92,15 @@ def _progress_option(command: Any) -> Any:
     )(command)
 
 
-def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    try:
-        parsed = json.loads(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise click.BadParameter("must be a JSON object")
-    return parsed
-
-
-def _field(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
-    fields = {}
-    for item in values:
-        name, equals, value = item.partition("=")
-        if not equals or not name:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE")
-        try:
-            fields[name] = json.loads(value)
-        except ValueError:
-            fields[name] = value
-    return fields
-
-
-@cli.command()
-@click.argument("job_type", metavar="TYPE")
-@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="count_words: a text file.")
-@click.option("--text", help="count_words: the text.")
-@click.option("--to", help="send_email: the recipient.")
-@click.option("--subject", help="send_email: the subject line.")
-@click.option("--body", help="send_email: the body.")
-@click.option("--field", "fields", multiple=True, metavar="NAME=VALUE", callback=_field, help="Any other field (VALUE as JSON if it parses).")
-@click.option("--queue", type=click.Choice(["high", "default", "low"]), help="Queue to run on.")
-@click.option("--delay", type=click.FloatRange(min=0), help="Run no earlier than this many seconds from now.")
-@click.option("--run-at", help="Run no earlier than this RFC 3339 time.")
-@click.option("--timeout-seconds", type=click.IntRange(min=1), help="Bound on each attempt.")
-@click.option("--max-retries", type=click.IntRange(min=0), help="Retries after a failed attempt.")
-@click.option("--callback-url", help="POSTed the job when it ends.")
-@click.option("--metadata", callback=_json_object, help="A JSON object, echoed back.")
-@click.option("--idempotency-key", help="Default: a fresh one, so a retried submission is never doubled.")
-@click.option("--wait", is_flag=True, help="Follow the job to its end; the exit code tells how it ended.")
-@click.option("--timeout", type=click.FloatRange(min=0), help="With --wait: give up after this many seconds.")
-@_progress_option
-@_json_option
-@click.pass_obj
-def submit(
-    client: Client, job_type: str, file: Path | None, text: str | None, to: str | None, subject: str | None,
-    body: str | None, fields: dict[str, Any], queue: str | None, delay: float | None, run_at: str | None,
-    timeout_seconds: int | None, max_retries: int | None, callback_url: str | None, metadata: dict[str, Any] | None,
+def _submit(
+    ctx: click.Context, info: TaskInfo, fields: dict[str, Any], options: dict[str, Any], *,
     idempotency_key: str | None, wait: bool, timeout: float | None, progress: bool | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """Submit a job of TYPE (count_words, send_email, ...)."""
-    if (file or text is not None) and job_type != "count_words":
-        raise click.UsageError("--file and --text are for count_words")
-    if job_type == "count_words" and (file is None) == (text is None) and "text" not in fields:
-        raise click.UsageError("count_words needs --file PATH or --text TEXT (one of them)")
-    email: dict[str, Any] = {name: value for name, value in (("to", to), ("subject", subject), ("body", body)) if value is not None}
-    if email and job_type != "send_email":
-        raise click.UsageError("--to, --subject and --body are for send_email")
+    """What ``submit TYPE`` does with its parsed fields and options."""
     if timeout is not None and not wait:
-        raise click.UsageError("--timeout goes with --wait")
-    options: dict[str, Any] = {
-        "queue": queue, "delay_seconds": delay, "run_at": run_at, "timeout_seconds": timeout_seconds,
-        "max_retries": max_retries, "callback_url": callback_url, "metadata": metadata,
-    }  # fmt: skip
-    if file is not None:
-        if fields:
-            raise click.UsageError("--field does not go with --file (the file is sent as a form)")
-        job = client.submit_text_file(file, idempotency_key=idempotency_key, **options)
-    else:
-        extra: dict[str, Any] = {"text": text} if text is not None else {}
-        job = client.submit(job_type, idempotency_key=idempotency_key, **options, **fields, **extra, **email)
+        raise click.UsageError("--timeout goes with --wait", ctx)
+    client = ctx.find_object(Client)
+    job = client.submit(info.type, fields, idempotency_key=idempotency_key, **options)
     if not wait:
         if as_json:
             _print_job(job, as_json)
@@ -159,6 +108,62 @@ def submit(
             click.echo(job.id)  # alone on the line: id=$(offload submit ...)
         return
     _finish(client, job.id, timeout, progress, as_json)
+
+
+cli.add_command(
+    TaskCommands(
+        "submit", run=_submit, no_args_is_help=True, subcommand_metavar="TYPE [--FIELD VALUE]... [--wait] [--json]",
+        help="""Submit a job of TYPE with its fields as options.
+
+        \b
+          offload submit count_words --text 'the quick brown fox' --wait
+          offload submit count_words --text @notes.txt --queue low
+          offload submit TYPE --help     # TYPE's fields, and the job options
+
+        The fields are those the server describes for TYPE (GET /tasks/TYPE): a field max_len is
+        --max-len (or --max_len); integers, numbers and true/false are converted, a list field is
+        given once per item, an object as JSON, and @path reads a text from a file (@- from stdin).""",
+    )
+)
+
+
+@cli.command("tasks")
+@_json_option
+@click.pass_obj
+def tasks_command(client: Client, as_json: bool) -> None:
+    """List the task types the server takes."""
+    tasks = _described(client, client.tasks)
+    if as_json:
+        click.echo(json.dumps([info.to_dict() for info in tasks], indent=2))
+    else:
+        print_tasks(tasks)
+
+
+@cli.command("task")
+@click.argument("job_type", metavar="TYPE")
+@_json_option
+@click.pass_obj
+def task_command(client: Client, job_type: str, as_json: bool) -> None:
+    """Show a task type: its fields (name, type, required, default) and defaults."""
+    info = _described(client, lambda: client.task(job_type))
+    if as_json:
+        click.echo(json.dumps(info.to_dict(), indent=2))
+    else:
+        print_task(info)
+
+
+def _described(client: Client, ask: Callable[[], Any]) -> Any:
+    """``ask()``, with a 404 of ``GET /tasks`` itself told apart from an unknown type."""
+    try:
+        return ask()
+    except NotFound:
+        try:
+            client.tasks()
+        except NotFound:
+            raise ServerWithoutTasks(
+                f"the server at {client.base_url} does not describe its tasks (GET /tasks answered 404)"
+            ) from None
+        raise
 
 
 @cli.command()

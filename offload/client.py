@@ -7,6 +7,10 @@
         job = client.wait(job.id, timeout=60)
         print(job.status, job.result)          # finished {'words': 4, 'characters': 19, 'lines': 1}
 
+Tasks. :meth:`Client.submit` takes any job type the server has, built-in or registered by
+your team with ``@offload.task``, with its fields as keywords; :meth:`Client.tasks` and
+:meth:`Client.task` say which types there are and what fields each takes (``GET /tasks``).
+
 Every method answers typed results (:class:`~offload.models.Job`, ...) or raises a typed
 :class:`~offload.errors.OffloadError` carrying the server's problem+json. The URL and key
 default to the environment (``OFFLOAD_URL``, ``OFFLOAD_API_KEY``).
@@ -34,7 +38,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from importlib import metadata as _metadata
 from pathlib import Path
@@ -46,7 +50,7 @@ import httpx
 from . import errors
 from .errors import ConnectionFailed, ValidationFailed, WaitTimeout
 from .events import stream as _stream_events
-from .models import Event, Job, JobOptions, Page
+from .models import Event, Job, JobOptions, Page, TaskInfo
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: The contract's ceiling for ``?wait=N``; a server may be configured lower (MAX_WAIT_SECONDS).
@@ -108,6 +112,7 @@ class Client:
     def submit(
         self,
         type: str,
+        args: Mapping[str, Any] | Any | None = None,
         /,
         *,
         idempotency_key: str | Literal[False] | None = None,
@@ -118,28 +123,29 @@ class Client:
         max_retries: int | None = None,
         callback_url: str | None = None,
         metadata: dict[str, Any] | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
         depends_on: list[str] | None = None,
         traceparent: str | None = None,
         **fields: Any,
     ) -> Job:
-        """``POST /jobs``: a job of ``type`` with its fields (``text=`` for ``count_words``;
-        ``to=``, ``subject=``, ``body=`` for ``send_email``). ``idempotency_key``: None makes
-        a fresh one (safe retries), a string is sent as given, False sends none (and then a
-        429 or 503 is raised at once, never retried). ``traceparent``: a W3C trace context
-        header of yours, so the job (its ``trace_id``, worker log lines and callback) joins
-        your trace; without it the server starts one."""
+        """``POST /jobs``: a job of ``type`` (any task the server has: :meth:`tasks` lists
+        them) with its fields as keywords, ``submit("reverse_text", text="abc")``, or as a
+        mapping or a pydantic model of the task's arguments, ``submit("reverse_text",
+        ReverseArgs(text="abc"))`` (keywords go on top). The other keywords are the job options
+        every type takes (None: the task's default).
+
+        ``idempotency_key``: None makes a fresh one (safe retries), a string is sent as given,
+        False sends none (and then a 429 or 503 is raised at once, never retried).
+        ``traceparent``: a W3C trace context header of yours, so the job (its ``trace_id``,
+        worker log lines and callback) joins your trace; without it the server starts one."""
         options = _options(
-            queue=queue,
-            delay_seconds=delay_seconds,
-            run_at=run_at,
-            timeout_seconds=timeout_seconds,
-            max_retries=max_retries,
-            callback_url=callback_url,
-            metadata=metadata,
-        )
-        if depends_on is not None:
-            options["depends_on"] = depends_on
-        return self._submit({"json": {"type": type, **fields, **options}}, idempotency_key, traceparent)
+            queue=queue, delay_seconds=delay_seconds, run_at=run_at, timeout_seconds=timeout_seconds,
+            max_retries=max_retries, callback_url=callback_url, metadata=metadata, concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit, depends_on=depends_on,
+        )  # fmt: skip
+        body = {**_fields_of(args), **fields, **options, "type": type}
+        return self._submit({"json": body}, idempotency_key, traceparent)
 
     def submit_text_file(
         self,
@@ -156,7 +162,7 @@ class Client:
             name, content = Path(getattr(file, "name", None) or "text.txt").name, file.read()
         form = {"type": "count_words"}
         for key, value in _options(**options).items():
-            form[key] = json.dumps(value) if isinstance(value, dict) else str(value)
+            form[key] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         return self._submit({"data": form, "files": {"file": (name, content, "text/plain")}}, idempotency_key)
 
     def _submit(self, body: dict[str, Any], idempotency_key: str | Literal[False] | None, traceparent: str | None = None) -> Job:
@@ -167,6 +173,19 @@ class Client:
             headers["Idempotency-Key"] = idempotency_key
         response = self._request("POST", "/jobs", safe=idempotency_key is not False, headers=headers, **body)
         return Job.from_dict(response.json())
+
+    # --- the tasks the server takes -------------------------------------------------------
+
+    def tasks(self) -> list[TaskInfo]:
+        """``GET /tasks``: every job type a client may submit, sorted by type, each with its
+        description, the JSON Schema of its fields and its default options."""
+        body = self._request("GET", "/tasks", safe=True).json()
+        return [TaskInfo.from_dict(item) for item in body["tasks"]]
+
+    def task(self, type: str) -> TaskInfo:
+        """``GET /tasks/{type}``; :class:`~offload.errors.NotFound` for a type the server
+        does not take."""
+        return TaskInfo.from_dict(self._request("GET", f"/tasks/{quote(type, safe='')}", safe=True).json())
 
     # --- one job -------------------------------------------------------------------------
 
@@ -299,6 +318,18 @@ def _options(**options: Any) -> dict[str, Any]:
     if isinstance(run_at, datetime):
         options["run_at"] = run_at.isoformat()
     return {key: value for key, value in options.items() if value is not None}
+
+
+def _fields_of(args: Any) -> dict[str, Any]:
+    """A task's fields given as a mapping or as a pydantic model (dumped as JSON would be)."""
+    if args is None:
+        return {}
+    if isinstance(args, Mapping):
+        return dict(args)
+    dump = getattr(args, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    raise TypeError(f"a task's fields are a mapping or a pydantic model, not {type(args).__name__}")
 
 
 def _job_path(job_id: str, action: str | None = None) -> str:

@@ -1,16 +1,21 @@
-"""Typed results of the client: the job resource of the HTTP contract, as dataclasses.
+"""Typed results of the client: the job resource and the task description of the HTTP
+contract, as dataclasses.
 
 The server renders the resource from ``app.jobs.schemas.JobResource``; these classes mirror it
 for a client that has only this package and httpx (no pydantic, no Flask). Fields the server
 adds later (``batch_id``, ``depends_on``) are read when present, and every key the client does
-not know yet is kept in ``Job.extra``, so a newer server never breaks an older client.
+not know yet is kept in ``Job.extra`` (``TaskInfo.extra``), so a newer server never breaks an
+older client.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, TypedDict
+
+from .fields import TaskField, task_fields
 
 JobStatus = Literal["queued", "scheduled", "deferred", "started", "finished", "failed", "canceled", "stopped"]
 TERMINAL_STATUSES = frozenset({"finished", "failed", "canceled", "stopped"})
@@ -34,6 +39,8 @@ class JobOptions(TypedDict, total=False):
     #: At most ``concurrency_limit`` of your jobs with this key queued or running at once.
     concurrency_key: str | None
     concurrency_limit: int | None
+    #: Ids of jobs that must finish before this one runs.
+    depends_on: list[str] | None
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,79 @@ class Event(NamedTuple):
 
     event: str
     data: Any
+
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    """The options a job of a task gets when its submission does not set them (None: the
+    server's own setting applies)."""
+
+    queue: str = "default"
+    timeout_seconds: int | None = None
+    max_retries: int | None = None
+    result_ttl_seconds: int | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskDefaults:
+        return cls(
+            queue=data.get("queue") or "default",
+            timeout_seconds=data.get("timeout_seconds"),
+            max_retries=data.get("max_retries"),
+            result_ttl_seconds=data.get("result_ttl_seconds"),
+            concurrency_key=data.get("concurrency_key"),
+            concurrency_limit=data.get("concurrency_limit"),
+        )
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One job type the server takes, as ``GET /tasks/{type}`` describes it: ``args_schema`` is
+    the JSON Schema of its own fields (its pydantic model's), :attr:`fields` the same read."""
+
+    type: str
+    description: str = ""
+    args_schema: dict[str, Any] = field(default_factory=dict)
+    defaults: TaskDefaults = field(default_factory=TaskDefaults)
+    #: A submission's fields (without ``type``), or None.
+    example: dict[str, Any] | None = None
+    long_text_fields: tuple[str, ...] = ()
+    upload_fields: tuple[str, ...] = ()
+    links: dict[str, str] = field(default_factory=dict)
+    #: The server's answer as it came, for ``--json`` and for keys this client does not know.
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskInfo:
+        return cls(
+            type=data["type"],
+            description=data.get("description") or "",
+            args_schema=dict(data.get("args_schema") or {}),
+            defaults=TaskDefaults.from_dict(data.get("defaults") or {}),
+            example=data.get("example"),
+            long_text_fields=tuple(data.get("long_text_fields") or ()),
+            upload_fields=tuple(data.get("upload_fields") or ()),
+            links=dict(data.get("links") or {}),
+            raw=dict(data),
+        )
+
+    @cached_property
+    def fields(self) -> list[TaskField]:
+        """The task's own fields, from :attr:`args_schema` (name, type, required, default, ...)."""
+        return task_fields(self.args_schema, long_text=self.long_text_fields, upload=self.upload_fields)
+
+    def field_named(self, name: str) -> TaskField | None:
+        return next((item for item in self.fields if item.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The description as the server sent it."""
+        return dict(self.raw) if self.raw else {
+            "type": self.type, "description": self.description, "args_schema": self.args_schema,
+            "defaults": self.defaults.__dict__, "example": self.example,
+            "long_text_fields": list(self.long_text_fields), "upload_fields": list(self.upload_fields),
+            "links": self.links,
+        }  # fmt: skip
 
 
 def _timestamp(value: str | None) -> datetime | None:

@@ -201,6 +201,8 @@ class Task:
     secrets: tuple[str, ...] = ()
     #: A submission's fields (without ``type``) shown as the example in the docs and the page.
     example: Mapping[str, Any] | None = None
+    #: A model of the result, for the docs only (``GET /tasks``, the OpenAPI document).
+    result: type[BaseModel] | None = None
     #: Queued by offload itself (a callback delivery), never by a client.
     internal: bool = False
     #: Served only with ``ENABLE_DIAGNOSTIC_TASKS=1`` (tests and benchmarks).
@@ -316,6 +318,7 @@ def task(  # noqa: PLR0913 - every default a task may set, by name
     env: Mapping[str, str | None] | tuple[str, ...] = (),
     secrets: tuple[str, ...] = (),
     example: Mapping[str, Any] | None = None,
+    result: type[BaseModel] | None = None,
     description: str | None = None,
     internal: bool = False,
     diagnostic: bool = False,
@@ -327,7 +330,8 @@ def task(  # noqa: PLR0913 - every default a task may set, by name
     and again by the worker before it runs). Its docstring (or ``description``) describes the
     task. The other keywords are the task's defaults, used where a submission does not set them.
     ``env`` names environment variables the task reads (a mapping gives defaults), ``secrets``
-    those it must not show; both reach it as ``ctx.env`` and ``ctx.secrets``.
+    those it must not show; both reach it as ``ctx.env`` and ``ctx.secrets``. ``example`` (a
+    submission's fields) and ``result`` (a model of what it returns) feed the docs.
     """
 
     def register(func: Callable[[Any, Context], Any]) -> Task:
@@ -336,7 +340,7 @@ def task(  # noqa: PLR0913 - every default a task may set, by name
             timeout_seconds=timeout_seconds, max_retries=max_retries, result_ttl_seconds=result_ttl_seconds,
             concurrency_key=concurrency_key, concurrency_limit=concurrency_limit,
             env=dict(env) if isinstance(env, Mapping) else dict.fromkeys(env), secrets=tuple(secrets),
-            example=example, internal=internal, diagnostic=diagnostic,
+            example=example, result=result, internal=internal, diagnostic=diagnostic,
         )  # fmt: skip
         _check(made)
         return (registry if into is None else into).add(made)

@@ -29,7 +29,7 @@ from rq.serializers import JSONSerializer
 from app import create_app
 from app.dev.smtp_sink import start as start_smtp
 from app.dev.stack import valkey_command
-from app.jobs import schemas
+from app.jobs import catalog, schemas
 from app.jobs.job import OffloadJob
 from app.jobs.store import JobQueue
 from app.settings import Settings, get_settings
@@ -121,7 +121,7 @@ def assert_problem(response, status: int) -> dict:
 
 def submit(job_queue: JobQueue, settings: Settings, owner=None, **fields) -> dict:
     """``JobQueue.submit`` with a request body validated as the API does."""
-    spec = schemas.request_adapter(True).validate_python(fields, context={"settings": settings})
+    spec = catalog.request_adapter(True).validate_python(fields, context={"settings": settings})
     return job_queue.submit(spec, owner=owner)
 
 

@@ -17,6 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..jobs import catalog
 from ..settings import Settings, get_settings
 
 DEV_REDIS_PORT = int(os.environ.get("DEV_REDIS_PORT", "6390"))
@@ -191,6 +192,9 @@ def main() -> None:
         settings.check_bind_is_safe()
     except RuntimeError as exc:
         sys.exit(f"offload: {exc}")
+    # The team's tasks, loaded (and their secrets read) here first: a module that cannot be
+    # imported stops `make run` with its name, instead of every process failing under supervisord.
+    loaded = catalog.load_or_exit(worker=True)
     var = root / settings.var_dir
     for sub in ("valkey", "mail"):
         (var / sub).mkdir(parents=True, exist_ok=True)
@@ -208,6 +212,8 @@ def main() -> None:
         f"  Redis      {_redis_banner(settings, embedded_redis)}\n"
         f"  SMTP       {settings.smtp.redacted()}{' (dev sink, mail in var/mail)' if embedded_smtp else ''}\n"
         f"  workers    {settings.worker_count}\n"
+        f"  tasks      {', '.join(t.type for t in catalog.served(settings.enable_diagnostic_tasks))}"
+        f"{' (from ' + ', '.join(loaded) + ')' if loaded else ''}\n"
         f"  limits     {_limits_banner(settings, anonymous)}\n"
         "Ctrl-C stops everything.",
         flush=True,

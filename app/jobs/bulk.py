@@ -33,7 +33,7 @@ from rq.utils import current_timestamp, now, utcformat
 from ..settings import QUEUE_NAMES
 from . import concurrency, dependencies, endings
 from .access import Principal
-from .job import TEXT_FIELD, OffloadJob
+from .job import OffloadJob, apart_fields
 from .keys import EVENTS_CHANNEL, JOB_INDEX_KEY, text_key
 from .queue import OffloadQueue, wake
 from .resource import public_status
@@ -202,8 +202,8 @@ class BulkActions:
             for job in still:
                 pipe.hset(job.key, mapping={"status": JobStatus.QUEUED.value, "enqueued_at": moment, "started_at": "", "ended_at": "", "exc_info": ""})
                 pipe.persist(job.key)
-                if job.meta.get(TEXT_FIELD) is not None:
-                    pipe.persist(text_key(job.id))
+                for name in apart_fields(job.meta):
+                    pipe.persist(text_key(job.id, name))
                 endings.job_reopened(job, pipe)  # type: ignore[arg-type] - a job of a batch: the batch waits for it again
             limited = [job for job in still if job.has_rate_limit]  # they wait for a slot again
             concurrency.requeue(self.connection, limited, pipe)  # type: ignore[arg-type] - Seen has what it needs
@@ -219,7 +219,8 @@ class BulkActions:
                 for registry_class in (FinishedJobRegistry, FailedJobRegistry, CanceledJobRegistry):
                     pipe.zrem(registry_class(origin, connection=self.connection).key, *ids)
             for job in still:
-                pipe.delete(job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id), text_key(job.id))
+                apart = [text_key(job.id, name) for name in apart_fields(job.meta)]
+                pipe.delete(job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id), *apart)
             pipe.zrem(JOB_INDEX_KEY, *(job.id for job in still))
 
         return self._watched(jobs, job_filter, write)

@@ -18,7 +18,7 @@ from rq.serializers import JSONSerializer
 
 from .. import tracing
 from ..settings import Settings
-from .catalog import TASKS
+from . import catalog
 from .job import OffloadJob
 from .queue import OffloadQueue
 from .resource import describe, links, public_status
@@ -68,7 +68,7 @@ def queue_delivery(
     """Queue one signed POST of ``body`` to ``url`` (a ``webhook`` job on the ``high`` queue);
     with ``pipeline``, in the caller's transaction. Its trace is ``meta["trace"]``, else the
     current span's (a batch's callback: the attempt that ended the batch's last job)."""
-    task = TASKS["webhook"]
+    task = catalog.builtins.webhook.deliver_webhook_job
     span = tracing.current.get()
     if meta.get("trace") is None and span is not None:
         meta = {**meta, "trace": tracing.to_meta(span)}

@@ -1,71 +1,156 @@
-"""The table of job types: what each ``type`` validates with and how it runs.
+"""The job types, as the server sees them: the task registry (:mod:`offload.tasks`) made into
+the submission's validators, and a job's task found again by the worker.
 
-One entry per type binds the plain function (:mod:`app.tasks`), its arguments model (the
-contract, :mod:`app.jobs.schemas`) and its runner (:mod:`app.jobs.runners`). The API looks a
-submission's type up here; the worker looks a job's stored function name up here, and only
-here: a job naming any other function fails and nothing is imported or run.
+Every type, offload's own (:mod:`app.tasks`) and a team's (loaded from ``OFFLOAD_TASKS`` and the
+``offload.tasks`` entry points by :func:`load_tasks`), is a :class:`~offload.tasks.Task`. From
+each, :func:`request_model` makes the model of its submission: the job options every type takes
+(:class:`~app.jobs.schemas.JobOptions`) and the task's own fields, with the task's defaults as
+the options' defaults. :func:`request_adapter` validates any submission against them,
+discriminated on ``type``: ``POST /jobs``, batches, schedules and the OpenAPI document all use
+it, so nothing is written per task. The worker finds a job's task by the type it stores
+(:func:`task_of`), in its own registry: nothing is imported by a stored name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import copy
+import functools
+import re
+import sys
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel
-from rq.job import Job
+from pydantic import Field, TypeAdapter, ValidationInfo, create_model, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from .. import tasks
-from ..settings import Settings
-from . import runners, schemas
+from offload.tasks import Task, TaskDefinitionError, TaskLoadError, load, registry
 
-Runner = Callable[[Job, dict, Settings], dict]
+from .. import tasks as builtins
+from ..tasks.fields import check_text
+from . import context, schemas
 
+__all__ = ["Task", "TaskLoadError", "builtins", "get", "is_offload_job", "load_or_exit", "load_tasks", "request_adapter", "request_model", "served", "task_of"]
 
-@dataclass(frozen=True)
-class Task:
-    """A job type: its arguments model and how to run the plain function behind it."""
-
-    type: str
-    func: Callable[..., dict]
-    args_model: type[BaseModel]
-    #: Runs the task inside its job; None: the function is called with the arguments alone.
-    runner: Runner | None = None
-    diagnostic: bool = False
-
-    @property
-    def func_name(self) -> str:
-        """The name a job stores (and RQ and the dashboard show): ``app.tasks.<name>``,
-        the public export of :mod:`app.tasks`, whichever module defines the function."""
-        return f"{tasks.__name__}.{_EXPORTED_AS[self.func]}"
-
-    def run(self, job: Job, arguments: dict, settings: Settings) -> dict:
-        if self.runner is None:
-            return self.func(**arguments)
-        return self.runner(job, arguments, settings)
-
-
-_EXPORTED_AS = {getattr(tasks, name): name for name in tasks.__all__ if callable(getattr(tasks, name))}
-
-TASKS: dict[str, Task] = {
-    task.type: task
-    for task in (
-        Task("count_words", tasks.count_words, schemas.CountWordsArgs, runners.count_words),
-        Task("send_email", tasks.send_email, schemas.SendEmailArgs, runners.send_email_once),
-        Task("webhook", tasks.deliver_webhook, schemas.WebhookArgs, runners.deliver_webhook),
-        Task("sleep", tasks.sleep, schemas.SleepArgs, runners.sleep, diagnostic=True),
-        Task("noop", tasks.noop, schemas.NoopArgs, diagnostic=True),
-        Task("fail", tasks.fail, schemas.FailArgs, diagnostic=True),
-    )
-}
-
-#: Names stored by earlier versions, so jobs queued before an upgrade still run.
+#: Names stored by earlier versions (a job's type is in its meta: these are for jobs without it).
 _LEGACY_NAMES = {"app.webhooks.deliver": "webhook"}
-
-_BY_FUNC_NAME = {task.func_name: task for task in TASKS.values()} | {
-    name: TASKS[type_] for name, type_ in _LEGACY_NAMES.items()
-}
+_KEY = re.compile(r"^[!-~]{1,200}$")
 
 
-def by_func_name(func_name: str | None) -> Task | None:
-    """The task a job's stored function name stands for, or None for anything else."""
-    return _BY_FUNC_NAME.get(func_name or "")
+def load_tasks(modules: str | None = None) -> list[str]:
+    """Load the team's tasks (``OFFLOAD_TASKS``, entry points) beside the built-ins; every
+    process calls it at start. Raises TaskLoadError naming the module that failed."""
+    return load(modules)
+
+
+def load_or_exit(*, worker: bool) -> list[str]:
+    """:func:`load_tasks` at a process's start (web, worker, ``make run``); a worker also reads
+    every task's declared ``env`` and ``secrets`` now. A failure stops the process with one line
+    naming the module, type or variable (a supervisor then gives up on it: no crash loop of
+    tracebacks)."""
+    try:
+        loaded = load_tasks()
+        if worker:
+            context.read_config(list(registry))
+    except (TaskLoadError, TaskDefinitionError) as exc:
+        sys.exit(f"offload: {exc}")
+    return loaded
+
+
+def get(type_: str | None) -> Task | None:
+    """The registered task of this type, or None."""
+    return registry.get(type_)
+
+
+def served(diagnostic: bool) -> list[Task]:
+    """The tasks a client may submit (internal ones never; diagnostic ones when enabled)."""
+    return registry.served(diagnostic)
+
+
+def task_of(func_name: str | None, meta: dict) -> Task | None:
+    """The task a stored job runs: by the type in its meta, in this process's registry."""
+    type_ = meta.get("type") or _LEGACY_NAMES.get(func_name or "")
+    return registry.get(type_)
+
+
+def is_offload_job(meta: dict) -> bool:
+    """A job offload made, of any type (registered in this process or not): the API shows
+    those, and never another program's RQ jobs that share the Redis."""
+    return isinstance(meta.get("type"), str)
+
+
+def request_model(task: Task) -> type[schemas.JobOptions]:
+    """The model of a submission of ``task``: ``type``, the job options with the task's
+    defaults, and the task's own fields; unknown fields are refused."""
+    return _request_model(task, registry.version)
+
+
+@functools.cache
+def _request_model(task: Task, version: int) -> type[schemas.JobOptions]:
+    options = schemas.JobOptions.model_fields
+    overrides = {}
+    for name in ("queue", "timeout_seconds", "max_retries"):
+        value = getattr(task, name)
+        if value is not None and value != options[name].default:
+            field = copy.copy(options[name])
+            field.default = value
+            overrides[name] = (options[name].annotation, field)
+    validators = {}
+    if task.long_text_fields:  # every long text of every task: at most MAX_TEXT_BYTES (413)
+        validators["_long_text_limit"] = field_validator(*task.long_text_fields)(_within_text_limit)
+    if task.concurrency_key is not None:
+        validators["_default_concurrency_key"] = model_validator(mode="after")(_concurrency_key_of(task))
+    return create_model(
+        "".join(part.capitalize() for part in task.type.split("_")) + "Request",
+        __base__=(schemas.JobOptions, task.args),
+        __module__=__name__,
+        __doc__=task.description,
+        __validators__=validators,
+        __cls_kwargs__={"extra": "forbid"},
+        type=(Literal[task.type], ...),  # type: ignore[valid-type]
+        **overrides,
+    )
+
+
+def _within_text_limit(value: object, info: ValidationInfo) -> object:
+    return check_text(value, info) if isinstance(value, str) else value
+
+
+def _concurrency_key_of(task: Task):  # noqa: ANN202 - a pydantic validator
+    def apply(request: schemas.JobOptions) -> schemas.JobOptions:
+        if request.concurrency_key is None:
+            key = task.concurrency_key_for(request.task_arguments())
+            if not _KEY.match(key):
+                raise PydanticCustomError(
+                    "concurrency_key", "the task's concurrency key made from these fields ({key!r}) must be 1 to 200 "
+                    "printable ASCII characters without spaces", {"key": key, "field": "concurrency_key"},
+                )  # fmt: skip
+            request.concurrency_key = key
+            request.concurrency_limit = request.concurrency_limit or task.concurrency_limit
+        return request
+
+    return apply
+
+
+def request_adapter(diagnostic: bool) -> TypeAdapter:
+    """A validator for any submission a client may make, discriminated on ``type``."""
+    return _adapter(diagnostic, registry.version)
+
+
+@functools.cache
+def _adapter(diagnostic: bool, version: int) -> TypeAdapter:
+    models = tuple(request_model(task) for task in served(diagnostic))
+    return TypeAdapter(Annotated[Union[models], Field(discriminator="type")])  # noqa: UP007 - built from a tuple
+
+
+def type_names(diagnostic: bool) -> list[str]:
+    return [task.type for task in served(diagnostic)]
+
+
+def unknown_task(func_name: str | None, meta: dict) -> str:
+    """Why a stored job's task is not run: the words of its UnknownTask error."""
+    type_ = meta.get("type")
+    if type_ is None:
+        return f"{func_name!r} is not an offload task; it was not run"
+    return (
+        f"this worker has no task {type_!r} (registered: {', '.join(t.type for t in registry)}); "
+        "load its module with OFFLOAD_TASKS or install its package on every worker"
+    )

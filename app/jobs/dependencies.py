@@ -34,7 +34,7 @@ from rq.utils import now, utcformat
 from ..settings import Settings
 from .access import Principal
 from .callbacks import enqueue_callback
-from .catalog import TASKS
+from .catalog import is_offload_job
 from .counters import record_outcome
 from .errors import DependencyFailed
 from .events import publish_job_event
@@ -113,7 +113,7 @@ def _existing(reply: list, principal: Principal) -> str | None:
         meta = json.loads(meta)
     except ValueError:
         return None
-    if meta.get("type") not in TASKS or not principal.may_see(meta.get("owner")):
+    if not is_offload_job(meta) or not principal.may_see(meta.get("owner")):
         return None
     return public_status(JobStatus(status.decode()))
 

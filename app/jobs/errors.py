@@ -1,10 +1,14 @@
 """The exceptions of the job layer.
 
-The HTTP layer turns the first seven into problem+json answers; the last five end a job
+The HTTP layer turns the first seven into problem+json answers; the others end a job
 ``failed`` with their name as ``error.type``, so a client can tell them apart.
 """
 
 from __future__ import annotations
+
+from offload.tasks import PermanentFailure
+
+from ..tasks.mail import DeliveryUnknown  # noqa: F401 - one of the job layer's errors, raised by send_email
 
 
 class JobNotFound(Exception):
@@ -44,12 +48,26 @@ class DependencyFailed(Exception):
     """A job's dependency ended failed, canceled or stopped, so the job never runs."""
 
 
-class UnknownTaskError(Exception):
-    """The job names a function that is not one of offload's tasks."""
+class UnknownTask(Exception):
+    """The job's type is not registered in this worker (never one of its tasks, or a rolling
+    deploy reached the web before this worker). Its retries still apply: a worker that has the
+    task may run it."""
 
 
-class DeliveryUnknown(Exception):
-    """A previous attempt died mid-transfer; the message is not sent again (at most once)."""
+#: The name it had before the task API.
+UnknownTaskError = UnknownTask
+
+
+class ResultTooLarge(PermanentFailure):
+    """The task returned more than ``MAX_RESULT_BYTES`` of JSON: kept in Redis with the job and
+    sent to every poller, it is refused (store the data elsewhere and return where it is)."""
+
+
+class InvalidResult(PermanentFailure):
+    """The task returned something that is not JSON (a set, bytes, an object)."""
+
+
+
 
 
 class InvalidArgumentsError(Exception):

@@ -1,11 +1,11 @@
-"""The job class: an RQ job that only ever runs offload's tasks, with validated arguments.
+"""The job class: an RQ job that only ever runs registered tasks, with validated arguments.
 
 Three choices made here matter for users:
 
-* A worker runs only the tasks of :data:`app.jobs.catalog.TASKS`. :meth:`OffloadJob._execute`
-  looks the job's stored function name up in that table instead of importing it, so a job
-  that names any other function fails with a clear error and nothing is imported or run.
-* A task's arguments are validated again, by the same models the API uses, just before it
+* A worker runs only the tasks registered in its own process (:mod:`app.jobs.catalog`): it
+  finds a job's task by the type the job stores, so a job of any other type fails with
+  ``UnknownTask`` naming it, and nothing is imported or run by a stored name.
+* A task's arguments are validated again, by the same model the API used, just before it
   runs, so a job written to Redis by something else cannot feed a task bad input.
 * Jobs are stored with RQ's JSON serializer (never pickle; see :mod:`app.jobs.queue`).
 """
@@ -19,18 +19,28 @@ from pydantic import ValidationError
 from rq.job import Job, JobStatus
 
 from ..settings import get_settings
-from . import catalog, endings
-from .errors import InvalidArgumentsError, MissingTextError, UnknownTaskError
+from . import catalog, context, endings
+from .errors import InvalidArgumentsError, MissingTextError, UnknownTask
 from .events import publish_job_event
 from .keys import METRICS_KEY, text_key
 
-#: A ``count_words`` text longer than this (characters) is kept in a key of its own
-#: (:func:`~app.jobs.keys.text_key`), written in the submit transaction, instead of inside
-#: RQ's job payload, where it would be JSON-encoded and zlib-compressed by the web process
-#: and decompressed and decoded again by the worker. The job's meta says so
-#: (:data:`TEXT_FIELD`: its size in bytes).
+#: A text of a task's ``long_text`` field longer than this (characters) is kept in a key of its
+#: own (:func:`~app.jobs.keys.text_key`), written in the submit transaction, instead of inside
+#: RQ's job payload, where it would be JSON-encoded and zlib-compressed by the web process and
+#: decompressed and decoded again by the worker. The job's meta says which fields are kept so
+#: (:data:`APART_FIELD`: each one's size in bytes).
 TEXT_INLINE_MAX_CHARS = 64 * 1024
-TEXT_FIELD = "text_bytes"
+APART_FIELD = "apart"
+#: What earlier versions wrote for count_words's ``text`` kept apart (its size in bytes).
+LEGACY_TEXT_FIELD = "text_bytes"
+
+
+def apart_fields(meta: dict) -> dict[str, int]:
+    """The job's fields kept in keys of their own, with their sizes in bytes."""
+    fields = dict(meta.get(APART_FIELD) or {})
+    if meta.get(LEGACY_TEXT_FIELD) is not None:
+        fields.setdefault("text", meta[LEGACY_TEXT_FIELD])
+    return fields
 
 
 ATTEMPTS_FIELD = "offload_attempts"
@@ -84,67 +94,76 @@ class OffloadJob(Job):
         endings.job_ended(self, pipeline, finished=False)
 
     def cleanup(self, ttl: int | None = None, pipeline: redis.client.Pipeline | None = None, remove_from_queue: bool = True) -> None:
-        """RQ's, and the job's text key (if it has one) goes with the job: deleted once the job
-        has finished (nothing can run it again), else it expires when the job does (a failed
+        """RQ's, and the job's texts kept apart (if any) go with the job: deleted once the job
+        has finished (nothing can run it again), else they expire when the job does (a failed
         job can be retried until then)."""
         super().cleanup(ttl, pipeline=pipeline, remove_from_queue=remove_from_queue)
-        if ttl and ttl > 0 and self.meta.get(TEXT_FIELD) is not None:
+        apart = apart_fields(self.meta)
+        if ttl and ttl > 0 and apart:
             connection = pipeline if pipeline is not None else self.connection
-            if self.get_status(refresh=False) == JobStatus.FINISHED:
-                connection.delete(text_key(self.id))
-            else:
-                connection.expire(text_key(self.id), ttl)
+            finished = self.get_status(refresh=False) == JobStatus.FINISHED
+            for name in apart:
+                if finished:
+                    connection.delete(text_key(self.id, name))
+                else:
+                    connection.expire(text_key(self.id, name), ttl)
 
     def delete(self, pipeline: redis.client.Pipeline | None = None, remove_from_queue: bool = True, delete_dependents: bool = False) -> None:
         super().delete(pipeline=pipeline, remove_from_queue=remove_from_queue, delete_dependents=delete_dependents)
-        if self.meta.get(TEXT_FIELD) is not None:
-            (pipeline if pipeline is not None else self.connection).delete(text_key(self.id))
+        apart = apart_fields(self.meta)
+        if apart:
+            (pipeline if pipeline is not None else self.connection).delete(*(text_key(self.id, name) for name in apart))
 
-    #: The text read ahead by :meth:`prefetch_text`, used (once) by the run.
-    _prefetched_text: bytes | None = None
+    #: The texts read ahead by :meth:`prefetch_text`, used (once) by the run.
+    _prefetched: dict[str, bytes | None] | None = None
 
     def prefetch_text(self) -> None:
-        """Read a text kept in a key of its own before the run needs it: the fast worker's
-        horse does while its worker records the start, so the read (1 MiB: ~1 ms) overlaps
-        that round trip. A failed read is left for the run to make again and report."""
-        if self.meta.get(TEXT_FIELD) is None:
+        """Read the texts kept apart before the run needs them: the fast worker's horse does
+        while its worker records the start, so the read (1 MiB: ~1 ms) overlaps that round trip.
+        A failed read is left for the run to make again and report."""
+        apart = list(apart_fields(self.meta))
+        if not apart:
             return
         try:
-            self._prefetched_text = self.connection.get(text_key(self.id))
+            self._prefetched = dict(zip(apart, self.connection.mget([text_key(self.id, name) for name in apart]), strict=True))
         except redis.RedisError:
             pass  # the run reads it again, and says what went wrong
 
     def _stored_arguments(self) -> dict:
-        """The job's keyword arguments, with a text kept in a key of its own put back."""
-        if self.meta.get(TEXT_FIELD) is None:
+        """The job's keyword arguments, with the texts kept apart put back."""
+        apart = list(apart_fields(self.meta))
+        if not apart:
             return self.kwargs
-        raw, self._prefetched_text = self._prefetched_text, None
-        if raw is None:
-            raw = self.connection.get(text_key(self.id))
-        if raw is None:
-            raise MissingTextError(
-                f"the text of job {self.id} (key {text_key(self.id)}) is no longer in Redis: it expired or was "
-                "deleted, so there is nothing to count; submit the text again"
-            )
-        try:
-            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        except UnicodeDecodeError:
-            raise InvalidArgumentsError(f"the text kept in {text_key(self.id)} is not UTF-8") from None
-        return {**self.kwargs, "text": text}
+        raws, self._prefetched = self._prefetched, None
+        if raws is None:
+            raws = dict(zip(apart, self.connection.mget([text_key(self.id, name) for name in apart]), strict=True))
+        arguments = dict(self.kwargs)
+        for name, raw in raws.items():
+            key = text_key(self.id, name)
+            if raw is None:
+                raise MissingTextError(
+                    f"the {name} of job {self.id} (key {key}) is no longer in Redis: it expired or was "
+                    "deleted, so the job cannot run; submit it again"
+                )
+            try:
+                arguments[name] = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            except UnicodeDecodeError:
+                raise InvalidArgumentsError(f"the {name} kept in {key} is not UTF-8") from None
+        return arguments
 
     def _execute(self) -> Any:
-        task = catalog.by_func_name(self.func_name)
+        task = catalog.task_of(self.func_name, self.meta)
         if task is None:
-            raise UnknownTaskError(f"{self.func_name!r} is not an offload task; it was not run")
+            raise UnknownTask(catalog.unknown_task(self.func_name, self.meta))
         settings = get_settings()  # the worker process's, validated when it started
         if task.diagnostic and not settings.enable_diagnostic_tasks:
-            raise UnknownTaskError(f"{task.type!r} is a diagnostic task and ENABLE_DIAGNOSTIC_TASKS is off")
+            raise UnknownTask(f"{task.type!r} is a diagnostic task and ENABLE_DIAGNOSTIC_TASKS is off")
         if self.args:
             raise InvalidArgumentsError("offload tasks take keyword arguments only")
         stored = self._stored_arguments()
         try:
-            arguments = task.args_model.model_validate(stored, context={"settings": settings})
+            arguments = task.args.model_validate(stored, context={"settings": settings})
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
             raise InvalidArgumentsError(f"arguments no longer valid: {problems}") from None
-        return task.run(self, arguments.model_dump(), settings)
+        return context.run(task, arguments, self, settings)

@@ -35,9 +35,21 @@ ORPHANING_KEY = f"{KEY_PREFIX}:orphaning"
 BATCH_CALLBACKS_DUE_KEY = f"{KEY_PREFIX}:batches:due"
 
 
-def text_key(job_id: str) -> str:
-    """Where a large ``count_words`` text is kept, outside RQ's job payload."""
-    return f"{KEY_PREFIX}:text:{job_id}"
+def text_key(job_id: str, field: str = "text") -> str:
+    """Where a long text of a job's ``long_text`` field is kept, outside RQ's job payload
+    (``text``, count_words's field, keeps the name it had before any field could)."""
+    suffix = "" if field == "text" else f":{field}"
+    return f"{KEY_PREFIX}:text:{job_id}{suffix}"
+
+
+def state_key(job_id: str, name: str) -> str:
+    """A value of a job's own state (``ctx.state``), kept across its attempts."""
+    return f"{KEY_PREFIX}:state:{job_id}:{name}"
+
+
+def cancel_key(job_id: str) -> str:
+    """Set when a client asks to cancel a running job: its task's ``ctx.cancelled()`` reads it."""
+    return f"{KEY_PREFIX}:cancel:{job_id}"
 
 
 def schedule_key(schedule_id: str) -> str:

@@ -15,7 +15,7 @@ import redis
 from rq.serializers import JSONSerializer
 
 from .access import Principal
-from .catalog import TASKS
+from .catalog import is_offload_job
 from .job import OffloadJob
 from .keys import JOB_INDEX_KEY
 from .resource import describe
@@ -61,7 +61,7 @@ def list_jobs(
             if job is None:
                 connection.zrem(JOB_INDEX_KEY, job_id)  # expired: drop it from the index
                 continue
-            if not principal.may_see(job.meta.get("owner")) or job.meta.get("type") not in TASKS:
+            if not principal.may_see(job.meta.get("owner")) or not is_offload_job(job.meta):
                 continue
             resource = describe(job)
             if status and resource["status"] != status:

@@ -1,21 +1,21 @@
 """The job contract: what a client may submit and what it gets back.
 
-These pydantic models are the single source of truth for request validation, for the
-arguments a worker re-validates before it runs a job, and for the OpenAPI document.
+These pydantic models are the single source of truth for request validation and for the
+OpenAPI document: :class:`JobOptions` is what every submission takes beside its task's own
+fields (each task's arguments model, :mod:`app.tasks` and the team's; :mod:`app.jobs.catalog`
+joins the two).
 Limits that come from settings (text size, retries, timeouts) are checked against the
 settings passed in the validation context, so the models stay importable without them.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any
 
 from annotated_types import Ge
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -24,14 +24,13 @@ from pydantic import (
     Field,
     StrictInt,
     StrictStr,
-    TypeAdapter,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from ..settings import Settings
+from ..tasks.fields import TOO_LARGE, settings_of  # noqa: F401 - TOO_LARGE: the web's 413 test
 
 # The response models (app/jobs/responses.py) are part of the contract too: importable from here.
 from .responses import (  # noqa: F401 - re-exported
@@ -48,11 +47,6 @@ from .responses import (  # noqa: F401 - re-exported
 
 TERMINAL_STATUSES = frozenset({"finished", "failed", "canceled", "stopped"})
 
-#: The error type that the HTTP layer answers with 413 instead of 422.
-TOO_LARGE = "too_large"
-
-_FORBIDDEN_HEADER_CHARS = ("\r", "\n", "\x00")
-
 #: Dependencies one job may have (``depends_on``).
 MAX_DEPENDENCIES = 100
 #: A job id, or (in a batch) ``$N``: the job made from item N of the same batch.
@@ -61,14 +55,7 @@ JobReference = Annotated[StrictStr, Field(pattern=r"^(?:[A-Za-z0-9_-]{1,64}|\$[0
 ConcurrencyKey = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[!-~]+$")]
 
 
-def _settings(info: ValidationInfo) -> Settings | None:
-    return (info.context or {}).get("settings")
-
-
-def _utf8_size(value: str) -> int:
-    # surrogatepass: a lone surrogate from JSON ("\ud800") is counted, not a crash here;
-    # the field validators reject it separately.
-    return len(value.encode("utf-8", "surrogatepass"))
+_settings = settings_of
 
 
 def check_metadata_size(value: dict | None, info: ValidationInfo) -> dict | None:
@@ -87,14 +74,6 @@ def check_callback_scheme(value: str | None) -> str | None:
     """A ``callback_url`` (of a job or a batch) is an http:// or https:// URL."""
     if value is not None and not value.lower().startswith(("http://", "https://")):
         raise PydanticCustomError("url_scheme", "must be an http:// or https:// URL")
-    return value
-
-
-def _reject_lone_surrogates(value: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PydanticCustomError("invalid_unicode", "must be valid Unicode (no unpaired surrogates)") from None
     return value
 
 
@@ -119,16 +98,6 @@ def _text_only(value: object) -> object:
 
 
 _TEXT_ONLY = BeforeValidator(_text_only)
-
-#: What the validators below refuse, said in the OpenAPI document as JSON Schema.
-NO_HEADER_BREAKS_PATTERN = "^[^\r\n\x00]*$"
-NO_NUL_PATTERN = "^[^\x00]*$"
-#: The special-use domains email_validator refuses (RFC 6761 and kin): never deliverable.
-SPECIAL_USE_EMAIL_DOMAIN_PATTERN = (
-    "[.@]([Aa][Rr][Pp][Aa]|[Ii][Nn][Vv][Aa][Ll][Ii][Dd]|[Ll][Oo][Cc][Aa][Ll]|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]"
-    "|[Oo][Nn][Ii][Oo][Nn]|[Tt][Ee][Ss][Tt])\\.?$"
-)
-
 
 #: The options a setting caps (``422`` beyond it): the field, and the setting's name.
 _CEILINGS = {
@@ -222,149 +191,3 @@ class JobOptions(BaseModel):
     def task_arguments(self) -> dict[str, Any]:
         """The fields that are the task's own arguments (everything but the options)."""
         return self.model_dump(exclude=set(JobOptions.model_fields) | {"type"})
-
-
-# --- count_words -----------------------------------------------------------------------
-
-
-def _check_text(value: str, info: ValidationInfo) -> str:
-    settings = _settings(info)
-    limit = settings.max_text_bytes if settings else None
-    if limit is not None and _utf8_size(value) > limit:
-        raise PydanticCustomError(TOO_LARGE, "must be at most {limit} bytes of UTF-8", {"limit": limit})
-    return _reject_lone_surrogates(value)
-
-
-class CountWordsArgs(BaseModel):
-    """Arguments of the ``count_words`` task, re-checked by the worker before it runs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    text: StrictStr = Field(min_length=1, description="The text to count; at most MAX_TEXT_BYTES of UTF-8.")
-
-    _text_limit = field_validator("text")(_check_text)
-
-
-class CountWordsRequest(JobOptions, CountWordsArgs):
-    type: Literal["count_words"]
-
-
-class CountWordsResult(BaseModel):
-    words: int = Field(description="len(text.split())")
-    characters: int
-    lines: int = Field(description="len(text.splitlines())")
-
-
-# --- send_email ------------------------------------------------------------------------
-
-
-def _no_header_breaks(value: str) -> str:
-    if any(char in value for char in _FORBIDDEN_HEADER_CHARS):
-        raise PydanticCustomError("header_injection", "must not contain CR, LF or NUL characters")
-    return value
-
-
-class SendEmailArgs(BaseModel):
-    """Arguments of the ``send_email`` task, re-checked by the worker before it runs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    to: StrictStr = Field(
-        max_length=320,
-        description="One recipient address, not at a special-use domain (.arpa, .invalid, .local, .localhost, "
-        ".onion, .test): those are never deliverable.",
-        json_schema_extra={"format": "email", "not": {"pattern": SPECIAL_USE_EMAIL_DOMAIN_PATTERN}},
-    )
-    subject: StrictStr = Field(
-        "", max_length=998, description="One line: no CR or LF.", json_schema_extra={"pattern": NO_HEADER_BREAKS_PATTERN}
-    )
-    body: StrictStr = Field(description="Plain-text body.", json_schema_extra={"pattern": NO_NUL_PATTERN})
-
-    @field_validator("to")
-    @classmethod
-    def _valid_address(cls, value: str) -> str:
-        _no_header_breaks(value)
-        try:
-            return validate_email(value, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
-            raise PydanticCustomError("email", "not a valid email address: {reason}", {"reason": str(exc)}) from None
-
-    @field_validator("subject")
-    @classmethod
-    def _one_line(cls, value: str) -> str:
-        return _reject_lone_surrogates(_no_header_breaks(value))
-
-    @field_validator("body")
-    @classmethod
-    def _body_size(cls, value: str, info: ValidationInfo) -> str:
-        if "\x00" in value:
-            raise PydanticCustomError("nul_character", "must not contain NUL characters")
-        return _check_text(value, info)
-
-
-class SendEmailRequest(JobOptions, SendEmailArgs):
-    type: Literal["send_email"]
-
-
-class SendEmailResult(BaseModel):
-    message_id: str
-    accepted: list[str]
-    sent_at: str
-
-
-# --- diagnostic tasks (only with ENABLE_DIAGNOSTIC_TASKS=1) -------------------------------
-
-
-class SleepArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    seconds: Annotated[float, Field(strict=True, ge=0, le=3600)]
-
-
-class SleepRequest(JobOptions, SleepArgs):
-    type: Literal["sleep"]
-
-
-class NoopArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NoopRequest(JobOptions, NoopArgs):
-    type: Literal["noop"]
-
-
-class FailArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    message: StrictStr = "failed on purpose"
-
-
-class FailRequest(JobOptions, FailArgs):
-    type: Literal["fail"]
-
-
-class WebhookArgs(BaseModel):
-    """A callback delivery (internal: enqueued by workers, never by clients)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: StrictStr
-    body: StrictStr
-    event: Literal["job.finished", "job.failed", "batch.done"]
-
-
-PUBLIC_REQUESTS: tuple[type[JobOptions], ...] = (CountWordsRequest, SendEmailRequest)
-DIAGNOSTIC_REQUESTS: tuple[type[JobOptions], ...] = (SleepRequest, NoopRequest, FailRequest)
-
-
-@functools.cache
-def request_adapter(diagnostic: bool) -> TypeAdapter:
-    """A validator for a submission, discriminated on ``type``."""
-    models = PUBLIC_REQUESTS + (DIAGNOSTIC_REQUESTS if diagnostic else ())
-    return TypeAdapter(Annotated[Union[models], Field(discriminator="type")])  # noqa: UP007 - built from a tuple
-
-
-def type_names(diagnostic: bool) -> list[str]:
-    models = PUBLIC_REQUESTS + (DIAGNOSTIC_REQUESTS if diagnostic else ())
-    return [model.model_fields["type"].annotation.__args__[0] for model in models]
-

@@ -32,7 +32,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from .access import Principal
-from .catalog import TASKS
+from .catalog import is_offload_job
 from .job import ATTEMPTS_FIELD, OffloadJob
 from .keys import JOB_INDEX_KEY
 from .listing import _decode_cursor, _encode_cursor
@@ -135,7 +135,7 @@ class JobFilter:
     def matches(self, job: Seen, error_type: str | None = None) -> bool:
         """Everything but the owner; ``error_type`` is the job's (see :func:`error_types`)."""
         meta = job.meta
-        if meta.get("type") not in TASKS:
+        if not is_offload_job(meta):
             return False
         if self.statuses and public_status(job.get_status(refresh=False)) not in self.statuses:
             return False

@@ -23,7 +23,7 @@ from .. import connections
 from ..settings import QUEUE_NAMES, Settings
 from . import batches, concurrency, dependencies, endings, schemas, submission
 from .access import ANONYMOUS, Principal
-from .catalog import TASKS
+from .catalog import is_offload_job
 from .errors import JobNotFound, JobStateConflict
 from .events import REREAD_SECONDS, JobEvents, follow
 from .errors import InvalidSubmission
@@ -155,7 +155,7 @@ class JobQueue:
             job = OffloadJob.fetch(job_id, connection=self.connection, serializer=self.serializer)
         except NoSuchJobError:
             raise JobNotFound(job_id) from None
-        if job.meta.get("type") not in TASKS or not principal.may_see(job.meta.get("owner")):
+        if not is_offload_job(job.meta) or not principal.may_see(job.meta.get("owner")):
             raise JobNotFound(job_id)
         return job
 

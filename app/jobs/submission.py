@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING
 import redis
 from rq.job import JobStatus
 
-from . import concurrency, dependencies, schemas, timeseries
+from . import catalog, concurrency, dependencies, schemas, timeseries
 from .access import Principal
-from .catalog import TASKS
 from .errors import QueueFull
-from .job import TEXT_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
+from .job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
 from .keys import JOB_INDEX_KEY, METRICS_KEY, text_key
 from .queue import OffloadQueue
 
@@ -46,8 +45,8 @@ class Draft:
     job: OffloadJob
     queue: OffloadQueue
     run_at: datetime | None
-    #: A long ``count_words`` text, kept in a key of its own.
-    text: bytes | None
+    #: Long texts of the task's ``long_text`` fields, each kept in a key of its own (by field).
+    apart: dict[str, bytes]
     #: ``depends_on`` as given: job ids and, in a batch, ``$N``.
     references: list[str] = field(default_factory=list)
     #: Set by :func:`write`: the ids it waits for, and whether any has yet to finish.
@@ -68,7 +67,7 @@ def draft(
 ) -> Draft:
     """The RQ job for ``request`` (nothing is written); ``job_id`` names it (else RQ does)."""
     settings = job_queue.settings
-    task = TASKS[request.type]  # type: ignore[attr-defined]
+    task = catalog.get(request.type)  # type: ignore[attr-defined]
     queue = job_queue.queues[request.queue]
     max_retries = settings.default_max_retries if request.max_retries is None else request.max_retries
     meta = {
@@ -85,15 +84,18 @@ def draft(
     if request.concurrency_key is not None:
         meta["concurrency_key"] = request.concurrency_key
     kwargs = request.task_arguments()
-    text = None
-    if task.type == "count_words" and len(kwargs["text"]) > TEXT_INLINE_MAX_CHARS:
-        text = kwargs.pop("text").encode("utf-8")
-        meta[TEXT_FIELD] = len(text)
+    apart = {
+        name: kwargs.pop(name).encode("utf-8")
+        for name in task.long_text_fields
+        if isinstance(kwargs.get(name), str) and len(kwargs[name]) > TEXT_INLINE_MAX_CHARS
+    }
+    if apart:
+        meta[APART_FIELD] = {name: len(text) for name, text in apart.items()}
     job = queue.create_job(
         task.func_name,
         kwargs=kwargs,
         timeout=request.timeout_seconds or settings.default_timeout_seconds,
-        result_ttl=settings.result_ttl_seconds,
+        result_ttl=task.result_ttl_seconds or settings.result_ttl_seconds,
         failure_ttl=settings.failure_ttl_seconds,
         meta=meta,
         retry=job_queue.retry_policy(max_retries),
@@ -101,7 +103,7 @@ def draft(
         job_id=job_id,
         rate_limit=concurrency.rate_limit_for(request.concurrency_key, request.concurrency_limit, owner, settings),
     )
-    return Draft(index, request, job, queue, _run_at(request), text, list(request.depends_on or []))
+    return Draft(index, request, job, queue, _run_at(request), apart, list(request.depends_on or []))
 
 
 def write(
@@ -213,8 +215,8 @@ def _stage(item: Draft, pipe: redis.client.Pipeline) -> None:
         concurrency.stage(queue, job, pipe)
     else:
         queue.enqueue_job(job, pipeline=pipe)
-    if item.text is not None:  # in the job's transaction: both exist or neither
-        pipe.set(text_key(job.id), item.text)
+    for name, text in item.apart.items():  # in the job's transaction: all exist or none
+        pipe.set(text_key(job.id, name), text)
 
 
 def _run_at(request: schemas.JobOptions) -> datetime | None:

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from .. import connections, tracing
 from ..settings import Settings
-from . import schemas
+from . import catalog, schemas
 from .errors import InvalidSubmission, QueueFull
 from .job import OffloadJob
 from .keys import SCHEDULE_DUE_KEY, schedule_key
@@ -176,7 +176,7 @@ class ScheduleTicker:
 
     def _validated(self, submission: str) -> tuple[schemas.JobOptions | None, dict | None]:
         """The schedule's job, validated as ``POST /jobs`` would validate it on this server now."""
-        adapter = schemas.request_adapter(self.settings.enable_diagnostic_tasks)
+        adapter = catalog.request_adapter(self.settings.enable_diagnostic_tasks)
         try:
             return adapter.validate_python(json.loads(submission), context={"settings": self.settings}), None
         except ValidationError as exc:

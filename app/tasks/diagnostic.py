@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from offload.tasks import Context, task
 
 from .words import ProgressCallback
 
@@ -30,3 +35,40 @@ def sleep(seconds: float, progress: ProgressCallback | None = None) -> dict:
         time.sleep(min(0.1, seconds - elapsed))
         progress(min(total, round((time.monotonic() - started) * 1000)), total)
     return {"slept": seconds}
+
+
+class SleepArgs(BaseModel):
+    """Wait (diagnostic: tests of timeouts, cancel and shutdown)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: Annotated[float, Field(strict=True, ge=0, le=3600)]
+
+
+class NoopArgs(BaseModel):
+    """Do nothing (diagnostic: benchmarks of the queue itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class FailArgs(BaseModel):
+    """Fail on purpose (diagnostic: tests of failures and retries)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: StrictStr = "failed on purpose"
+
+
+@task("sleep", args=SleepArgs, diagnostic=True)
+def sleep_job(args: SleepArgs, ctx: Context) -> dict:
+    return sleep(args.seconds, progress=ctx.progress)
+
+
+@task("noop", args=NoopArgs, diagnostic=True)
+def noop_job(args: NoopArgs, ctx: Context) -> dict:
+    return noop()
+
+
+@task("fail", args=FailArgs, diagnostic=True)
+def fail_job(args: FailArgs, ctx: Context) -> dict:
+    return fail(args.message)

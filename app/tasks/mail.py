@@ -1,20 +1,44 @@
-"""``send_email``: one message through an SMTP server, with a receipt.
+"""``send_email``: one message through an SMTP server, with a receipt, at most once per job.
 
-A plain function: where to send, who from and what to do the moment the server accepts
-the message (``on_sent``) are passed in. :func:`app.jobs.runners.send_email_once` wraps it
-to send at most once per job across retries and worker deaths.
+:func:`send_email` is a plain function: where to send, who from and what to do the moment the
+server accepts the message (``on_sent``) are passed in. :func:`send_email_job`, the job type, makes
+it at most once per job across retries and worker deaths with the job's own state
+(``ctx.state``, kept across attempts), as any team's task with a side effect can.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import smtplib
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from typing import Annotated
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from offload.tasks import Context, PermanentFailure, long_text, task
 
 from ..settings import SmtpTarget
+from .fields import NO_HEADER_BREAKS_PATTERN, NO_NUL_PATTERN, check_text, no_header_breaks, reject_lone_surrogates
+
+log = logging.getLogger(__name__)
+
+#: The special-use domains email_validator refuses (RFC 6761 and kin): never deliverable.
+SPECIAL_USE_EMAIL_DOMAIN_PATTERN = (
+    "[.@]([Aa][Rr][Pp][Aa]|[Ii][Nn][Vv][Aa][Ll][Ii][Dd]|[Ll][Oo][Cc][Aa][Ll]|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]"
+    "|[Oo][Nn][Ii][Oo][Nn]|[Tt][Ee][Ss][Tt])\\.?$"
+)
+
+
+class DeliveryUnknown(PermanentFailure):
+    """An earlier attempt died while the SMTP server was receiving the message: it may have
+    been delivered, so it is not sent again (and the job is not retried)."""
 
 
 class SmtpError(RuntimeError):
@@ -122,3 +146,96 @@ def _first_reply(exc: smtplib.SMTPRecipientsRefused) -> str:
     for code, reply in exc.recipients.values():
         return f"{code} {_decode(reply)}"
     return "no reply"
+
+
+class SendEmailArgs(BaseModel):
+    """Send one plain-text email through the server's SMTP relay, at most once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: StrictStr = Field(
+        max_length=320,
+        description="One recipient address, not at a special-use domain (.arpa, .invalid, .local, .localhost, "
+        ".onion, .test): those are never deliverable.",
+        json_schema_extra={"format": "email", "not": {"pattern": SPECIAL_USE_EMAIL_DOMAIN_PATTERN}},
+    )
+    subject: StrictStr = Field(
+        "", max_length=998, description="One line: no CR or LF.", json_schema_extra={"pattern": NO_HEADER_BREAKS_PATTERN}
+    )
+    body: Annotated[StrictStr, long_text] = Field(description="Plain-text body.", json_schema_extra={"pattern": NO_NUL_PATTERN})
+
+    @field_validator("to")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        no_header_breaks(value)
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise PydanticCustomError("email", "not a valid email address: {reason}", {"reason": str(exc)}) from None
+
+    @field_validator("subject")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return reject_lone_surrogates(no_header_breaks(value))
+
+    @field_validator("body")
+    @classmethod
+    def _body_size(cls, value: str, info: ValidationInfo) -> str:
+        if "\x00" in value:
+            raise PydanticCustomError("nul_character", "must not contain NUL characters")
+        return check_text(value, info)
+
+
+class SendEmailResult(BaseModel):
+    message_id: str
+    accepted: list[str]
+    sent_at: str
+
+
+@task(
+    "send_email",
+    args=SendEmailArgs,
+    result=SendEmailResult,
+    example={"to": "someone@example.com", "subject": "Your report", "body": "It is ready."},
+)
+def send_email_job(args: SendEmailArgs, ctx: Context) -> dict:
+    """Send at most once per job, across retries and worker deaths.
+
+    The receipt is kept in the job's state the moment the SMTP server accepts the message; an
+    attempt that finds it (the previous attempt's worker died after sending) returns it instead
+    of sending again. The one window left is between the server's 250 and that write, about a
+    millisecond."""
+    previous = ctx.state.get("sent")
+    if previous is not None:
+        ctx.logger.warning("message already sent by an earlier attempt; not sending it again")
+        return json.loads(previous)
+    if ctx.state.get("sending") is not None:
+        # An attempt died while the message itself was being transferred: it may have been
+        # delivered. Sending again could duplicate it, so say so and stop (no more retries).
+        raise DeliveryUnknown(
+            "an earlier attempt died while the SMTP server was receiving the message; it may or may not "
+            "have been delivered, and it is not sent again to avoid a duplicate"
+        )
+
+    def sending() -> None:
+        # A claim: if two attempts of one job ever run at once (a worker starved past its
+        # heartbeat and was presumed dead), only the first may transfer the message.
+        if not ctx.state.claim("sending"):
+            raise DeliveryUnknown("another attempt of this job is sending (or died sending) this message; not sending it twice")
+
+    def record(receipt: dict) -> None:
+        ctx.state.set("sent", json.dumps(receipt))  # read first by a later attempt: "sending" may stay
+        ctx.state.delete("sending")
+
+    settings = ctx.settings
+    try:
+        return send_email(
+            args.to, args.subject, args.body,
+            smtp=settings.smtp, mail_from=settings.mail_from, timeout=settings.smtp_timeout,
+            message_id=f"<{ctx.job_id}@{settings.mail_from.rpartition('@')[2] or 'offload'}>",
+            on_sent=record, on_sending=sending,
+        )  # fmt: skip
+    except SmtpError as exc:
+        if not exc.in_doubt:  # the server refused or never got the message: a retry may send it
+            ctx.state.delete("sending")
+        raise

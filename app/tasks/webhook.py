@@ -17,25 +17,46 @@ constant time, and reject timestamps older than a few minutes (replays).
 
 URLs that resolve to loopback, private, link-local (cloud metadata lives there), multicast
 or otherwise reserved addresses are refused, at submission and again before each delivery,
-unless ``ALLOW_PRIVATE_CALLBACKS=1``.
+unless ``ALLOW_PRIVATE_CALLBACKS=1``. The delivery then connects to the very addresses that
+were judged (:func:`send`), never to what the name resolves to a moment later: a name whose
+DNS answer changes between the check and the connection (DNS rebinding) cannot lead it to
+an internal address. No proxy from the environment is used either (a proxy would resolve the
+name itself).
+
+The ``http_request`` task (:mod:`app.tasks.http_request`) sends its requests through the same
+check, the same :func:`send` and a signature of the same scheme (:func:`sign_request`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
+import json
 import ipaddress
 import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
+from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, StrictStr
+
+from offload.tasks import Context, task
+
+from .. import telemetry, tracing
 
 SIGNATURE_HEADER = "Offload-Signature"
 
 
 class CallbackRefused(ValueError):
     """The URL may not be called (bad scheme, unresolvable, or a private address)."""
+
+
+class Unresolvable(CallbackRefused):
+    """The URL's host does not resolve (now): unlike a private address, DNS may answer later."""
 
 
 class DeliveryFailed(RuntimeError):
@@ -61,25 +82,202 @@ def verify(secret: str, body: bytes, header: str, tolerance: int = 300, now: flo
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-def check_url(url: str, allow_private: bool) -> None:
-    """Raise CallbackRefused unless ``url`` is http(s) and resolves only to public addresses."""
-    parts = urlsplit(url)
+def _request_line(method: str, url: str) -> bytes:
+    return f"{method} {url}\n".encode()
+
+
+def sign_request(secret: str, method: str, url: str, body: bytes, timestamp: int | None = None) -> str:
+    """The ``Offload-Signature`` of an ``http_request``: the callbacks' scheme (``t=..,v1=..``,
+    HMAC-SHA256 with ``WEBHOOK_SECRET`` of ``"<t>.<signed>"``), where what is signed is the
+    method, a space, the URL, a newline and the body, not the body alone.
+
+    Why not the body alone, as a callback: a client chooses an http_request's body and URL, so
+    offload would otherwise sign anything for anyone. One client could have offload sign a
+    made-up job resource, send it to its own server, and replay it, signature and all, to
+    another client's callback receiver (one WEBHOOK_SECRET signs for every client); or replay
+    a request meant for its own service to another client's. With the request line signed
+    first, no http_request signature is a callback's (what follows ``"<t>."`` starts with a
+    method, never with the ``{`` of a JSON body), and none is valid for another URL or method."""
+    return sign(secret, _request_line(method, url) + body, timestamp)
+
+
+def verify_request(  # noqa: PLR0913
+    secret: str, method: str, url: str, body: bytes, header: str, tolerance: int = 300, now: float | None = None
+) -> bool:
+    """What a service receiving an ``http_request`` does: True when ``header`` signs this
+    method, URL (the task's ``url``, as submitted) and body, and is fresh."""
+    return verify(secret, _request_line(method, url) + body, header, tolerance, now)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A URL that :func:`check_url` let through, with the addresses it judged.
+
+    ``addresses`` are ``getaddrinfo`` entries to connect to, in order; None when private
+    addresses are allowed (nothing was resolved, so the name is resolved when connecting)."""
+
+    scheme: str
+    host: str
+    port: int
+    #: The request target: the path (``/`` when empty) and the query.
+    path: str
+    addresses: tuple[tuple, ...] | None
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for an address a callback may go to: global and not multicast (an IPv4-mapped
+    IPv6 address is judged as its IPv4 address)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def check_url(url: str, allow_private: bool) -> Target:
+    """Raise CallbackRefused unless ``url`` is http(s) and resolves only to public addresses.
+
+    Returns the :class:`Target` to :func:`send` to: the addresses judged here are the only
+    ones it connects to. A URL that cannot be parsed (``http://[::1``, a port out of range)
+    is refused like any other bad URL, never a ValueError escaping to the caller."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise CallbackRefused("must be an http:// or https:// URL with a host") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CallbackRefused("must be an http:// or https:// URL with a host")
     if parts.username or parts.password:
         raise CallbackRefused("must not carry credentials")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if allow_private:
-        return
+        return Target(parts.scheme, parts.hostname, port, path, None)
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    except (socket.gaierror, UnicodeError):
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise Unresolvable(f"host {parts.hostname!r} does not resolve") from None
+    except UnicodeError:  # not a name DNS can be asked about (a label over 63 characters): never will
         raise CallbackRefused(f"host {parts.hostname!r} does not resolve") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        if not address.is_global or address.is_multicast:
-            raise CallbackRefused(f"host {parts.hostname!r} resolves to a non-public address ({address})")
+        if not is_public(address):
+            shown = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped else address
+            raise CallbackRefused(f"host {parts.hostname!r} resolves to a non-public address ({shown})")
+    return Target(parts.scheme, parts.hostname, port, path, tuple(infos))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What :func:`send` got back: the status, the headers as sent, and at most ``max_body``
+    bytes of the body (``truncated`` when there was more)."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    truncated: bool
+    elapsed: float
+
+
+class _Pinned:
+    """An HTTP(S) connection to a :class:`Target`: the socket goes to the judged addresses,
+    while Host, SNI and certificate checks use the name. ``abort`` (from another thread) ends
+    whatever the connection is waiting for, which is how :func:`send` holds a whole request,
+    not each read, to its timeout: a server that drips its answer a byte at a time cannot hold
+    a worker for longer."""
+
+    def _pin(self, target: Target, deadline: float) -> None:
+        self.target, self.deadline, self.aborted = target, deadline, False
+        # http.client's connect() (and HTTPS's, which wraps what it returns) opens the socket
+        # through this attribute: replacing it pins the address and keeps everything else.
+        self._create_connection = self._connect_pinned
+
+    def _connect_pinned(self, address: tuple, timeout: float, source_address: object = None) -> socket.socket:
+        if self.target.addresses is None:
+            return socket.create_connection(address, timeout=self._remaining())
+        error: OSError | None = None
+        for family, kind, proto, _, sockaddr in self.target.addresses:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(self._remaining())
+                sock.connect(sockaddr)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            sock.settimeout(timeout)
+            return sock
+        raise error or OSError("no address to connect to")
+
+    def _remaining(self) -> float:
+        return max(0.01, self.deadline - time.monotonic())
+
+    def abort(self) -> None:
+        self.aborted = True
+        sock = self.sock
+        if sock is not None:
+            try:  # the plain socket's shutdown, not SSLSocket's (which is not safe across threads)
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _PinnedHTTP(_Pinned, http.client.HTTPConnection):
+    def __init__(self, target: Target, timeout: float, deadline: float, context: ssl.SSLContext | None) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self._pin(target, deadline)
+
+
+class _PinnedHTTPS(_Pinned, http.client.HTTPSConnection):
+    def __init__(self, target: Target, timeout: float, deadline: float, context: ssl.SSLContext | None) -> None:
+        super().__init__(target.host, target.port, timeout=timeout, context=context or ssl.create_default_context())
+        self._pin(target, deadline)
+
+
+def send(  # noqa: PLR0913
+    target: Target,
+    method: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    timeout: float,
+    max_body: int,
+    context: ssl.SSLContext | None = None,
+) -> Answer:
+    """Send one request to a checked ``target`` and read at most ``max_body`` bytes of its answer.
+
+    Connects only to the target's judged addresses (see :class:`_Pinned`), follows no redirect
+    (a redirect could lead where :func:`check_url` never looked: the 3xx is the answer), uses no
+    proxy, and holds the whole exchange to ``timeout`` seconds: past it, TimeoutError. Anything
+    else that goes wrong on the way raises OSError or http.client.HTTPException."""
+    started = time.monotonic()
+    kind = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
+    connection = kind(target, timeout, started + timeout, context)
+    watchdog = threading.Timer(timeout, connection.abort)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        connection.request(method, target.path, body=body or None, headers=headers)
+        response = connection.getresponse()
+        data = b""
+        while len(data) <= max_body:
+            chunk = response.read(max_body + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return Answer(
+            status=response.status,
+            reason=response.reason,
+            headers=response.getheaders(),
+            body=data[:max_body],
+            truncated=len(data) > max_body,
+            elapsed=time.monotonic() - started,
+        )
+    except (OSError, http.client.HTTPException) as exc:
+        if connection.aborted:
+            raise TimeoutError(f"no complete answer within {timeout:g} s") from None
+        raise exc from None
+    finally:
+        watchdog.cancel()
+        connection.close()
 
 
 def deliver(  # noqa: PLR0913
@@ -96,36 +294,76 @@ def deliver(  # noqa: PLR0913
     """POST one signed delivery; raises DeliveryFailed on anything but a 2xx answer.
 
     ``headers`` are sent too (the delivery's ``traceparent`` and ``tracestate``); they never
-    replace offload's own."""
-    check_url(url, allow_private)
+    replace offload's own, whatever their case."""
+    target = check_url(url, allow_private)
     data = body.encode("utf-8")
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method="POST",
-        headers={
-            **(headers or {}),
-            "Content-Type": "application/json",
-            "User-Agent": "offload-webhooks/1",
-            "Offload-Event": event,
-            "Offload-Delivery": delivery_id,
-            SIGNATURE_HEADER: sign(secret, data),
-        },
-    )
-    opener = urllib.request.build_opener(_NoRedirect)
+    own = {
+        "Content-Type": "application/json",
+        "User-Agent": "offload-webhooks/1",
+        "Offload-Event": event,
+        "Offload-Delivery": delivery_id,
+        SIGNATURE_HEADER: sign(secret, data),
+    }
+    taken = {name.lower() for name in own}
+    extra = {name: value for name, value in (headers or {}).items() if name.lower() not in taken}
     try:
-        with opener.open(request, timeout=timeout) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        raise DeliveryFailed(f"receiver answered {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DeliveryFailed(f"could not reach the receiver: {reason}") from None
-    return {"status": status, "event": event}
+        answer = send(target, "POST", {**extra, **own}, data, timeout=timeout, max_body=0)
+    except (OSError, http.client.HTTPException) as exc:
+        raise DeliveryFailed(f"could not reach the receiver: {exc or type(exc).__name__}") from None
+    if not 200 <= answer.status < 300:
+        raise DeliveryFailed(f"receiver answered {answer.status}")
+    return {"status": answer.status, "event": event}
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect could lead to an address check_url never saw; treat it as a failure."""
+class WebhookArgs(BaseModel):
+    """Deliver a signed callback (internal: queued by workers when a job or batch ends, never by clients)."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr
+    body: StrictStr
+    event: Literal["job.finished", "job.failed", "batch.done"]
+
+
+@task("webhook", args=WebhookArgs, queue="high", internal=True)
+def deliver_webhook_job(args: WebhookArgs, ctx: Context) -> dict:
+    """A callback delivery, signed with the worker's ``WEBHOOK_SECRET``; the job id is the delivery id.
+
+    Each POST is a span of its own, under the delivery's attempt (so in the trace of the job it
+    reports on), and carries it to the receiver as ``traceparent``."""
+    settings = ctx.settings
+    if settings.webhook_secret is None:
+        raise DeliveryFailed("WEBHOOK_SECRET is not set on the worker; cannot sign the delivery")
+    attempt = tracing.current.get()
+    span = attempt.child() if attempt is not None else tracing.new_root()
+    start_ns, answer, error = time.time_ns(), None, None
+    try:
+        answer = deliver(
+            args.url, args.body, args.event,
+            secret=settings.webhook_secret.get_secret_value(), delivery_id=ctx.job_id,
+            allow_private=settings.allow_private_callbacks, timeout=settings.webhook_timeout_seconds,
+            headers=span.headers(),
+        )  # fmt: skip
+        return answer
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if telemetry.enabled():
+            parts = urlsplit(args.url)  # no path or query: they may hold the receiver's tokens
+            telemetry.export("POST", span, attempt, start_ns=start_ns, kind="client", error=error, attributes={
+                "http.request.method": "POST", "url.scheme": parts.scheme, "server.address": parts.hostname,
+                "server.port": parts.port, "http.response.status_code": answer["status"] if answer else None,
+                "offload.delivery.id": ctx.job_id, "offload.event": args.event,
+                "offload.job.id": _job_of(args),
+            })  # fmt: skip
+
+
+def _job_of(args: WebhookArgs) -> str | None:
+    """The job a delivery reports on (its body is that job's resource), for the span."""
+    if not args.event.startswith("job."):
+        return None
+    try:
+        return json.loads(args.body).get("id")
+    except (ValueError, AttributeError):
         return None

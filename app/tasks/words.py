@@ -1,12 +1,21 @@
 """``count_words``: words, characters and lines of a text, with progress reports.
 
-A plain function: no RQ, no Redis. Progress goes to a callback the caller passes in
-(:class:`app.jobs.runners.ProgressReporter` saves it on the job), so a test calls it directly.
+:func:`count_words` is a plain function: no RQ, no Redis. Progress goes to a callback the caller
+passes in, so a test calls it directly. :func:`count_words_job` is the job type, registered with
+``@task`` as any team's task is: its text is a long-text field (kept beside the job when long)
+that a person may upload as a file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+from offload.tasks import Context, long_text, task, upload
+
+from .fields import check_text
 
 ProgressCallback = Callable[[int, int], None]
 #: Characters handled between two progress reports of ``count_words``.
@@ -89,3 +98,26 @@ def count_lines(text: str) -> int:
     if "\r" in text and "\n" in text:
         ends -= text.count("\r\n")
     return ends if text[-1] in LINE_BOUNDARIES else ends + 1
+
+
+class CountWordsArgs(BaseModel):
+    """Count the words, characters and lines of a text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: Annotated[StrictStr, long_text, upload] = Field(
+        min_length=1, description="The text to count; at most MAX_TEXT_BYTES of UTF-8."
+    )
+
+    _text_limit = field_validator("text")(check_text)
+
+
+class CountWordsResult(BaseModel):
+    words: int = Field(description="len(text.split())")
+    characters: int
+    lines: int = Field(description="len(text.splitlines())")
+
+
+@task("count_words", args=CountWordsArgs, result=CountWordsResult, example={"text": "the quick brown fox\njumps over the lazy dog"})
+def count_words_job(args: CountWordsArgs, ctx: Context) -> dict:
+    return count_words(args.text, progress=ctx.progress)

@@ -18,7 +18,7 @@ from .. import logs, telemetry
 from ..connections import connect
 from ..jobs import JobQueue
 from ..settings import Settings, get_settings
-from . import batches, dashboard, health, jobs, metrics, openapi, page, problems, ratelimit, tracing
+from . import batches, dashboard, health, jobs, metrics, openapi, page, problems, ratelimit, tasks, tracing
 from .bulk import bp as bulk_bp
 from .events import bp as events_bp
 from .queues import bp as queues_bp
@@ -52,6 +52,7 @@ def create_app(
     ratelimit.install(app, settings, rate_limit_storage)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(tasks.bp)
     app.register_blueprint(events_bp)
     app.register_blueprint(batches.bp)
     app.register_blueprint(openapi.bp)

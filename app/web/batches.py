@@ -14,7 +14,7 @@ import json
 from flask import Blueprint, Response, g, request
 from pydantic import ValidationError
 
-from ..jobs import BatchNotFound, InvalidSubmission, QueueFull, schemas
+from ..jobs import BatchNotFound, InvalidSubmission, QueueFull, catalog, schemas
 from ..jobs.batch_schemas import BatchRequest
 from .context import job_queue, principal, settings
 from .jobs import POLL_AFTER, QUEUE_FULL_RETRY_AFTER, _check_callback, _claim_idempotency_key
@@ -110,7 +110,7 @@ def get_batch(batch_id: str) -> Response:
 
 def _validate_items(items: list) -> tuple[list[tuple[int, schemas.JobOptions]], dict[int, dict]]:
     """The valid items (index, request), and a problem for each invalid one, by index."""
-    adapter = schemas.request_adapter(settings().enable_diagnostic_tasks)
+    adapter = catalog.request_adapter(settings().enable_diagnostic_tasks)
     valid, rejected = [], {}
     for index, item in enumerate(items):
         try:

@@ -19,6 +19,7 @@ from ..jobs import (
     JobStateConflict,
     Principal,
     QueueFull,
+    catalog,
     schemas,
 )
 from ..jobs.idempotency import IdempotencyClaim, valid_idempotency_key
@@ -49,7 +50,7 @@ def submit_job() -> Response:
     who = principal()
     payload = read_submission()
     try:
-        spec = schemas.request_adapter(settings().enable_diagnostic_tasks).validate_python(
+        spec = catalog.request_adapter(settings().enable_diagnostic_tasks).validate_python(
             payload, context={"settings": settings()}
         )
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""Reading a submission: JSON, or ``multipart/form-data`` with the text as a file.
+"""Reading a submission: JSON, or ``multipart/form-data`` with a task's texts as files.
 
 Everything malformed becomes a 4xx :class:`~app.web.problems.ApiProblem` here, before any
 validation of the job itself, so a bad body can never reach the job layer.
@@ -9,19 +9,20 @@ from __future__ import annotations
 import json
 import math
 
+from typing import Annotated
+
 from flask import request
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from werkzeug.exceptions import BadRequest
 
-from ..jobs import schemas
+from offload.tasks import Task
+
+from ..jobs import catalog
 from .context import settings
-from .problems import ApiProblem, field_errors
-
-_NUMERIC_FORM_FIELDS = {"delay_seconds": float, "timeout_seconds": int, "max_retries": int, "concurrency_limit": int}
-
+from .problems import ApiProblem
 
 def read_submission() -> dict:
-    """The submission as a dict, from JSON or (for ``count_words``) multipart form data."""
+    """The submission as a dict, from JSON or (for a task with upload fields) multipart form data."""
     mimetype = request.mimetype
     if mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raw = request.get_data(cache=False)
@@ -43,91 +44,137 @@ def read_submission() -> dict:
         return _read_form()
     raise ApiProblem(
         415,
-        "send application/json (or multipart/form-data with a 'file' for count_words)",
+        "send application/json (or multipart/form-data for a task with upload fields)",
         headers={"Accept-Post": "application/json, multipart/form-data"},
     )
 
 
 def _read_form() -> dict:
+    """A form: text parts, converted to the types the task's model declares, and a file part
+    for each of the task's upload fields (named after the field; ``file`` too, for a task with
+    one). A task without upload fields takes JSON only."""
     try:
         form, files = request.form, request.files
     except BadRequest:
         raise ApiProblem(400, "the multipart body could not be parsed") from None
-    payload: dict = {key: value for key, value in form.items() if key != "file"}
-    if "depends_on" in form:  # a list: the field repeated, one job id a part
-        payload["depends_on"] = form.getlist("depends_on")
-    payload.setdefault("type", "count_words")
-    if payload["type"] != "count_words":
+    type_ = form.get("type", FORM_DEFAULT_TYPE)
+    task = catalog.get(type_)
+    if task is None or task.internal or not task.upload_fields:
+        takers = sorted(t.type for t in catalog.served(settings().enable_diagnostic_tasks) if t.upload_fields)
         raise ApiProblem(
             422,
-            "only count_words accepts multipart/form-data",
+            f"multipart/form-data is for the tasks with an upload field ({', '.join(takers)}); send JSON",
             title="Validation Failed",
-            errors=[{"field": "type", "message": "multipart/form-data is for count_words only"}],
+            errors=[{"field": "type", "message": "this task takes application/json only"}],
         )
-    upload = files.get("file")
-    if upload is not None or "file" in form:
-        _check_text_beside_file(payload)
-    if upload is None and "file" in form:
-        # A `file` part sent without a filename (curl -F 'file=<notes.txt') is a plain text field.
-        text = form["file"]
-        limit = settings().max_text_bytes
-        if len(text.encode("utf-8", "surrogatepass")) > limit:
-            raise ApiProblem(413, f"text must be at most {limit} bytes of UTF-8")
-        payload["text"] = text
-    elif upload is None:
-        if "text" not in payload:
-            raise ApiProblem(
-                422,
-                "send the text as a file field named 'file'",
-                title="Validation Failed",
-                errors=[{"field": "file", "message": "required"}],
-            )
-    else:
-        limit = settings().max_text_bytes
-        data = upload.stream.read(limit + 1)
-        if len(data) > limit:
-            raise ApiProblem(413, f"text must be at most {limit} bytes of UTF-8")
-        try:
-            payload["text"] = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ApiProblem(
-                422,
-                "the file is not UTF-8 text",
-                title="Validation Failed",
-                errors=[{"field": "file", "message": "must be UTF-8 text"}],
-            ) from None
-    errors = []
-    for name, kind in _NUMERIC_FORM_FIELDS.items():
-        if name in payload:
-            try:
-                payload[name] = kind(payload[name])
-            except ValueError:
-                errors.append({"field": name, "message": f"must be a {'number' if kind is float else 'whole number'}"})
-    if "metadata" in payload:
-        try:
-            payload["metadata"] = json.loads(payload["metadata"])
-        except (ValueError, RecursionError):
-            errors.append({"field": "metadata", "message": "must be a JSON object"})
+    parts = {name: name for name in task.upload_fields}
+    if len(parts) == 1:
+        parts["file"] = task.upload_fields[0]  # the contract's `file` part (curl -F file=@notes.txt)
+    payload: dict = {"type": type_}
+    errors: list[dict] = []
+    types = _field_types(task)
+    for key in form:
+        if key in parts or key == "type":
+            continue
+        values = form.getlist(key)
+        payload[key] = _convert(key, values if types.get(key) == "array" else values[-1], types.get(key), errors)
+    for part, field in parts.items():
+        upload = files.get(part)
+        if upload is None and part in form and part != field:
+            # A `file` part sent without a filename (curl -F 'file=<notes.txt') is a plain text field.
+            _check_text_beside_file(task, field, payload)
+            payload[field] = _within_limit(form[part])
+        elif upload is not None:
+            if field in payload:
+                _check_text_beside_file(task, field, payload)
+            payload[field] = _read_upload(upload, part)
+    missing = [f for f in task.upload_fields if f not in payload and task.args.model_fields[f].is_required()]
+    if missing and "file" in parts:
+        errors.append({"field": "file", "message": "required"})
     if errors:
         raise ApiProblem(422, "the form is not valid", title="Validation Failed", errors=errors)
     return payload
 
 
-def _check_text_beside_file(payload: dict) -> None:
-    """The file takes precedence, but a ``text`` sent beside it must still be a valid text: the
-    OpenAPI document declares both fields with their limits."""
-    if "text" not in payload:
-        return
+#: A form without a ``type`` is a count_words job: the contract's ``curl -F file=@notes.txt``.
+FORM_DEFAULT_TYPE = "count_words"
+
+
+def _field_types(task: Task) -> dict[str, str]:
+    """Each field's JSON type, from the submission's model (the options' and the task's)."""
+    schema = catalog.request_model(task).model_json_schema()
+    found = {}
+    for name, field in schema.get("properties", {}).items():
+        kinds = [option.get("type") for option in field.get("anyOf", [field]) if option.get("type") != "null"]
+        if kinds and isinstance(kinds[0], str):
+            found[name] = kinds[0]
+    return found
+
+
+def _convert(name: str, value: str | list[str], kind: str | None, errors: list[dict]) -> object:
+    """A form's text as the JSON value its field takes; an error for ``name`` if it cannot be."""
     try:
-        schemas.CountWordsArgs.model_validate({"text": payload["text"]}, context={"settings": settings()})
-    except ValidationError as exc:
-        too_large = any(error["type"] == schemas.TOO_LARGE for error in exc.errors())
+        if kind == "integer":
+            return int(value)
+        if kind == "number":
+            return float(value)
+        if kind == "boolean":
+            lowered = str(value).lower()
+            if lowered not in ("true", "false", "on", "off", "1", "0"):
+                raise ValueError
+            return lowered in ("true", "on", "1")
+        if kind == "object":
+            parsed = json.loads(value)
+            if not isinstance(parsed, dict):
+                raise ValueError
+            return parsed
+    except (ValueError, RecursionError):
+        words = {"integer": "a whole number", "number": "a number", "boolean": "true or false", "object": "a JSON object"}
+        errors.append({"field": name, "message": f"must be {words[kind]}"})
+        return None
+    return value
+
+
+def _within_limit(text: str) -> str:
+    limit = settings().max_text_bytes
+    if len(text.encode("utf-8", "surrogatepass")) > limit:
+        raise ApiProblem(413, f"text must be at most {limit} bytes of UTF-8")
+    return text
+
+
+def _read_upload(upload, part: str) -> str:  # noqa: ANN001 - werkzeug's FileStorage
+    limit = settings().max_text_bytes
+    data = upload.stream.read(limit + 1)
+    if len(data) > limit:
+        raise ApiProblem(413, f"text must be at most {limit} bytes of UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
         raise ApiProblem(
-            413 if too_large else 422,
-            "the text beside the file is not valid",
-            title=None if too_large else "Validation Failed",
-            errors=field_errors(exc),
+            422,
+            "the file is not UTF-8 text",
+            title="Validation Failed",
+            errors=[{"field": part, "message": "must be UTF-8 text"}],
         ) from None
+
+
+def _check_text_beside_file(task: Task, field: str, payload: dict) -> None:
+    """The file takes precedence, but a text sent beside it must still be a valid value of its
+    field: the OpenAPI document declares both with their limits."""
+    if field not in payload:
+        return
+    info = task.args.model_fields[field]
+    try:
+        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        TypeAdapter(annotation).validate_python(payload[field])
+    except ValidationError as exc:
+        raise ApiProblem(
+            422,
+            f"the {field} beside the file is not valid",
+            title="Validation Failed",
+            errors=[{"field": field, "message": error["msg"]} for error in exc.errors()],
+        ) from None
+    _within_limit(payload[field])
 
 
 def _reject_constant(name: str) -> None:

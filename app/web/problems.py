@@ -15,6 +15,7 @@ from flask import Flask, Response, json
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from ..jobs import catalog
 from ..logs import request_id_var
 
 log = logging.getLogger("offload.http")
@@ -92,9 +93,7 @@ def field_errors(exc: ValidationError) -> list[dict]:
 
 
 def _is_tag(value: str) -> bool:
-    from ..jobs.catalog import TASKS
-
-    return value in TASKS
+    return catalog.get(value) is not None
 
 
 def register(app: Flask) -> None:

@@ -17,6 +17,7 @@ from rq.serializers import JSONSerializer
 
 from .. import logs, telemetry
 from ..connections import check_server_settings, connect
+from ..jobs import catalog
 from ..jobs.job import OffloadJob
 from ..jobs.queue import OffloadQueue, register_queues
 from ..settings import QUEUE_NAMES, Settings, get_settings
@@ -59,6 +60,9 @@ def run(queues: Sequence[str] = QUEUE_NAMES, *, burst: bool = False, settings: S
     settings = settings or get_settings()
     logs.configure(settings.log_level, process="worker")
     telemetry.configure(settings, "offload-worker")  # nothing unless an OTLP endpoint is set
+    loaded = catalog.load_or_exit(worker=True)  # the same tasks as the web; their secrets read now
+    if loaded:
+        log.info("tasks loaded from %s: %s", ", ".join(loaded), ", ".join(t.type for t in catalog.registry))
     connection = connect(settings, for_worker=True)
     stop = StopFlag()
     backoff = 0.5

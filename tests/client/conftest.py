@@ -17,16 +17,21 @@ from offload import Client
 from ..conftest import Stack
 
 
+#: A team's own tasks (reverse_text, typed_echo), loaded by every process of the stacks here.
+USER_TASKS = {"OFFLOAD_TASKS": "tests.user_tasks"}
+
+
 @pytest.fixture
 def live(stack_factory) -> Stack:
-    """gunicorn, one worker, Valkey and the SMTP sink, with the diagnostic job types."""
-    return stack_factory(workers=1)
+    """gunicorn, one worker, Valkey and the SMTP sink, with the diagnostic job types and the
+    tasks of tests/user_tasks.py."""
+    return stack_factory(workers=1, **USER_TASKS)
 
 
 @pytest.fixture
 def idle(stack_factory) -> Stack:
     """The same without a worker: jobs stay queued for as long as a test needs."""
-    return stack_factory(workers=0)
+    return stack_factory(workers=0, **USER_TASKS)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import httpx
 import pytest
+from pydantic import BaseModel
 
 from offload import (
     Client,
@@ -15,6 +16,7 @@ from offload import (
     Progress,
     RateLimited,
     ServiceUnavailable,
+    TaskInfo,
     Unauthorized,
     ValidationFailed,
     WaitTimeout,
@@ -139,6 +141,55 @@ def test_list_follows_next_across_pages(idle):
         assert [job.id for job in client.list(limit=3, page_size=2)] == ids[::-1][:3]
         assert [job.id for job in client.list(type="count_words")] == [ids[5]]
         assert list(client.list(status="finished")) == []
+
+
+def test_tasks_describe_every_type_the_server_takes(client):
+    tasks = client.tasks()
+    types = [info.type for info in tasks]
+    assert types == sorted(types) and {"count_words", "send_email", "reverse_text", "typed_echo"} <= set(types)
+    assert "webhook" not in types  # queued by offload itself, never by a client
+    reverse = client.task("reverse_text")
+    assert isinstance(reverse, TaskInfo) and tasks[types.index("reverse_text")] == reverse
+    assert reverse.description == "Reverse a text." and reverse.links == {"self": "/tasks/reverse_text"}
+    assert [(item.name, item.kind, item.required) for item in reverse.fields] == [("text", "string", True)]
+    assert reverse.defaults.queue == "default"
+    echo = client.task("typed_echo")
+    assert [(item.name, item.type_label) for item in echo.fields] == [
+        ("count", "integer"), ("ratio", "number"), ("flag", "boolean"), ("color", "red | green | blue"),
+        ("tags", "list of string"), ("extra", "object"),
+    ]  # fmt: skip
+    for missing in ("no_such_type", "../jobs"):  # quoted: never another path of the server
+        with pytest.raises(NotFound):
+            client.task(missing)
+
+
+class ReverseArgs(BaseModel):  # the caller's copy of the team's model
+    text: str
+
+
+def test_submit_any_type_with_fields_as_keywords_a_mapping_or_a_model(client):
+    jobs = [
+        client.submit("reverse_text", text="abc"),
+        client.submit("reverse_text", {"text": "def"}, queue="high"),
+        client.submit("reverse_text", ReverseArgs(text="ghi"), metadata={"n": 3}),
+        client.submit("reverse_text", {"text": "ignored"}, text="jkl"),  # keywords go on top
+    ]
+    done = [client.wait(job.id, timeout=30) for job in jobs]
+    assert [job.result for job in done] == [{"reversed": text} for text in ("cba", "fed", "ihg", "lkj")]
+    assert done[1].queue == "high" and done[2].metadata == {"n": 3}
+
+    echo = client.submit(
+        "typed_echo", count=3, flag=True, tags=["a", "b"], extra={"k": [None]}, concurrency_key="echo",
+        concurrency_limit=1, max_retries=0, timeout_seconds=30,
+    )  # fmt: skip
+    assert client.wait(echo.id, timeout=30).result == {
+        "count": 3, "ratio": 0.5, "flag": True, "color": "green", "tags": ["a", "b"], "extra": {"k": [None]}
+    }
+    with pytest.raises(ValidationFailed) as caught:
+        client.submit("reverse_text", text="abc", nope=1)
+    assert "nope" in {item["field"] for item in caught.value.errors}
+    with pytest.raises(TypeError, match="a mapping or a pydantic model"):
+        client.submit("reverse_text", ["text"])
 
 
 def test_validation_errors_carry_the_fields_and_nothing_is_enqueued(client):

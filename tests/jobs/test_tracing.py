@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from app import logs, tracing
-from app.jobs import schemas
+from app.jobs import catalog, schemas
 from app.jobs.job import OffloadJob
 from app.jobs.tracing import delivery_meta, start_attempt
 from app.settings import get_settings
@@ -52,7 +52,7 @@ def receiver():
 
 
 def _submit(job_queue, settings, trace: dict | None, **fields) -> str:
-    spec = schemas.request_adapter(True).validate_python(fields, context={"settings": settings})
+    spec = catalog.request_adapter(True).validate_python(fields, context={"settings": settings})
     return job_queue.submit(spec, owner=None, extra_meta={"trace": trace} if trace else None)["id"]
 
 

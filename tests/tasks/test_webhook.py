@@ -12,6 +12,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import fakeredis
 import pytest
 
 from app.tasks import webhook
@@ -109,12 +110,28 @@ def dns(monkeypatch) -> Resolver:
 @pytest.mark.parametrize(
     "url",
     ["ftp://example.com/hook", "file:///etc/passwd", "javascript:alert(1)", "example.com/hook", "//example.com/hook",
-     "http://", "https:///hook", "gopher://example.com/"],
+     "http://", "https:///hook", "gopher://example.com/", "http://[::1", "http://example.com:99999/",
+     "https://example.com:port/"],
 )  # fmt: skip
 @pytest.mark.parametrize("allow_private", [False, True])
 def test_check_url_wants_http_or_https_with_a_host(url, allow_private):
     with pytest.raises(webhook.CallbackRefused, match="http:// or https:// URL with a host"):
         webhook.check_url(url, allow_private)
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://example.com:99999/"])
+def test_a_callback_url_that_cannot_be_parsed_is_a_422_not_a_500(monkeypatch, url):
+    """urlsplit raises ValueError for these; check_url used to let it escape as a 500."""
+    monkeypatch.setenv("WEBHOOK_SECRET", "s")
+    from app import create_app
+    from app.jobs.store import JobQueue
+    from app.settings import get_settings
+
+    settings = get_settings()
+    app = create_app(settings, job_queue=JobQueue(fakeredis.FakeRedis(server=fakeredis.FakeServer()), settings))
+    response = app.test_client().post("/jobs", json={"type": "count_words", "text": "a", "callback_url": url})
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == [{"field": "callback_url", "message": "must be an http:// or https:// URL with a host"}]
 
 
 @pytest.mark.parametrize("url", ["https://user:pw@example.com/hook", "https://user@example.com/hook", "http://:pw@example.com/"])
@@ -180,8 +197,10 @@ def test_check_url_judges_every_address_a_name_resolves_to(dns):
 @pytest.mark.parametrize("error", [socket.gaierror(socket.EAI_NONAME, "Name or service not known"), UnicodeError("label too long")])
 def test_check_url_refuses_a_name_that_does_not_resolve(dns, error):
     dns.answers["nowhere.example"] = error
-    with pytest.raises(webhook.CallbackRefused, match="'nowhere.example' does not resolve"):
+    with pytest.raises(webhook.CallbackRefused, match="'nowhere.example' does not resolve") as caught:
         webhook.check_url("https://nowhere.example/hook", allow_private=False)
+    # DNS may answer later (an http_request retries); a name it cannot be asked about never will.
+    assert isinstance(caught.value, webhook.Unresolvable) == isinstance(error, socket.gaierror)
 
 
 def test_check_url_resolves_nothing_when_private_addresses_are_allowed(dns):

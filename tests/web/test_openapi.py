@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app import create_app
-from app.jobs import JobQueue, schemas
+from app.jobs import JobQueue, catalog, schemas
 from app.settings import get_settings
 
 from ..conftest import run_jobs
@@ -113,7 +113,7 @@ def test_document_lists_every_route_of_the_api(app, document):
 def test_document_is_generated_from_the_models_and_settings(document, settings):
     components = document["components"]["schemas"]
     mapping = components["JobRequest"]["discriminator"]["mapping"]
-    assert sorted(mapping) == sorted(schemas.type_names(settings.enable_diagnostic_tasks))
+    assert sorted(mapping) == sorted(catalog.type_names(settings.enable_diagnostic_tasks))
     for model in schemas.PUBLIC_REQUESTS + schemas.DIAGNOSTIC_REQUESTS:
         generated = model.model_json_schema(mode="validation")
         # No WEBHOOK_SECRET here: the server refuses every callback, so the document offers none.

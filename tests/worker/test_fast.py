@@ -97,7 +97,7 @@ def test_the_stored_payload_is_written_back_as_read(fake_redis):
 
 def test_the_last_progress_report_rides_the_outcome_transaction(stack_factory, clean_valkey):
     """``count_words`` reports its progress at the end; the fast worker saves it with the outcome
-    (app.jobs.runners.final_progress_rides_outcome), so such a job still costs two transactions,
+    (app.jobs.context.final_progress_rides_outcome), so such a job still costs two transactions,
     not three. A job RQ's own outcome code records (here: one with a dependent) saves it apart."""
     stack = stack_factory(workers=0, WORKER_CLASS="fast", JOB_HEARTBEAT_SECONDS="60")
     texts = [f"word {'x ' * n}" for n in range(40)]

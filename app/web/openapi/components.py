@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ...jobs import schemas
+from ...jobs import catalog, schemas
 from ...jobs.listing import CURSOR_PATTERN
 from ...settings import Settings
 
@@ -98,28 +98,6 @@ This document describes this server as it is configured: its limits, the job typ
 needs an API key.
 """
 
-_REQUEST_EXAMPLES = {
-    "count_words": {
-        "summary": "Count the words of a text",
-        "value": {"type": "count_words", "text": "the quick brown fox\njumps over the lazy dog"},
-    },
-    "send_email": {
-        "summary": "Send an email, on the high queue, with your own metadata",
-        "value": {
-            "type": "send_email",
-            "to": "someone@example.com",
-            "subject": "Your report is ready",
-            "body": "Hello,\n\nyour report is ready.\n",
-            "queue": "high",
-            "metadata": {"order": 1234},
-        },
-    },
-    "scheduled": {
-        "summary": "Count words in ten minutes, retrying twice on failure",
-        "value": {"type": "count_words", "text": "later", "delay_seconds": 600, "max_retries": 2},
-    },
-}
-
 _JOB_LINKS = {
     "GetJob": {"operationId": "getJob", "parameters": {"job_id": "$response.body#/id"}},
     "CancelJob": {"operationId": "cancelJob", "parameters": {"job_id": "$response.body#/id"}},
@@ -182,5 +160,21 @@ _HEADERS = {
 }
 
 
+def request_examples(app_settings: Settings) -> dict[str, Any]:
+    """``POST /jobs`` examples: each served task's own (``@task(example=...)``), and one with options."""
+    examples = {
+        task.type: {"summary": task.description or task.type, "value": {"type": task.type, **task.example}}
+        for task in catalog.served(app_settings.enable_diagnostic_tasks)
+        if task.example is not None
+    }
+    if examples:
+        first = next(iter(examples.values()))["value"]
+        examples["with_options"] = {
+            "summary": "Run in ten minutes on the high queue, retrying twice on failure, with your own metadata",
+            "value": {**first, "queue": "high", "delay_seconds": 600, "max_retries": 2, "metadata": {"order": 1234}},
+        }
+    return examples
+
+
 def type_names(app_settings: Settings) -> list[str]:
-    return schemas.type_names(app_settings.enable_diagnostic_tasks)
+    return catalog.type_names(app_settings.enable_diagnostic_tasks)

@@ -6,7 +6,9 @@ import copy
 from importlib import metadata
 from typing import Any
 
-from ...jobs import schemas
+from offload.tasks import LONG_TEXT_KEY, Task
+
+from ...jobs import catalog, schemas
 from ...jobs.idempotency import IDEMPOTENCY_KEY_PATTERN
 from ...settings import Settings
 from .components import (
@@ -24,6 +26,7 @@ from .components import (
     _without_null,
     ref,
 )
+from .. import parsing
 from .paths import PathsMixin
 from .paths_batches import BatchPathsMixin
 from .paths_events import EventsPathsMixin
@@ -54,19 +57,22 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
         components = self.components
         request_ref = components.add(
             "JobRequest",
-            schemas.request_adapter(self.settings.enable_diagnostic_tasks).json_schema(
+            catalog.request_adapter(self.settings.enable_diagnostic_tasks).json_schema(
                 ref_template=REF_TEMPLATE, mode="validation"
             ),
         )
         self._apply_limits()
-        form_ref = components.add("CountWordsForm", self._count_words_form())
+        served = catalog.served(self.settings.enable_diagnostic_tasks)
+        forms = [components.add(_form_name(task), self._form(task)) for task in served if task.upload_fields]
+        form_ref = forms[0] if len(forms) == 1 else {"oneOf": forms}
         job_ref = components.model(schemas.JobResource, "serialization")
         components.model(schemas.Problem, "serialization")
         list_ref = components.model(JobList, "serialization")
         health_ref = components.model(Health, "serialization")
         ready_ref = components.model(Ready, "serialization")
-        for result in (schemas.CountWordsResult, schemas.SendEmailResult):
-            components.model(result, "serialization")
+        for task in served:
+            if task.result is not None:
+                components.model(task.result, "serialization")
         batch_paths = self._batch_paths(request_ref)
 
         document: dict[str, Any] = {
@@ -84,7 +90,7 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
             ],
             "paths": {
                 "/jobs": {
-                    "post": self._submit(request_ref, form_ref, job_ref),
+                    "post": self._submit(request_ref, form_ref, job_ref, _upload_encoding(served)),
                     "get": self._list(list_ref),
                 },
                 "/jobs/{job_id}": {"parameters": [ref("JobId", "parameters")], "get": self._get(job_ref)},
@@ -160,12 +166,10 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
                 )
             if "callback_url" in properties:
                 self._callback_url(properties)
-            if name == "CountWordsRequest":
-                _constrain(properties["text"], maxLength=text_limit)
-                _describe(properties["text"], f"Here: at most {text_limit} bytes (413 beyond it).")
-            if name == "SendEmailRequest":
-                _constrain(properties["body"], maxLength=text_limit)
-                _describe(properties["body"], f"At most {text_limit} bytes of UTF-8 (413 beyond it).")
+            for field_schema in properties.values():  # every task's long texts (catalog.request_model)
+                if field_schema.get(LONG_TEXT_KEY) and name.endswith("Request"):
+                    _constrain(field_schema, maxLength=text_limit)
+                    _describe(field_schema, f"Here: at most {text_limit} bytes of UTF-8 (413 beyond it).")
 
     def _callback_url(self, properties: dict[str, Any]) -> None:
         if self.settings.webhook_secret is None:
@@ -181,9 +185,10 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
             + (" (allowed on this server)." if self.settings.allow_private_callbacks else "."),
         )
 
-    def _count_words_form(self) -> dict[str, Any]:
-        """``count_words`` as ``multipart/form-data``: the model's fields, with the text as a file."""
-        source = self.components.schemas["CountWordsRequest"]
+    def _form(self, task: Task) -> dict[str, Any]:
+        """A task with upload fields as ``multipart/form-data``: the request model's fields, each
+        upload field also a file part (and, for a task with one, the part ``file``)."""
+        source = self.components.schemas[_request_name(task)]
         properties: dict[str, Any] = {}
         for field_name, field_schema in source["properties"].items():
             field_schema = _without_null(copy.deepcopy(field_schema))
@@ -194,27 +199,32 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
                 # An object part, sent as JSON (the operation's `encoding` says so): a JSON-text
                 # string schema would let any text through, though only an object is accepted.
                 field_schema = {**field_schema, "description": "The metadata object, as a JSON part."}
+            if field_name in task.upload_fields:
+                # No `format: binary`: the file must be UTF-8 text (anything else is 422), which a
+                # string with a media type says; Swagger UI still shows a file picker for it (OAS 3.1).
+                field_schema = {**field_schema, "contentMediaType": "text/plain", "description": (
+                    f"{field_schema.get('description', '')} A text field, or a UTF-8 file part of at most "
+                    f"{self.settings.max_text_bytes} bytes.").strip()}  # fmt: skip
             properties[field_name] = field_schema
-        properties["type"]["description"] = "Optional here: a form is always a count_words job."
-        properties["text"] = {**properties["text"], "description": "The text, if not sent as `file`."}
-        properties = {
-            # No `format: binary`: the file must be UTF-8 text (anything else is 422), which a
-            # string with a media type says; Swagger UI still shows a file picker for it (OAS 3.1).
-            "file": {
-                "type": "string",
-                "minLength": 1,
-                "contentMediaType": "text/plain",
-                "description": f"The text to count, as a UTF-8 file of at most {self.settings.max_text_bytes} bytes. "
-                "Takes precedence over `text`.",
-            },
-            **properties,
-        }
-        return {
-            "title": "CountWordsForm",
-            "description": "A count_words job sent as a form, with the text uploaded as a file.",
+        required = [name for name in source.get("required", []) if name not in task.upload_fields]
+        alternatives = None
+        if parsing.FORM_DEFAULT_TYPE == task.type:
+            properties["type"]["description"] = "Optional here: a form without a type is a " + task.type + " job."
+            required.remove("type")
+        if len(task.upload_fields) == 1:
+            (field,) = task.upload_fields
+            properties = {"file": {
+                "type": "string", "minLength": 1, "contentMediaType": "text/plain",
+                "description": f"The {field}, as a UTF-8 file of at most {self.settings.max_text_bytes} bytes. "
+                f"Takes precedence over `{field}`.",
+            }, **properties}  # fmt: skip
+            if field in source.get("required", []):
+                alternatives = [{"required": ["file"]}, {"required": [field]}]
+        form: dict[str, Any] = {
+            "title": _form_name(task),
+            "description": f"A {task.type} job sent as a form, with its text uploaded as a file.",
             "type": "object",
             "properties": properties,
-            "anyOf": [{"required": ["file"]}, {"required": ["text"]}],
             "not": {
                 "anyOf": [
                     *({"required": pair} for pair in (["delay_seconds", "run_at"], ["depends_on", "delay_seconds"], ["depends_on", "run_at"])),
@@ -223,6 +233,11 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
             },
             "additionalProperties": False,
         }
+        if required:
+            form["required"] = required
+        if alternatives:
+            form["anyOf"] = alternatives
+        return form
 
     # -- operations --
 
@@ -288,7 +303,7 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
             ),
             "ContentTooLarge": ("The body, or the text in it, is larger than this server accepts.", {}),
             "UnsupportedMediaType": (
-                "Send `application/json` (or `multipart/form-data` for count_words).",
+                "Send `application/json` (or `multipart/form-data` for a task with upload fields).",
                 {"Accept-Post": ref("AcceptPost", "headers")},
             ),
             "ValidationFailed": (
@@ -325,3 +340,20 @@ def _version() -> str:
         return metadata.version("offload")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "0.0.0"
+
+
+def _request_name(task: Task) -> str:
+    return catalog.request_model(task).__name__
+
+
+def _form_name(task: Task) -> str:
+    return _request_name(task).removesuffix("Request") + "Form"
+
+
+def _upload_encoding(served: list[Task]) -> dict[str, Any]:
+    """Every file part's content types, and metadata as JSON."""
+    parts = {name for task in served for name in task.upload_fields} | {"file"}
+    return {
+        **{name: {"contentType": "text/plain, application/octet-stream"} for name in sorted(parts)},
+        "metadata": {"contentType": "application/json"},
+    }

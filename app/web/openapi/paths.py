@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from ...jobs import schemas
-from .components import _JOB_LINKS, _REQUEST_EXAMPLES, page_parameters, ref, type_names
+from .components import _JOB_LINKS, page_parameters, ref, request_examples, type_names
 
 
 class PathsMixin:
@@ -23,7 +23,7 @@ class PathsMixin:
         operation["responses"] = dict(sorted(responses.items()))
         return operation
 
-    def _submit(self, request_ref: dict, form_ref: dict, job_ref: dict) -> dict[str, Any]:
+    def _submit(self, request_ref: dict, form_ref: dict, job_ref: dict, encoding: dict) -> dict[str, Any]:
         return self._operation(
             {
                 "tags": ["jobs"],
@@ -40,14 +40,8 @@ class PathsMixin:
                 "requestBody": {
                     "required": True,
                     "content": {
-                        "application/json": {"schema": request_ref, "examples": _REQUEST_EXAMPLES},
-                        "multipart/form-data": {
-                            "schema": form_ref,
-                            "encoding": {
-                                "file": {"contentType": "text/plain, application/octet-stream"},
-                                "metadata": {"contentType": "application/json"},
-                            },
-                        },
+                        "application/json": {"schema": request_ref, "examples": request_examples(self.settings)},
+                        "multipart/form-data": {"schema": form_ref, "encoding": encoding},
                     },
                 },
                 "responses": {

@@ -37,7 +37,7 @@ The horse itself touches Redis only when the task does (progress, the email rece
 text kept in a key of its own), and hands back, with the result, what the task changed on its
 job (``meta``, ``retries_left``: see ``_HORSE_STATE``), so the outcome is recorded as RQ's
 horse would record it; a task's last progress report is saved in the outcome transaction
-(:data:`app.jobs.runners.final_progress_rides_outcome`). The horse receives each job before
+(:data:`app.jobs.context.final_progress_rides_outcome`). The horse receives each job before
 step 2 and reads its text meanwhile, but runs it only on the go sent after the start commits.
 The job's compressed payload is decompressed only in the horse, and written back as read instead of
 compressed again (RQ re-saves the whole job on success: ~30 ms of zlib for a 1 MiB text).
