@@ -1,7 +1,9 @@
 """The page at ``/``: submit a job from a browser and watch it finish.
 
 One server-rendered template and a little plain JavaScript (``static/offload.js``) that
-talks to the public JSON API, exactly as any other client does: ``POST /jobs``, then the
+talks to the public JSON API, exactly as any other client does: ``GET /tasks`` for the tasks,
+whose forms ``static/taskforms.js`` makes from each task's JSON Schema (the page knows no task
+of its own), ``POST /jobs``, then the
 job's live events (``GET /jobs/{id}/events``, ``static/events.js``; ``GET /jobs/{id}?wait=``
 until the job ends when a stream cannot be had), and ``GET /jobs`` for the recent ones.
 Nothing comes from a CDN and there is no build step: every asset is in ``app/web/static``.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, render_template
 
-from ..jobs import catalog, schemas
+from ..jobs import schemas
 from ..settings import QUEUE_NAMES, Settings
 from .headers import content_security_policy
 
@@ -32,14 +34,10 @@ CONTENT_SECURITY_POLICY = content_security_policy()
 @bp.get("/")
 def index() -> Response:
     settings: Settings = current_app.extensions["offload.settings"]
-    diagnostic_types = [
-        name for name in catalog.type_names(settings.enable_diagnostic_tasks) if name not in _PUBLIC_TYPES
-    ]
     html = render_template(
         "index.html",
         queues=QUEUE_NAMES,
         auth_enabled=settings.auth_enabled,
-        diagnostic_types=diagnostic_types,
         wait_seconds=min(WAIT_SECONDS, settings.max_wait_seconds) or 1,
         statuses=schemas.JobStatusName.__args__,  # type: ignore[attr-defined] - the search block's choices
     )
@@ -48,5 +46,3 @@ def index() -> Response:
     response.headers["Referrer-Policy"] = "same-origin"
     return response
 
-
-_PUBLIC_TYPES = frozenset(catalog.type_names(False))

@@ -1,6 +1,7 @@
 """The batch block of the page at ``/`` (``static/batches.js``), in a real browser against the real
-stack: one text per line goes as one ``POST /jobs/batch``, and the counts follow the batch until
-it is done. The browser fixtures are those of ``test_browser.py``."""
+stack: one value per line (of a task and a text field picked from ``GET /tasks``) goes as one
+``POST /jobs/batch``, and the counts follow the batch until it is done. The browser fixtures are
+those of ``test_browser.py``."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ def test_a_batch_of_texts_from_the_page(stack_factory, page, artifact):  # noqa:
     stack = stack_factory(workers=1, MAX_TEXT_BYTES="40")
     page.goto(f"{stack.base}/")
     form = page.locator("#batch-form")
-    area = form.get_by_label("Texts, one per line")
+    form.get_by_label("Task", exact=True).select_option("count_words")
+    expect(form.get_by_label("Each line is its")).to_have_value("text")
+    area = form.get_by_label("Values, one per line")
     form.get_by_role("button", name="Submit batch").click()
-    expect(form.locator("#bt-texts-error")).to_have_text("Write at least one line of text.")
+    expect(form.locator("#bt-texts-error")).to_have_text("Write at least one line.")
     expect(area).to_have_attribute("aria-invalid", "true")
 
     area.fill("the quick brown fox\n\njumps over the lazy dog\n" + "x" * 50 + "\nthree more words")
@@ -42,7 +45,8 @@ def test_the_batch_block_shows_why_a_batch_was_refused(stack_factory, page):  # 
     stack = stack_factory(workers=0, MAX_TEXT_BYTES="10")
     page.goto(f"{stack.base}/")
     form = page.locator("#batch-form")
-    form.get_by_label("Texts, one per line").fill("\nfar too long a line\n")
+    form.get_by_label("Task", exact=True).select_option("count_words")
+    form.get_by_label("Values, one per line").fill("\nfar too long a line\n")
     form.get_by_role("button", name="Submit batch").click()
     expect(form.locator("#bt-texts-error")).to_contain_text("line 2: text: must be at most 10 bytes")
     expect(form.locator("#batch-result")).to_be_hidden()

@@ -20,6 +20,8 @@ from .test_browser import (  # noqa: F401 - fixtures
     job_status,
     new_page,
     page,
+    submit_button,
+    task_form,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -32,10 +34,9 @@ def record_requests(page: Page) -> list:
 
 
 def run_sleep(page: Page, seconds: str) -> None:
-    form = page.locator("#form-diagnostic")  # shown because the test stack enables diagnostic tasks
-    form.get_by_label("Type").select_option("sleep")
-    form.get_by_label("Seconds to sleep").fill(seconds)
-    form.get_by_role("button", name="Run").click()
+    form = task_form(page, "sleep")  # offered because the test stack enables diagnostic tasks
+    form.get_by_label("Seconds", exact=True).fill(seconds)
+    submit_button(page).click()
 
 
 def expect_live_progress(page: Page) -> None:

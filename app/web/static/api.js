@@ -25,16 +25,19 @@
   }
 
   /* One call to the API. Resolves to {status, ok, data, headers} (data: the parsed JSON body, or
-   * null); rejects only when the network fails (or the call is aborted through signal). */
+   * null); rejects only when the network fails (or the call is aborted through signal). The payload
+   * goes as JSON, or as multipart/form-data when it is a FormData (the browser writes its
+   * Content-Type, boundary included). */
   function api(method, path, payload, signal) {
     var headers = { "Accept": "application/json, application/problem+json" };
-    if (payload !== undefined) headers["Content-Type"] = "application/json";
+    var form = typeof FormData !== "undefined" && payload instanceof FormData;
+    if (payload !== undefined && !form) headers["Content-Type"] = "application/json";
     var bearer = key();
     if (bearer) headers["Authorization"] = "Bearer " + bearer;
     return fetch(path, {
       method: method,
       headers: headers,
-      body: payload === undefined ? undefined : JSON.stringify(payload),
+      body: payload === undefined ? undefined : (form ? payload : JSON.stringify(payload)),
       signal: signal,
       cache: "no-store",
       credentials: "same-origin"
@@ -67,5 +70,25 @@
     return td;
   }
 
-  window.offloadApi = { auth: AUTH, key: key, setKey: setKey, api: api, detail: detail, message: message, cell: cell };
+  /* GET /tasks, asked once for every block of the page that needs the tasks (the job form, the
+   * batch, the schedules' example). A failed answer is not kept: the next call asks again (after
+   * the user has entered a key, say). Resolves to api()'s answer. */
+  var taskList = null;
+  function tasks(again) {
+    if (!taskList || again) {
+      var asked = api("GET", "/tasks").then(function (answer) {
+        if (!answer.ok && taskList === asked) taskList = null;
+        return answer;
+      }, function (err) {
+        if (taskList === asked) taskList = null;
+        throw err;
+      });
+      taskList = asked;
+    }
+    return taskList;
+  }
+
+  window.offloadApi = {
+    auth: AUTH, key: key, setKey: setKey, api: api, detail: detail, message: message, cell: cell, tasks: tasks
+  };
 })();

@@ -1,4 +1,5 @@
-/* The batch block of offload's page: one text per line, sent as one batch of count_words jobs.
+/* The batch block of offload's page: one value per line, sent as one batch of jobs of a task, each
+ * line the value of one of its text fields (the task and the field picked from GET /tasks).
  *
  * POST /jobs/batch with every non-empty line as an item, then GET /batches/{id} again after
  * each answer's Retry-After until the batch is done, showing its jobs' counts by status. The
@@ -11,6 +12,9 @@
   if (!form) return;
   var STATUSES = ["queued", "scheduled", "deferred", "started", "finished", "failed", "canceled", "stopped"];
   var texts = document.getElementById("bt-texts");
+  var typePicker = document.getElementById("bt-type");
+  var fieldPicker = document.getElementById("bt-field");
+  var textFields = {};  // type -> the names of its fields that take a line of text
   var errorBox = document.getElementById("bt-texts-error");
   var panel = document.getElementById("batch-result");
   var polling = null;
@@ -59,6 +63,34 @@
     });
   }
 
+  /* The tasks that have a text field (a string, however it is entered); their text fields. */
+  function offer(list) {
+    textFields = {};
+    typePicker.textContent = "";
+    list.forEach(function (task) {
+      var names = window.offloadForms.describe(task).filter(function (field) {
+        return ["string", "longtext", "upload"].indexOf(field.kind) >= 0;
+      }).sort(function (a, b) { return (b.required ? 1 : 0) - (a.required ? 1 : 0); }).map(function (field) { return field.name; });
+      if (!names.length) return;
+      textFields[task.type] = names;
+      typePicker.appendChild(new Option(task.type, task.type));
+    });
+    typePicker.disabled = fieldPicker.disabled = !typePicker.options.length;
+    if (!typePicker.options.length) typePicker.appendChild(new Option("(no task with a text field)", ""));
+    offerFields();
+  }
+
+  function offerFields() {
+    fieldPicker.textContent = "";
+    (textFields[typePicker.value] || []).forEach(function (name) { fieldPicker.appendChild(new Option(name, name)); });
+  }
+
+  function loadTasks(again) {
+    window.offloadApi.tasks(again).then(function (answer) {
+      if (answer.ok && answer.data && Array.isArray(answer.data.tasks)) offer(answer.data.tasks);
+    }).catch(function () { /* the job form above says why */ });
+  }
+
   /* The page's list of recent jobs (offload.js) shows the batch's jobs too. */
   function refreshRecent() {
     var button = document.getElementById("recent-refresh");
@@ -87,9 +119,12 @@
     texts.value.split("\n").forEach(function (line, number) {
       if (!line.trim()) return;
       lines.push(number + 1);
-      jobs.push({ type: "count_words", text: line });
+      var job = { type: typePicker.value };
+      job[fieldPicker.value] = line;
+      jobs.push(job);
     });
-    if (!jobs.length) { showError("Write at least one line of text."); texts.focus(); return; }
+    if (!typePicker.value || !fieldPicker.value) { showError("No task to make jobs of."); return; }
+    if (!jobs.length) { showError("Write at least one line."); texts.focus(); return; }
     var button = form.querySelector('button[type="submit"]');
     button.disabled = true;
     call("POST", "/jobs/batch", { jobs: jobs }).then(function (answer) {
@@ -109,4 +144,10 @@
       showError("Could not reach offload: " + err.message);
     }).then(function () { button.disabled = false; });
   });
+
+  typePicker.addEventListener("change", offerFields);
+  loadTasks();
+  // With API keys the tasks may need the key: ask again once one is entered.
+  var key = document.getElementById("api-key");
+  if (key) key.addEventListener("change", function () { if (!typePicker.value) loadTasks(); });
 })();

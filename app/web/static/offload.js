@@ -51,9 +51,79 @@
     if (input) input.removeAttribute("aria-invalid");
   }
 
-  // --- forms ---------------------------------------------------------------------------------
+  // --- the job form: one for every task, made from GET /tasks (taskforms.js) -----------------
 
-  function clearErrors(form) {
+  var form = $("job-form");
+  var picker = $("task-type");
+  var optionsBox = $("job-options");
+  var submitButton = form.querySelector('button[type="submit"]');
+  var formError = form.querySelector('[data-error-for="*"]');
+  var tasks = {};          // type -> the task of GET /tasks
+  var built = {};          // type -> offloadForms.build(): its fieldset, kept while the page lives
+  var OPTION_NAMES = ["queue", "delay_seconds", "timeout_seconds", "max_retries"];
+
+  var shown = "";          // the type whose form is on show
+  function currentTask() { return tasks[picker.value] || null; }
+  function currentForm() { return built[picker.value] || null; }
+
+  /* The fieldset of the chosen task; the others stay in the page, hidden and disabled, with what
+   * was typed in them. */
+  function showTask(type) {
+    var task = tasks[type];
+    if (!task || type === shown) return;
+    shown = type;
+    picker.value = type;
+    if (!built[type]) {
+      built[type] = window.offloadForms.build(task, "f-" + type);
+      $("task-fields").appendChild(built[type].element);
+    }
+    Object.keys(built).forEach(function (name) {
+      var element = built[name].element;
+      element.hidden = name !== type;
+      element.disabled = name !== type;
+    });
+    $("task-description").textContent = task.description || "";
+    $("task-example").hidden = !task.example;
+    $("task-reset").hidden = !built[type].fields.length;
+    // The options start from the task's own defaults (the queue chosen, the others greyed in).
+    var defaults = task.defaults || {};
+    form.elements.queue.value = defaults.queue || "default";
+    form.elements.timeout_seconds.placeholder = defaults.timeout_seconds != null ? String(defaults.timeout_seconds) : "";
+    form.elements.max_retries.placeholder = defaults.max_retries != null ? String(defaults.max_retries) : "";
+    clearErrors();
+    try { window.sessionStorage.setItem("offload.task", type); } catch (e) { /* not kept: fine */ }
+  }
+
+  function loadTasks(again) {
+    return offload.tasks(again).then(function (answer) {
+      if (!answer.ok || !answer.data || !Array.isArray(answer.data.tasks)) {
+        showKeyProblem(answer);
+        picker.textContent = "";
+        picker.appendChild(new Option("(no tasks)", ""));
+        offload.message(formError, "Could not load the tasks: " + describeProblem(answer));
+        return;
+      }
+      var list = answer.data.tasks;
+      var before = picker.value;
+      tasks = {};
+      picker.textContent = "";
+      list.forEach(function (task) {
+        tasks[task.type] = task;
+        picker.appendChild(new Option(task.type, task.type));
+      });
+      picker.disabled = !list.length;
+      submitButton.disabled = !list.length;
+      if (!list.length) { offload.message(formError, "This service offers no tasks."); return; }
+      offload.message(formError, "");
+      var remembered = null;
+      try { remembered = window.sessionStorage.getItem("offload.task"); } catch (e) { /* none */ }
+      showTask(tasks[before] ? before : tasks[remembered] ? remembered : list[0].type);
+    }).catch(function (err) {
+      offload.message(formError, "Could not reach offload for the tasks: " + err.message);
+    });
+  }
+
+  function clearErrors() {
     form.querySelectorAll("[data-error-for]").forEach(function (box) {
       box.textContent = "";
       box.hidden = true;
@@ -61,65 +131,84 @@
     form.querySelectorAll("[aria-invalid]").forEach(function (el) { el.removeAttribute("aria-invalid"); });
   }
 
-  function fieldApplies(form, el) {
-    var holder = el.closest("[data-for-type]");
-    return !holder || holder.dataset.forType === jobType(form);
-  }
-
-  function jobType(form) {
-    return form.dataset.type || (form.elements.type && form.elements.type.value) || "";
-  }
-
-  /* The JSON body: the form's named fields that belong to its job type; an empty queue
-   * means "the default", so it is left out. Numbers go as numbers when they parse. */
-  function buildPayload(form) {
-    var payload = { type: jobType(form) };
-    Array.prototype.forEach.call(form.elements, function (el) {
-      if (!el.name || el.name === "type" || el.disabled || !fieldApplies(form, el)) return;
-      var value = el.value;
-      if (el.name === "queue" && value === "") return;
-      if (el.type === "number") {
-        if (value === "") return;
-        var number = Number(value);
-        payload[el.name] = isNaN(number) ? value : number;
-        return;
-      }
-      payload[el.name] = value;
+  /* The job options the user set; the queue only when it is not the task's own. */
+  function readOptions() {
+    var options = {};
+    var task = currentTask() || {};
+    var queue = form.elements.queue.value;
+    if (queue && queue !== ((task.defaults || {}).queue || "default")) options.queue = queue;
+    ["delay_seconds", "timeout_seconds", "max_retries"].forEach(function (name) {
+      var text = form.elements[name].value.trim();
+      if (text === "") return;
+      var number = Number(text);
+      options[name] = isFinite(number) ? number : text;
     });
-    return payload;
+    return options;
   }
 
-  /* Put each of the problem's field errors next to its field; whatever has no field of
-   * its own goes to the form's error line. Focus moves to the first field in error. */
-  function showProblem(form, answer) {
+  /* The body of POST /jobs: JSON, or multipart/form-data when a file was chosen (the file as the
+   * part of its field's name, the other values as text parts: a list as repeated parts, an
+   * object as JSON). */
+  function buildBody(fields, options) {
+    var values = Object.assign({ type: picker.value }, fields.values, options);
+    if (!Object.keys(fields.files).length) return values;
+    var body = new FormData();
+    Object.keys(values).forEach(function (name) {
+      var value = values[name];
+      if (value === null) return;
+      if (Array.isArray(value)) value.forEach(function (item) { body.append(name, partText(item)); });
+      else body.append(name, partText(value));
+    });
+    Object.keys(fields.files).forEach(function (name) {
+      body.append(name, fields.files[name], fields.files[name].name);
+    });
+    return body;
+  }
+
+  function partText(value) {
+    return value !== null && typeof value === "object" ? JSON.stringify(value) : String(value);
+  }
+
+  /* Where a field's error goes, and the control to mark: the task's fields, then the options. */
+  function errorPlace(name) {
+    var task = currentForm();
+    var box = task && task.errorBox(name);
+    if (box) return { box: box, input: task.control(name) };
+    if (OPTION_NAMES.indexOf(name) >= 0 || name === "type") {
+      return { box: form.querySelector('[data-error-for="' + name + '"]'), input: form.elements[name], option: name !== "type" };
+    }
+    return null;
+  }
+
+  /* Put each of the problem's field errors next to its field; whatever has no field of its own
+   * goes to the form's error line. Focus moves to the first field in error. */
+  function showProblem(answer) {
     var p = answer.data || {};
     var errors = Array.isArray(p.errors) ? p.errors : [];
     var unplaced = [];
     var firstInvalid = null;
     errors.forEach(function (error) {
       var field = String(error.field || "");
-      var name = field.split(".")[0];
-      var box = name && form.querySelector('[data-error-for="' + CSS.escape(name) + '"]');
-      var input = name && form.elements[name];
-      if (!box || (input && input.closest && !fieldApplies(form, input))) {
+      var place = field ? errorPlace(field.split(".")[0]) : null;
+      if (!place || !place.box) {
         unplaced.push(field ? field + ": " + error.message : error.message);
         return;
       }
-      box.textContent = box.hidden ? error.message : box.textContent + "; " + error.message;
-      box.hidden = false;
-      if (input && input.setAttribute) {
-        input.setAttribute("aria-invalid", "true");
-        if (!firstInvalid) firstInvalid = input;
+      var message = field.indexOf(".") > 0 ? field.slice(field.indexOf(".") + 1) + ": " + error.message : error.message;
+      place.box.textContent = place.box.hidden ? message : place.box.textContent + "; " + message;
+      place.box.hidden = false;
+      if (place.option) optionsBox.open = true;
+      if (place.input && place.input.setAttribute) {
+        place.input.setAttribute("aria-invalid", "true");
+        if (!firstInvalid) firstInvalid = place.input;
       }
     });
     var keyProblem = showKeyProblem(answer);
-    var formBox = form.querySelector('[data-error-for="*"]');
     if (unplaced.length || !errors.length) {
       var text = errors.length ? (p.detail || "The job is not valid") + ": " + unplaced.join("; ")
                                : describeProblem(answer);
       if (keyProblem) text += " (see the API key field above)";
-      formBox.textContent = text;
-      formBox.hidden = false;
+      offload.message(formError, text);
     }
     if (firstInvalid) {
       // Centre the field, so that its error (below it) is on screen too.
@@ -129,59 +218,68 @@
     else if (keyProblem && $("api-key")) $("api-key").focus();
   }
 
-  function wireForm(form) {
+  function submitJob() {
+    if (form.dataset.busy === "1" || !currentForm()) return;
+    clearErrors();
+    var fields = currentForm().read();
+    if (fields.problems.length) {  // JSON that does not parse: said beside its field, nothing sent
+      showProblem({ status: 422, data: { detail: "The form is not valid", errors: fields.problems } });
+      return;
+    }
+    form.dataset.busy = "1";
+    form.setAttribute("aria-busy", "true");
+    submitButton.disabled = true;
+    api("POST", "/jobs", buildBody(fields, readOptions())).then(function (answer) {
+      if (answer.status === 202 && answer.data && answer.data.id) {
+        clearKeyProblem();
+        watch(answer.data);
+        refreshRecent();
+        revealJob();
+      } else {
+        showProblem(answer);
+      }
+    }).catch(function (err) {
+      offload.message(formError, "Could not reach offload: " + err.message);
+    }).then(function () {
+      form.dataset.busy = "";
+      form.removeAttribute("aria-busy");
+      submitButton.disabled = false;
+    });
+  }
+
+  function wireForm() {
     form.addEventListener("submit", function (event) {
       event.preventDefault();
-      if (form.dataset.busy === "1") return;
-      clearErrors(form);
-      var button = form.querySelector('button[type="submit"]');
-      form.dataset.busy = "1";
-      form.setAttribute("aria-busy", "true");
-      if (button) button.disabled = true;
-      api("POST", "/jobs", buildPayload(form)).then(function (answer) {
-        if (answer.status === 202 && answer.data && answer.data.id) {
-          clearKeyProblem();
-          watch(answer.data);
-          refreshRecent();
-          revealJob();
-        } else {
-          showProblem(form, answer);
-        }
-      }).catch(function (err) {
-        offload.message(form.querySelector('[data-error-for="*"]'), "Could not reach offload: " + err.message);
-      }).then(function () {
-        form.dataset.busy = "";
-        form.removeAttribute("aria-busy");
-        if (button) button.disabled = false;
-      });
+      submitJob();
+    });
+    picker.addEventListener("change", function () { showTask(picker.value); });
+    $("task-example").addEventListener("click", function () {
+      var task = currentTask();
+      if (!task || !currentForm()) return;
+      currentForm().fill(task.example || {});
+      clearErrors();
+    });
+    $("task-reset").addEventListener("click", function () {
+      if (currentForm()) currentForm().reset();
+      clearErrors();
     });
     // Enter submits from a one-line field (the browser does that); Ctrl/Cmd+Enter from a textarea.
-    form.querySelectorAll("textarea").forEach(function (area) {
-      area.addEventListener("keydown", function (event) {
-        if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
-          event.preventDefault();
-          form.requestSubmit();
-        }
-      });
+    form.addEventListener("keydown", function (event) {
+      if (event.target.tagName === "TEXTAREA" && event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
     });
-    // A field's error goes away once the user edits it.
-    form.addEventListener("input", function (event) {
+    // A field's error goes away once the user edits it (or picks a file for it).
+    var edited = function (event) {
       var el = event.target;
-      if (!el.name) return;
-      var box = form.querySelector('[data-error-for="' + CSS.escape(el.name) + '"]');
+      var holder = el.closest("[data-field]") || el.closest(".field");
+      var box = holder && holder.querySelector("[data-error-for]");
       if (box) { box.hidden = true; box.textContent = ""; }
-      el.removeAttribute("aria-invalid");
-    });
-    var typeSelect = form.dataset.type ? null : form.elements.type;
-    if (typeSelect) {
-      var sync = function () {
-        form.querySelectorAll("[data-for-type]").forEach(function (holder) {
-          holder.hidden = holder.dataset.forType !== typeSelect.value;
-        });
-      };
-      typeSelect.addEventListener("change", sync);
-      sync();
-    }
+      if (holder) holder.querySelectorAll("[aria-invalid]").forEach(function (one) { one.removeAttribute("aria-invalid"); });
+    };
+    form.addEventListener("input", edited);
+    form.addEventListener("change", edited);
   }
 
   // --- the watched job -----------------------------------------------------------------------
@@ -465,10 +563,14 @@
       setKey(input.value.trim());
       clearKeyProblem();
     });
-    input.addEventListener("change", refreshRecent);
+    input.addEventListener("change", function () {
+      refreshRecent();
+      if (!Object.keys(tasks).length) loadTasks();  // the tasks may have needed the key
+    });
     $("key-form").addEventListener("submit", function (event) {
       event.preventDefault();
       refreshRecent();
+      if (!Object.keys(tasks).length) loadTasks();
     });
     $("api-key-forget").addEventListener("click", function () {
       input.value = "";
@@ -488,7 +590,8 @@
     }).catch(function () { /* nothing to resume */ });
   }
 
-  document.querySelectorAll("form.job-form").forEach(wireForm);
+  wireForm();
+  loadTasks();
   wireKey();
   $("job-cancel").addEventListener("click", function () { control("cancel"); });
   $("job-retry").addEventListener("click", function () { control("retry"); });

@@ -220,11 +220,23 @@
   form.elements.kind.addEventListener("change", syncKind);
   syncKind();
 
+  /* The job starts as the example of the first task that has one (GET /tasks), until it is edited. */
+  function offerExample() {
+    offload.tasks().then(function (answer) {
+      var list = (answer.ok && answer.data && answer.data.tasks) || [];
+      var task = list.filter(function (t) { return t.example; })[0];
+      if (task && !form.elements.job.value) {
+        form.elements.job.value = JSON.stringify(Object.assign({ type: task.type }, task.example));
+      }
+    }).catch(function () { /* the field stays empty */ });
+  }
+  offerExample();
+
   // --- start ---------------------------------------------------------------------------------
 
   $("schedules-refresh").addEventListener("click", refresh);
   var keyInput = $("api-key");
-  if (keyInput) keyInput.addEventListener("change", refresh);
+  if (keyInput) keyInput.addEventListener("change", function () { refresh(); offerExample(); });
   var forget = $("api-key-forget");
   if (forget) forget.addEventListener("click", function () { setTimeout(refresh, 0); });
   setInterval(function () { if (document.visibilityState === "visible") refresh(); }, REFRESH_MS);
