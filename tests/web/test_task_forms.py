@@ -6,11 +6,13 @@ processes with ``OFFLOAD_TASKS``. The browser fixtures are those of ``test_brows
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from ..conftest import ROOT
 from .test_browser import (  # noqa: F401 - fixtures
     ARTIFACTS,
     JOB_TIMEOUT_MS,
@@ -53,6 +55,26 @@ def finished_result(page: Page, stack) -> dict:
 
 
 # --- the built-ins -----------------------------------------------------------------------
+
+
+def test_the_page_knows_no_task_by_name():
+    """Every form comes from GET /tasks: no task's type is written in the page's template,
+    scripts or view (issue 23: nothing hand-written per task)."""
+    from app.jobs import catalog
+
+    # The public built-ins and the user tasks (not imported here: that would register them in
+    # this process's registry for the tests that follow).
+    types = {task.type for task in catalog.served(False)} | {"reverse_text", "typed_echo"}
+    web = ROOT / "app" / "web"
+    sources = [web / "page.py", *sorted((web / "templates").glob("*.html")), *sorted((web / "static").glob("*.js"))]
+    # A type as a word, but not a call: offload.js has a sleep(ms) of its own.
+    named = sorted(
+        f"{path.relative_to(ROOT)}: {type_}"
+        for path in sources
+        for type_ in types
+        if re.search(rf"\b{type_}\b(?!\s*\()", path.read_text(encoding="utf-8"))
+    )
+    assert not named, named
 
 
 def test_the_task_picker_lists_what_get_tasks_serves(stack, page, artifact):
