@@ -108,6 +108,7 @@ def test_count_words_as_a_file_goes_as_multipart_and_counts(stack, page, artifac
     area.fill("this text is not sent")
     fields.get_by_label("A text file").set_input_files(str(upload))
     expect(area).to_be_disabled()  # the file wins; the pasted text waits
+    set_option(page, "Queue", "low")  # an option goes as a text part beside the file
     artifact(page, "file-chosen")
 
     with page.expect_request(lambda r: r.url == f"{stack.base}/jobs" and r.method == "POST") as sent:
@@ -116,7 +117,7 @@ def test_count_words_as_a_file_goes_as_multipart_and_counts(stack, page, artifac
     # file's text and not of the text pasted, say what went.)
     assert sent.value.headers["content-type"].startswith("multipart/form-data; boundary=")
     job = finished_result(page, stack)
-    assert job["type"] == "count_words"
+    assert (job["type"], job["queue"]) == ("count_words", "low")
     assert job["result"] == {"words": 6, "characters": len(text), "lines": 4}
     expect(result_value(page, "words")).to_have_text("6")
 
@@ -126,7 +127,7 @@ def test_count_words_as_a_file_goes_as_multipart_and_counts(stack, page, artifac
     with page.expect_request(lambda r: r.url == f"{stack.base}/jobs" and r.method == "POST") as sent:
         area.press("Control+Enter")
     assert sent.value.headers["content-type"] == "application/json"
-    assert json.loads(sent.value.post_data) == {"type": "count_words", "text": "this text is not sent"}
+    assert json.loads(sent.value.post_data) == {"type": "count_words", "text": "this text is not sent", "queue": "low"}
     expect(result_value(page, "words")).to_have_text("5", timeout=JOB_TIMEOUT_MS)
 
 
