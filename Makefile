@@ -1,5 +1,9 @@
 # offload: `make run` starts the whole dev stack, `make test` runs the test suite.
 # Both bootstrap .venv with the Python found on PATH (3.11 or newer).
+#
+# Your own tasks: `make run TASKS="path/to/your-package ..."` pip-installs each path (editable)
+# into .venv first; a package that names its module in the `offload.tasks` entry-point group is
+# then loaded by every process (examples/csv_report/README.md).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,16 +12,22 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test venv clean soak test-compose k8s-validate bench bench-bulk test-bench test-forking-worker test-ha test-compose-ha
 
-$(STAMP): pyproject.toml
+# The worked example of a team's own task: installed into .venv after offload (so pip finds its
+# `offload` requirement satisfied), its tests are part of `make test` (pyproject's testpaths).
+EXAMPLE := examples/csv_report
+
+$(STAMP): pyproject.toml $(EXAMPLE)/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "offload needs Python 3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e $(EXAMPLE)
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 run: $(STAMP)
+	$(if $(strip $(TASKS)),$(BIN)/python -m pip install --quiet $(addprefix -e ,$(TASKS)))
 	$(BIN)/python -m app.dev
 
 test: $(STAMP)

@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(4096, ge=2)
     # A task's result, as JSON: kept with the job and sent to every poller (app/jobs/context.py).
     max_result_bytes: int = Field(1024 * 1024, ge=64)
+    # Seconds a running task has to see ctx.cancelled() and stop by itself before it is killed.
+    cancel_grace_seconds: float = Field(2.0, ge=0, le=60)
     max_batch_jobs: int = Field(1000, ge=1, le=10_000)  # jobs in one POST /jobs/batch
     default_timeout_seconds: int = Field(180, ge=1)
     max_timeout_seconds: int = Field(3600, ge=1)

@@ -10,6 +10,8 @@
 #      python:3.11-slim and redis:7-bookworm on top of it, tagged exactly as the Dockerfile
 #      and docker-compose.yml name them (so nothing is ever pulled);
 #   4. builds the project's image and checks it: non-root user, no compiler, a HEALTHCHECK;
+#      then the worked example's image on top of it (examples/csv_report/Dockerfile, FROM the
+#      project's image, pip-installing a team's own task package) and checks it the same way;
 #   5. `docker-compose up -d`, then through the published port:
 #      - submits a count_words and a send_email job and sees both finish (and the mail
 #        arrive in the SMTP sink's volume);
@@ -19,6 +21,11 @@
 #        serving new jobs;
 #      - restarts the Redis container while 20 accepted jobs wait in the schedule and sees
 #        every job accepted so far, before and after, still there and finished;
+#      - sees offload's own image refuse the example's `csv_report` type, then recreates web
+#        and worker from the example's image (examples/csv_report/docker-compose.example.yml
+#        over docker-compose.yml) and sees csv_report listed in GET /tasks, a JSON and a
+#        multipart (uploaded file) csv_report job finish with the expected report, and one
+#        with a column the file lacks fail at once (PermanentFailure: one attempt);
 #   6. `docker-compose down -v` and stops the engine by the pid it saved.
 # Whatever happens, the stack is taken down and the engine stopped (trap on EXIT).
 #
@@ -39,6 +46,9 @@ CACHE=${OFFLOAD_CI_CACHE:-/var/cache/offload-ci}
 BUILD_TIMEOUT=${OFFLOAD_CI_BUILD_TIMEOUT:-600}
 PROJECT=offloadci
 IMAGE=offload:latest
+# The worked example of a team's own task: offload's image plus examples/csv_report.
+EXAMPLE_DIR=examples/csv_report
+EXAMPLE_IMAGE=offload-csv-report:latest
 source "$ROOT/ci/docker-env.sh"
 
 T0=$(date +%s.%N)
@@ -73,6 +83,11 @@ die() {
 }
 
 compose() { docker-compose -p "$PROJECT" -f "$ROOT/docker-compose.yml" --project-directory "$ROOT" --env-file "$W/ci.env" "$@"; }
+# The same project with the example's override file: web and worker run $EXAMPLE_IMAGE.
+compose_example() {
+    docker-compose -p "$PROJECT" -f "$ROOT/docker-compose.yml" -f "$ROOT/$EXAMPLE_DIR/docker-compose.example.yml" \
+        --project-directory "$ROOT" --env-file "$W/ci.env" "$@"
+}
 
 cleanup() {
     local rc=$?
@@ -143,6 +158,17 @@ jget() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(e
 submit() {
     req POST /jobs "$1"
     [[ $HTTP_STATUS == 202 ]] || die "POST /jobs $1 answered $HTTP_STATUS: $(head -c 500 "$W/resp.json")"
+    jget 'd["id"]'
+}
+
+# submit_form FIELD=VALUE...: POST /jobs as multipart/form-data (curl -F syntax, so
+# csv=@FILE uploads a file), expect 202, print the job id.
+submit_form() {
+    local args=(-sS -o "$W/resp.json" -w '%{http_code}' -X POST --max-time 45 -H "Authorization: Bearer $API_SECRET")
+    local part
+    for part in "$@"; do args+=(-F "$part"); done
+    HTTP_STATUS=$(curl "${args[@]}" "$BASE/jobs" 2>"$W/curl.err") || HTTP_STATUS=000
+    [[ $HTTP_STATUS == 202 ]] || die "POST /jobs (multipart: $*) answered $HTTP_STATUS: $(head -c 500 "$W/resp.json")"
     jget 'd["id"]'
 }
 
@@ -384,6 +410,20 @@ if docker run --rm --entrypoint sh "$IMAGE" -c 'for c in gcc cc c++ g++ clang ma
 fi
 log "image runs as $user, has a HEALTHCHECK, no compiler"
 
+step "build the worked example's image ($EXAMPLE_IMAGE FROM $IMAGE, $EXAMPLE_DIR/Dockerfile)"
+timeout "$BUILD_TIMEOUT" docker build --progress=plain --build-arg "OFFLOAD_IMAGE=$IMAGE" -t "$EXAMPLE_IMAGE" "$ROOT/$EXAMPLE_DIR" \
+    >"$W/build-example.log" 2>&1 \
+    || die "docker build of $EXAMPLE_DIR failed or took over ${BUILD_TIMEOUT}s: $(tail -n 30 "$W/build-example.log")"
+[[ $(docker image inspect -f '{{.Config.User}}' "$EXAMPLE_IMAGE") == "$user" ]] \
+    || die "the example image runs as '$(docker image inspect -f '{{.Config.User}}' "$EXAMPLE_IMAGE")', not offload's $user"
+[[ -n $(docker image inspect -f '{{if .Config.Healthcheck}}yes{{end}}' "$EXAMPLE_IMAGE") ]] || die "the example image lost the HEALTHCHECK"
+# The entry point, as every process loads it at start (OFFLOAD_TASKS unset: only entry points),
+# and nothing of the build left behind: no pip, no copied sources.
+docker run --rm --entrypoint sh "$EXAMPLE_IMAGE" -c \
+    'test "$(id -u)" != 0 && ! python -m pip --version 2>/dev/null && ! test -e /tmp/offload-csv-report && python -c "from offload import tasks; print(tasks.load(\"\")); assert \"csv_report\" in tasks.registry"' \
+    >"$W/example-check.txt" 2>&1 || die "the example image's check failed: $(cat "$W/example-check.txt")"
+log "example image $EXAMPLE_IMAGE: $(( $(docker image inspect -f '{{.Size}}' "$EXAMPLE_IMAGE") / 1000000 )) MB, runs as $user, loads $(tail -n 1 "$W/example-check.txt")"
+
 step "docker-compose up -d"
 API_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -395,6 +435,7 @@ OFFLOAD_ENV_FILE=$W/ci.env
 OFFLOAD_BIND=127.0.0.1
 OFFLOAD_PORT=$PORT
 OFFLOAD_IMAGE=$IMAGE
+OFFLOAD_EXAMPLE_IMAGE=$EXAMPLE_IMAGE
 API_KEYS=ci:admin:$API_SECRET
 ENABLE_DIAGNOSTIC_TASKS=1
 MAX_TIMEOUT_SECONDS=600
@@ -407,6 +448,9 @@ chmod 600 "$W/ci.env"
 OFFLOAD_ENV_FILE="$ROOT/.env.example" docker-compose -f "$ROOT/docker-compose.yml" --project-directory "$ROOT" \
     --env-file "$ROOT/.env.example" config -q 2>"$W/compose-config.log" \
     || die "docker-compose config with .env.example failed: $(cat "$W/compose-config.log")"
+OFFLOAD_ENV_FILE="$ROOT/.env.example" docker-compose -f "$ROOT/docker-compose.yml" -f "$ROOT/$EXAMPLE_DIR/docker-compose.example.yml" \
+    --project-directory "$ROOT" --env-file "$ROOT/.env.example" config -q 2>"$W/compose-config.log" \
+    || die "docker-compose config with $EXAMPLE_DIR/docker-compose.example.yml failed: $(cat "$W/compose-config.log")"
 STACK_UP=1
 compose up -d --no-build >"$W/compose-up.log" 2>&1 || die "docker-compose up failed: $(cat "$W/compose-up.log")"
 until_ok 60 "GET /readyz to answer 200 on $BASE" http_ok /readyz
@@ -514,6 +558,72 @@ for cid in $(compose ps -q worker); do
     until_ok 60 "worker ${cid:0:12} to be healthy" health_is "$cid" healthy
 done
 until_ok 30 "the smtp container to be healthy" health_is "$(compose ps -q smtp)" healthy
+
+step "offload's own image does not know the example's csv_report"
+req POST /jobs '{"type": "csv_report", "csv": "a\n1\n"}'
+[[ $HTTP_STATUS == 422 ]] || die "POST /jobs csv_report to offload's own image answered $HTTP_STATUS, expected 422: $(head -c 300 "$W/resp.json")"
+log "csv_report refused with 422 by offload:latest"
+
+step "web and worker on the example's image: csv_report jobs run"
+compose_example up -d --no-build --scale worker=1 web worker >"$W/compose-example-up.log" 2>&1 \
+    || die "docker-compose up with $EXAMPLE_DIR/docker-compose.example.yml failed: $(cat "$W/compose-example-up.log")"
+for service in web worker; do
+    for cid in $(compose ps -q "$service"); do
+        [[ $(docker inspect -f '{{.State.Running}}' "$cid") == true ]] || continue
+        used=$(docker inspect -f '{{.Config.Image}}' "$cid")
+        [[ $used == "$EXAMPLE_IMAGE" ]] || die "the running $service container ${cid:0:12} runs $used, not $EXAMPLE_IMAGE"
+    done
+done
+until_ok 60 "GET /readyz to answer 200 from the example's web" http_ok /readyz
+until_ok 60 "a worker of the example's image to register" workers_registered 1
+req GET /tasks
+[[ $HTTP_STATUS == 200 ]] || die "GET /tasks answered $HTTP_STATUS: $(head -c 300 "$W/resp.json")"
+python3 - "$W/resp.json" <<'PY' || die "GET /tasks does not list csv_report on the example's web: $(head -c 500 "$W/resp.json")"
+import json, sys
+def types(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("type"), str):
+            yield node["type"]
+        for value in node.values():
+            yield from types(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from types(value)
+sys.exit(0 if "csv_report" in set(types(json.load(open(sys.argv[1])))) else 1)
+PY
+printf 'region,amount\nnorth,10\nsouth,5.5\nnorth,2.25\nnorth,oops\n' >"$W/sales.csv"
+report_body=$(python3 -c 'import json, sys; print(json.dumps({"type": "csv_report", "csv": open(sys.argv[1]).read(), "group_by": "region", "sum": ["amount"]}))' "$W/sales.csv")
+id_report=$(submit "$report_body")
+expect_finished "$id_report" 60 csv_report
+[[ $(jget 'd["queue"]') == low ]] || die "csv_report ran on queue $(jget 'd["queue"]'), not its default 'low'"
+python3 - "$W/resp.json" <<'PY' || die "csv_report's result is not the expected report: $(jget 'd["result"]')"
+import json, sys
+result = json.load(open(sys.argv[1]))["result"]
+expected = {
+    "rows": 4, "columns": ["region", "amount"],
+    "totals": {"amount": {"sum": 17.75, "count": 3, "mean": 17.75 / 3}},
+    "groups": {"north": {"rows": 2, "totals": {"amount": {"sum": 12.25, "count": 2, "mean": 6.125}}},
+               "south": {"rows": 1, "totals": {"amount": {"sum": 5.5, "count": 1, "mean": 5.5}}}},
+    "bad_rows": [{"line": 5, "error": "column 'amount': 'oops' is not a number"}], "bad_row_count": 1,
+}
+sys.exit(0 if result == expected else 1)
+PY
+chars=$(wc -c <"$W/sales.csv")
+[[ $(jget 'd["progress"] and (d["progress"]["done"], d["progress"]["total"])') == "($chars, $chars)" ]] \
+    || die "csv_report's last progress is $(jget 'd["progress"]'), expected $chars of $chars characters"
+log "csv_report $id_report finished on queue low: $(jget 'd["result"]["rows"]') rows, north $(jget 'd["result"]["groups"]["north"]["totals"]["amount"]["sum"]'), 1 bad row (line 5)"
+id_upload=$(submit_form type=csv_report "csv=@$W/sales.csv;type=text/csv")
+expect_finished "$id_upload" 60 "csv_report from an uploaded file"
+[[ $(jget '(d["result"]["rows"], d["result"]["columns"], d["result"]["groups"])') == "(4, ['region', 'amount'], None)" ]] \
+    || die "the uploaded file's report is $(jget 'd["result"]')"
+log "csv_report $id_upload from a multipart upload finished: $(jget 'd["result"]["rows"]') rows"
+id_missing=$(submit '{"type": "csv_report", "csv": "region,amount\nnorth,1\n", "group_by": "country"}')
+status=$(wait_job "$id_missing" 60)
+[[ $status == failed ]] || die "csv_report with a missing column ended '$status', expected failed"
+[[ $(jget 'd["attempts"]') == 1 ]] || die "csv_report with a missing column took $(jget 'd["attempts"]') attempts: a PermanentFailure must not be retried (max_retries=1)"
+[[ $(jget '"not in the header" in (d["error"] or {}).get("message", "")') == True ]] \
+    || die "csv_report with a missing column failed with $(jget 'd["error"]'), not the task's message"
+log "csv_report $id_missing with a missing column failed after 1 attempt: $(jget 'd["error"]["type"]'): $(jget 'd["error"]["message"][:80]')"
 
 step "docker-compose down -v"
 compose logs --no-color --timestamps >"$W/compose-logs.txt" 2>&1 || true

@@ -10,7 +10,9 @@
 # 3. Cross-checks between the manifests and the code: the triggers watch exactly RQ's lists for
 #    app.settings.QUEUE_NAMES on the Redis Service; at least one worker always runs (the RQ
 #    scheduler lives in workers); the worker's grace period exceeds MAX_TIMEOUT_SECONDS; every
-#    ConfigMap key is a setting the app knows; kustomization.yaml lists every manifest.
+#    ConfigMap key is a setting the app knows; kustomization.yaml lists every manifest; each
+#    example overlay (examples/*/kubernetes) builds on these manifests and replaces the image
+#    that both the web and the worker Deployment name.
 #
 # The validators are installed into a virtualenv outside the work tree
 # (OFFLOAD_K8S_VENV, default ~/.cache/offload-k8s-validate), pinned, reused between runs.
@@ -220,12 +222,39 @@ for (kind, name), doc in resources.items():
         if any(labels.get(k) != v for k, v in selector.items()):
             problem(f"{kind}/{name}: the selector does not match the pod template's labels")
 
+# --- overlays that run a team's image (examples/*/kubernetes) -----------------------------------
+# They replace offload's image by name: if a Deployment's image were renamed, the overlay would
+# silently leave it on offload's own image, and a web would accept jobs no worker can run.
+def image_name(image: str) -> str:
+    """``registry:5000/team/offload:1.0@sha256:...`` without its tag and digest (what kustomize matches)."""
+    head, _, last = image.split("@", 1)[0].rpartition("/")
+    return f"{head}/{last.split(':')[0]}" if head else last.split(":")[0]
+
+
+task_images = {
+    name: {image_name(c["image"]) for c in resources[("Deployment", name)]["spec"]["template"]["spec"]["containers"]}
+    for name in ("web", "worker")
+    if ("Deployment", name) in resources
+}
+overlays = sorted(directory.parent.parent.glob("examples/*/kubernetes/kustomization.yaml"))
+for path in overlays:
+    where = path.relative_to(directory.parent.parent)
+    overlay = yaml.safe_load(path.read_text())
+    bases = [(path.parent / r).resolve() for r in overlay.get("resources", [])]
+    if directory.resolve() not in bases:
+        problem(f"{where}: resources do not include {directory.name}/ (offload's manifests)")
+    replaced = {entry.get("name") for entry in overlay.get("images", []) if entry.get("newName") or entry.get("newTag")}
+    for deployment, names in sorted(task_images.items()):
+        if not names & replaced:
+            problem(f"{where}: images replace {sorted(replaced)}, not Deployment/{deployment}'s {sorted(names)}")
+
 if problems:
     print("k8s-validate: FAILED:", file=sys.stderr)
     for message in problems:
         print(f"  - {message}", file=sys.stderr)
     sys.exit(1)
-print(f"INFO ScaledObject and cross-checks passed ({len(resources)} resources; queues {', '.join(queue_names)})")
+print(f"INFO ScaledObject and cross-checks passed ({len(resources)} resources; queues {', '.join(queue_names)};"
+      f" {len(overlays)} example overlay(s) replace web's and worker's image)")
 PY
 
 echo "k8s-validate: PASSED ($(( $(date +%s) - T0 ))s)"

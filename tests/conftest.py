@@ -35,6 +35,10 @@ from app.jobs.store import JobQueue
 from app.settings import Settings, get_settings
 from app.worker.mixin import OffloadSimpleWorker
 
+# A team's own tasks (tests/user_tasks.py), registered in every test process as in every stack's
+# processes (Stack's OFFLOAD_TASKS): what the suite sees of the registry does not depend on order.
+from . import user_tasks  # noqa: E402, F401
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -284,6 +288,8 @@ class Stack:
             "JOB_HEARTBEAT_SECONDS": "2",
             "RATE_LIMIT_ENABLED": "0",  # tests of limits set their own; the rest must not hit them
             "PYTHONUNBUFFERED": "1",
+            # A team's own tasks, loaded by every process as OFFLOAD_TASKS says (tests/user_tasks.py).
+            "OFFLOAD_TASKS": "tests.user_tasks",
             **extra_env,
         }
         self.tmp = tmp

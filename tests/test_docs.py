@@ -1,4 +1,4 @@
-"""Every relative link in README.md and docs/ resolves to a file of this repository.
+"""Every relative link in README.md, docs/, deploy/ and examples/ resolves to a file of this repository.
 
 A link that works only on the author's machine (``../shared/…`` beside the checkout, or a file
 that git ignores) is broken in every clone. This reads the Markdown only; it imports nothing
@@ -28,7 +28,8 @@ SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def markdown_files() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
+    found = (path for top in ("docs", "deploy", "examples") for path in (ROOT / top).glob("**/*.md"))
+    return [ROOT / "README.md", *sorted(found)]
 
 
 def _without_code(text: str) -> str:

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import time
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from offload import task
+from offload import PermanentFailure, RetryLater, long_text, task, upload
 
 
 class ReverseArgs(BaseModel):
@@ -35,3 +36,48 @@ class TypedEchoArgs(BaseModel):
 @task("typed_echo", args=TypedEchoArgs)
 def typed_echo(args: TypedEchoArgs, ctx) -> dict:
     return args.model_dump()
+
+
+# --- for the fault and lifecycle tests: a user task must behave as the built-ins do ------------
+
+
+class CrunchArgs(BaseModel):
+    """Crunch for a while, reporting progress and stopping when asked: a slow task of a team's."""
+
+    seconds: float = Field(ge=0, le=120)
+    note: Annotated[str, long_text, upload] = ""
+
+
+@task("crunch", args=CrunchArgs, queue="low", max_retries=2, timeout_seconds=90, example={"seconds": 1})
+def crunch(args: CrunchArgs, ctx) -> dict:
+    steps = max(1, round(args.seconds * 10))
+    for step in range(steps):
+        if ctx.cancelled():
+            ctx.logger.info("asked to cancel at step %d", step)
+            return {"steps": step, "cancelled": True}
+        time.sleep(0.1)
+        ctx.progress(step + 1, steps)
+    ctx.logger.info("crunched %d steps", steps)
+    return {"steps": steps, "attempt": ctx.attempt, "note_words": len(args.note.split())}
+
+
+class OutcomeArgs(BaseModel):
+    """End as asked: each way a task can end, for tests."""
+
+    outcome: Literal["permanent", "retry_later", "raise", "big_result", "not_json", "ok"]
+    after: float = 1.0
+
+
+@task("outcome", args=OutcomeArgs, max_retries=2)
+def outcome(args: OutcomeArgs, ctx) -> dict:
+    if args.outcome == "permanent":
+        raise PermanentFailure("the partner said 404: no retry can mend it")
+    if args.outcome == "retry_later" and ctx.attempt == 1:
+        raise RetryLater("the partner is busy", after=args.after)
+    if args.outcome == "raise":
+        raise RuntimeError(f"failed on attempt {ctx.attempt}")
+    if args.outcome == "big_result":
+        return {"data": "x" * (2 * 1024 * 1024)}
+    if args.outcome == "not_json":
+        return {"set": {1, 2}}
+    return {"attempt": ctx.attempt}

@@ -63,14 +63,13 @@ def run(task: Task, arguments: BaseModel, job: Job, settings: Settings) -> Any:
     """Run ``task`` for ``job``, and check what it returns (JSON, at most MAX_RESULT_BYTES)."""
     ctx = JobContext(job, task, settings)
     try:
-        result = task(arguments, ctx)
+        return checked_result(task(arguments, ctx), settings.max_result_bytes)
     except PermanentFailure:
         job.retries_left = 0
         raise
     except RetryLater as exc:
         _retry_after(job, exc.after)
         raise
-    return checked_result(result, settings.max_result_bytes)
 
 
 def checked_result(result: Any, limit: int) -> Any:

@@ -29,7 +29,7 @@ from .events import REREAD_SECONDS, JobEvents, follow
 from .errors import InvalidSubmission
 from .idempotency import IdempotencyClaim, claim_idempotency_key
 from .job import OffloadJob
-from .keys import METRICS_KEY
+from .keys import METRICS_KEY, cancel_key
 from .listing import JOB_ID, list_jobs
 from .callbacks import retry_policy
 from .queue import OffloadQueue
@@ -196,6 +196,8 @@ class JobQueue:
         job = self.fetch(job_id, principal)
         status = job.get_status(refresh=False)
         if status == JobStatus.STARTED:
+            # The task's ctx.cancelled() reads it; the worker kills the job after CANCEL_GRACE_SECONDS.
+            self.connection.set(cancel_key(job.id), 1, ex=self.settings.failure_ttl_seconds)
             try:
                 send_stop_job_command(self.connection, job.id, serializer=self.serializer)
             except InvalidJobOperation:

@@ -4,10 +4,12 @@ workers built with it: RQ's forking worker, and the in-process one the unit test
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import redis
 from rq import SimpleWorker, Worker, worker_registration
+from rq.command import parse_payload
 from rq.exceptions import AbandonedJobError
 from rq.group import Group
 from rq.registry import clean_registries
@@ -94,6 +96,27 @@ class OffloadWorkerMixin:
         finally:
             if getattr(self, "_is_horse", False):
                 telemetry.flush()
+
+    def handle_payload(self, message) -> None:  # noqa: ANN001
+        """RQ's, except that a cancel of the running job gives the task ``CANCEL_GRACE_SECONDS``
+        to see ``ctx.cancelled()`` and stop by itself before its horse is killed: the job then
+        ends ``stopped`` if the task raised, or ``finished`` with what it returned."""
+        payload = parse_payload(message)
+        settings = getattr(self, "offload_settings", None)
+        grace = settings.cancel_grace_seconds if settings is not None else 0
+        job_id = payload.get("job_id")
+        if payload.get("command") != "stop-job" or grace <= 0 or not job_id or self.get_current_job_id() != job_id:
+            super().handle_payload(message)
+            return
+        self._stopped_job_id = job_id
+
+        def kill_if_still_running() -> None:
+            if self.get_current_job_id() == job_id:
+                self.kill_horse()
+
+        timer = threading.Timer(grace, kill_if_still_running)
+        timer.daemon = True
+        timer.start()
 
     def handle_job_success(self, job, queue, started_job_registry, execution):  # noqa: ANN001
         super().handle_job_success(job, queue, started_job_registry, execution)
