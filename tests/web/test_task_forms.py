@@ -62,9 +62,9 @@ def test_the_page_knows_no_task_by_name():
     scripts or view (issue 23: nothing hand-written per task)."""
     from app.jobs import catalog
 
-    # The public built-ins and the user tasks (not imported here: that would register them in
-    # this process's registry for the tests that follow).
-    types = {task.type for task in catalog.served(False)} | {"reverse_text", "typed_echo"}
+    # The public built-ins and the user tasks (tests/conftest.py registers them in every test process).
+    types = {task.type for task in catalog.served(False)}
+    assert {"count_words", "send_email", "reverse_text", "typed_echo"} <= types
     web = ROOT / "app" / "web"
     sources = [web / "page.py", *sorted((web / "templates").glob("*.html")), *sorted((web / "static").glob("*.js"))]
     # A type as a word, but not a call: offload.js has a sleep(ms) of its own.
@@ -245,6 +245,26 @@ def test_user_tasks_get_forms_of_the_right_kinds_and_run_with_typed_values(stack
     submit_button(page).click()
     expect(page.locator("#f-typed_echo-count-error")).to_be_visible()
     expect(count).to_have_attribute("aria-invalid", "true")
+
+
+def test_a_user_task_with_an_upload_beside_typed_fields(stack_factory, page, artifact, tmp_path):
+    stack = stack_factory(**USER_TASKS)
+    task = stack.get("/tasks/crunch").json()
+    assert task["upload_fields"] == ["note"] and task["defaults"]["queue"] == "low"
+    page.goto(f"{stack.base}/")
+    fields = task_form(page, "crunch")
+    assert control_kinds(fields) == {"seconds": "input:number", "note": "textarea+file"}
+    expect(page.locator("#job-options").get_by_label("Queue", exact=True)).to_have_value("low")  # the task's own
+    field(fields, "Seconds").fill("0.3")
+    note = tmp_path / "note.txt"
+    note.write_text("four words in here\n", encoding="utf-8")
+    fields.get_by_label("A text file").set_input_files(str(note))
+    with page.expect_request(lambda r: r.url == f"{stack.base}/jobs" and r.method == "POST") as sent:
+        submit_button(page).click()
+    assert sent.value.headers["content-type"].startswith("multipart/form-data")
+    job = finished_result(page, stack)  # "0.3" went as a text part; the server read it as the number
+    assert job["queue"] == "low"
+    assert job["result"]["steps"] == 3 and job["result"]["note_words"] == 4
 
 
 def test_a_user_task_with_one_text_field(stack_factory, page, artifact):
