@@ -12,16 +12,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test venv clean soak test-compose k8s-validate bench bench-bulk test-bench test-forking-worker test-ha test-compose-ha
 
-# The worked example of a team's own task: installed into .venv after offload (so pip finds its
-# `offload` requirement satisfied), its tests are part of `make test` (pyproject's testpaths).
-EXAMPLE := examples/csv_report
-
-$(STAMP): pyproject.toml $(EXAMPLE)/pyproject.toml
+$(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "offload needs Python 3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet -e $(EXAMPLE)
 	touch $(STAMP)
 
 venv: $(STAMP)

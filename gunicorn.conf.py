@@ -65,6 +65,12 @@ try:
 except RuntimeError as exc:
     _fail(str(exc))
 
+# The team's tasks (OFFLOAD_TASKS, the offload.tasks entry points), in the master first: a module
+# that cannot be loaded stops gunicorn here with its name, before any worker is forked.
+from app.jobs import catalog  # noqa: E402
+
+catalog.load_or_exit(worker=False)
+
 
 def _bind_address(host: str, port: int) -> str:
     if ":" in host and not host.startswith("["):

@@ -81,3 +81,14 @@ def outcome(args: OutcomeArgs, ctx) -> dict:
     if args.outcome == "not_json":
         return {"set": {1, 2}}
     return {"attempt": ctx.attempt}
+
+
+class PartnerCallArgs(BaseModel):
+    """Call a partner's API for one account, one call per account at a time."""
+
+    account: str = Field(pattern=r"^[a-z0-9-]{1,40}$")
+
+
+@task("partner_call", args=PartnerCallArgs, concurrency_key="partner:{account}", concurrency_limit=1)
+def partner_call(args: PartnerCallArgs, ctx) -> dict:
+    return {"account": args.account}

@@ -51,7 +51,10 @@ def load_or_exit(*, worker: bool) -> list[str]:
         if worker:
             context.read_config(list(registry))
     except (TaskLoadError, TaskDefinitionError) as exc:
-        sys.exit(f"offload: {exc}")
+        sys.stderr.write(f"offload: cannot start: {exc}\n")
+        sys.stderr.flush()
+        # 3: what gunicorn's master takes for a worker that cannot boot (it stops, not respawns).
+        raise SystemExit(3) from None
     return loaded
 
 

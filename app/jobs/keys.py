@@ -62,16 +62,6 @@ def stranded_key(job_id: str) -> str:
     return f"{KEY_PREFIX}:stranded:{job_id}"
 
 
-def sent_key(job_id: str) -> str:
-    """The receipt of a ``send_email`` job's message, written when the SMTP server accepts it."""
-    return f"{KEY_PREFIX}:sent:{job_id}"
-
-
-def sending_key(job_id: str) -> str:
-    """Set while an attempt transfers a ``send_email`` job's message (at most once)."""
-    return f"{KEY_PREFIX}:sending:{job_id}"
-
-
 def batch_key(batch_id: str) -> str:
     """A batch's record: a hash (created_at, owner, total, jobs, callback_url, metadata, ended_at)."""
     return f"{KEY_PREFIX}:batch:{batch_id}"

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from pydantic import BaseModel, Field
 
 from offload.cli_tasks import TaskCommand, example_command, option_names
-from offload.fields import TaskField, convert, task_fields
+from offload.fields import TaskField, convert
 from offload.models import TaskInfo
 from offload.tasks import long_text, upload
 

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from app import logs, tracing
-from app.jobs import catalog, schemas
+from app.jobs import catalog
 from app.jobs.job import OffloadJob
 from app.jobs.tracing import delivery_meta, start_attempt
 from app.settings import get_settings

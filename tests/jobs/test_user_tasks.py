@@ -14,7 +14,7 @@ from app.jobs.job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
 from app.jobs.keys import text_key
 from offload.tasks import RESERVED_FIELDS
 
-from ..conftest import assert_problem, queued_count, run_jobs, submit
+from ..conftest import assert_problem, queued_count, run_jobs
 
 
 def test_the_reserved_fields_are_the_servers_job_options():
@@ -172,3 +172,28 @@ def _run_retries_now(job_queue) -> None:
             registry.remove(job_id)
             job = OffloadJob.fetch(job_id, connection=job_queue.connection, serializer=job_queue.serializer)
             queue._enqueue_job(job)
+
+
+def test_a_tasks_concurrency_key_is_made_from_its_fields_unless_the_submission_gives_one(client, job_queue):
+    first = client.post("/jobs", json={"type": "partner_call", "account": "acme"}).get_json()
+    assert first["concurrency_key"] == "partner:acme" and first["concurrency_limit"] == 1
+    second = client.post("/jobs", json={"type": "partner_call", "account": "acme"}).get_json()
+    assert second["status"] == "queued" and second["concurrency_key"] == "partner:acme"
+    own = client.post("/jobs", json={"type": "partner_call", "account": "acme", "concurrency_key": "mine", "concurrency_limit": 3}).get_json()
+    assert own["concurrency_key"] == "mine" and own["concurrency_limit"] == 3
+    run_jobs(job_queue)
+    assert all(client.get(f"/jobs/{job['id']}").get_json()["status"] == "finished" for job in (first, second, own))
+
+
+def test_dependencies_search_and_bulk_actions_take_user_tasks(client, job_queue):
+    batch = client.post("/jobs/batch", json={"jobs": [
+        {"type": "outcome", "outcome": "permanent"}, {"type": "reverse_text", "text": "ab", "depends_on": ["$0"]},
+    ]}).get_json()  # fmt: skip
+    failing, dependent = (item["job"]["id"] for item in batch["results"])
+    run_jobs(job_queue)
+    assert client.get(f"/jobs/{dependent}").get_json()["error"]["type"] == "DependencyFailed"
+    found = client.get("/jobs?type=outcome&status=failed&error_type=PermanentFailure").get_json()["jobs"]
+    assert [job["id"] for job in found] == [failing]
+    retried = client.post("/jobs/bulk", json={"action": "retry", "filter": {"type": "outcome", "status": "failed"}})
+    assert retried.status_code == 200 and retried.get_json()["done"] == 1, retried.get_json()
+    assert client.get(f"/jobs/{failing}").get_json()["status"] == "queued"

@@ -30,9 +30,10 @@ def started(stack, job_id: str) -> bool:
     return stack.get(f"/jobs/{job_id}").json()["status"] == "started"
 
 
-def test_sigkilled_worker_job_is_retried_within_the_bound(stack_factory):
+@pytest.mark.parametrize("slow_task", ["sleep", "crunch"])  # a built-in, and a team's own (tests/user_tasks.py)
+def test_sigkilled_worker_job_is_retried_within_the_bound(stack_factory, slow_task):
     stack = stack_factory(workers=1)  # JOB_HEARTBEAT_SECONDS=2 in the test stack
-    job_id = stack.post({"type": "sleep", "seconds": 2, "max_retries": 1}).json()["id"]
+    job_id = stack.post({"type": slow_task, "seconds": 2, "max_retries": 1}).json()["id"]
     wait_until(lambda: started(stack, job_id), what="the job to start")
     stack.workers[0].send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -78,9 +79,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_second_sigterm_stops_the_job_and_requeues_it(stack_factory):
+@pytest.mark.parametrize("slow_task", ["sleep", "crunch"])  # a built-in, and a team's own (tests/user_tasks.py)
+def test_second_sigterm_stops_the_job_and_requeues_it(stack_factory, slow_task):
     stack = stack_factory(workers=1)
-    job_id = stack.post({"type": "sleep", "seconds": 30, "max_retries": 0}).json()["id"]
+    job_id = stack.post({"type": slow_task, "seconds": 30, "max_retries": 0}).json()["id"]
     wait_until(lambda: started(stack, job_id), what="the job to start")
     worker = stack.workers[0]
     worker.send_signal(signal.SIGTERM)

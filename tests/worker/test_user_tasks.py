@@ -5,7 +5,6 @@ workers, and a process that cannot load them stops at start naming the module.""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -102,18 +101,6 @@ def test_tasks_of_an_installed_distribution_are_found_by_its_entry_point(stack_f
     assert stack.get("/tasks/shout").json()["description"] == "Shout a word."
     job_id = stack.post({"type": "shout", "word": "hey"}).json()["id"]
     assert stack.wait_for(job_id)["result"] == {"shouted": "HEY"}
-
-
-@pytest.mark.deployments("default", "forking")
-def test_a_user_tasks_worker_sigkilled_mid_job_is_recovered(stack_factory):
-    stack = stack_factory(workers=1)
-    job_id = stack.post({"type": "crunch", "seconds": 3, "max_retries": 1}).json()["id"]
-    wait_until(lambda: stack.get(f"/jobs/{job_id}").json()["status"] == "started", what="the job to start")
-    stack.workers[0].send_signal(signal.SIGKILL)
-    stack.start_worker()
-    done = stack.wait_for(job_id, timeout=60)
-    assert done["status"] == "finished" and done["attempts"] == 2, done
-    assert done["result"]["attempt"] == 2
 
 
 @pytest.mark.deployments("default", "forking")

@@ -160,6 +160,13 @@ _HEADERS = {
 }
 
 
+def example_jobs(app_settings: Settings) -> list[dict[str, Any]]:
+    """A submission of each served task that has an example (``@task(example=...)``), built-ins first."""
+    served = catalog.served(app_settings.enable_diagnostic_tasks)
+    ordered = sorted(served, key=lambda task: not task.func_name.startswith("app."))
+    return [{"type": task.type, **task.example} for task in ordered if task.example is not None]
+
+
 def request_examples(app_settings: Settings) -> dict[str, Any]:
     """``POST /jobs`` examples: each served task's own (``@task(example=...)``), and one with options."""
     examples = {

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from ...jobs.batch_schemas import BatchAnswer, BatchRequest, BatchResource
-from .components import PROBLEM_JSON, header, ref
+from .components import PROBLEM_JSON, example_jobs, header, ref
 
 _BATCH_URL = "^/batches/[A-Za-z0-9_-]+$"
 _BATCH_HEADERS = {
@@ -16,31 +16,6 @@ _BATCH_HEADERS = {
         pattern=_BATCH_URL,
     ),
 }
-
-_EXAMPLES = {
-    "texts": {
-        "summary": "Three texts to count, with a callback when all have ended",
-        "value": {
-            "jobs": [
-                {"type": "count_words", "text": "the first text"},
-                {"type": "count_words", "text": "the second one"},
-                {"type": "count_words", "text": "and a third"},
-            ],
-            "callback_url": "https://example.com/hooks/offload",
-            "metadata": {"import": 42},
-        },
-    },
-    "chain": {
-        "summary": "A job that runs after an earlier item of the batch ($0)",
-        "value": {
-            "jobs": [
-                {"type": "count_words", "text": "count me first"},
-                {"type": "send_email", "to": "someone@example.com", "subject": "Counted", "body": "Done.", "depends_on": ["$0"]},
-            ]
-        },
-    },
-}
-
 
 class BatchPathsMixin:
     """The batch operations of :class:`~app.web.openapi.document._Builder`."""
@@ -128,10 +103,19 @@ class BatchPathsMixin:
         )
 
     def _batch_examples(self) -> dict[str, Any]:
-        examples = copy.deepcopy(_EXAMPLES)
-        if self.settings.webhook_secret is None:  # this server takes no callback_url (see _callback_url)
-            examples["texts"]["summary"] = "Three texts to count, with your own metadata"
-            del examples["texts"]["value"]["callback_url"]
+        """From the tasks' own examples: several jobs at once, and one that waits for another."""
+        jobs = example_jobs(self.settings)
+        many = {"jobs": jobs[:3], "metadata": {"import": 42}}
+        summary = "Jobs of several types at once, with your own metadata"
+        if self.settings.webhook_secret is not None:  # else this server takes no callback_url (see _callback_url)
+            many["callback_url"] = "https://example.com/hooks/offload"
+            summary += ", and a callback when all have ended"
+        examples = {"many": {"summary": summary, "value": many}}
+        if len(jobs) > 1:
+            examples["chain"] = {
+                "summary": "A job that runs after an earlier item of the batch ($0)",
+                "value": {"jobs": [jobs[0], {**jobs[1], "depends_on": ["$0"]}]},
+            }
         return examples
 
     def _get_batch(self, resource_ref: dict) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ...jobs import schedule_schemas
 from ...jobs.cadence import CRON_PATTERN, MAX_EVERY_SECONDS
-from .components import PROBLEM_JSON, header, page_parameters, ref
+from .components import PROBLEM_JSON, example_jobs, header, page_parameters, ref
 
 _TAG = {
     "name": "schedules",
@@ -136,25 +136,7 @@ class _Operations:
                     "content": {
                         "application/json": {
                             "schema": request_ref,
-                            "examples": {
-                                "every_minute": {
-                                    "summary": "Count words every 60 seconds",
-                                    "value": {"job": {"type": "count_words", "text": "tick"}, "every_seconds": 60},
-                                },
-                                "cron": {
-                                    "summary": "A report email at 07:00 UTC on weekdays",
-                                    "value": {
-                                        "name": "daily report",
-                                        "cron": "0 7 * * MON-FRI",
-                                        "job": {
-                                            "type": "send_email",
-                                            "to": "ops@example.com",
-                                            "subject": "Report",
-                                            "body": "...",
-                                        },
-                                    },
-                                },
-                            },
+                            "examples": _schedule_examples(self.builder.settings),
                         }
                     },
                 },
@@ -241,3 +223,15 @@ class _Operations:
                 },
             }
         )
+
+
+def _schedule_examples(settings: Any) -> dict[str, Any]:
+    """From the tasks' own examples: one every minute, one by cron."""
+    jobs = example_jobs(settings)
+    examples = {"every_minute": {"summary": "A job every 60 seconds", "value": {"job": jobs[0], "every_seconds": 60}}}
+    if len(jobs) > 1:
+        examples["cron"] = {
+            "summary": "A job at 07:00 UTC on weekdays",
+            "value": {"name": "daily report", "cron": "0 7 * * MON-FRI", "job": jobs[1]},
+        }
+    return examples
