@@ -83,6 +83,7 @@ def table(results: dict) -> str:
         for key, label in (
             ("healthz", "GET /healthz"),
             ("submit", "POST /jobs (auth, limits, idempotency, metrics)"),
+            ("submit_user_task", "  same, a team's own task (@task, OFFLOAD_TASKS)"),
             ("submit_no_ratelimit", "  same, rate limiter off (diagnostic)"),
             ("flower_submit", "Flower async-apply (Celery, basic auth)"),
         ):
@@ -93,6 +94,8 @@ def table(results: dict) -> str:
             f"  POST / healthz: {_fmt(intake['ratio'], 3)} (rounds {intake['ratio_rounds']}); "
             f"with the limiter off {_fmt(intake.get('ratio_no_ratelimit'), 3)}"
         )
+        if intake.get("user_task_to_builtin"):
+            lines.append(f"  user task / count_words POST /jobs, per round: {intake['user_task_to_builtin']}")
         if intake.get("ratio_to_flower") is not None:
             lines.append(
                 f"  offload POST /jobs / Flower async-apply: {_fmt(intake['ratio_to_flower'], 3)} (rounds {intake['ratio_to_flower_rounds']})"

@@ -8,7 +8,8 @@ median of the rounds, and only ratios inside one run mean much.
 
 Phases (``--phases``):
 
-* ``intake``  — ``POST /jobs`` (count_words, API key, Idempotency-Key) against ``GET /healthz``
+* ``intake``  — ``POST /jobs`` (count_words, API key, Idempotency-Key) against ``GET /healthz``, and
+  the same submission of a team's own task with the same fields (``bench/user_tasks.py``),
   with the same load generator (wrk, else an asyncio client) on the same gunicorn. The
   submissions take 64 client keys in turn, so the default per-key limits (50/s, 2000/min)
   are checked on every request but never reached, as with many clients. In the same rounds,
@@ -183,6 +184,7 @@ class Bench:
             "API_KEYS": ",".join([*(f"client{i}:client:{key}" for i, key in enumerate(self.client_secrets)), f"ops:admin:{self.admin_secret}"]),
             "RATE_LIMIT_ENABLED": "1",
             "ENABLE_DIAGNOSTIC_TASKS": "1",
+            "OFFLOAD_TASKS": "bench.user_tasks",  # a user task: its submission against count_words's
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": str(ROOT),
@@ -452,9 +454,11 @@ class Bench:
         )
         base_unlimited = f"http://127.0.0.1:{port}"
         submit = {"method": "POST", "path": "/jobs", "body": body, "token": tokens}
+        user_task = {**submit, "body": json.dumps({"type": "bench_echo", "text": "the quick brown fox jumps over the lazy dog"})}
         variants: dict[str, dict] = {
             "healthz": {"base": self.base, "method": "GET", "path": "/healthz"},
             "submit": {"base": self.base, **submit},
+            "submit_user_task": {"base": self.base, **user_task},
             "submit_no_ratelimit": {"base": base_unlimited, **submit},
         }
         # Celery + Flower 2's HTTP API: the same count_words submission, in the same rounds.
@@ -473,7 +477,7 @@ class Bench:
             for variant in variants.values():  # warm every server's processes and the limiter's keys
                 if variant["method"] == "POST":
                     loadgen.run_load(**variant, seconds=1, connections=conns, use_wrk=use_wrk)
-            servers = {"healthz": self.web, "submit": self.web, "submit_no_ratelimit": unlimited}
+            servers = {"healthz": self.web, "submit": self.web, "submit_user_task": self.web, "submit_no_ratelimit": unlimited}
             for r in range(rounds):
                 names = list(variants)
                 for which in names[r % len(names) :] + names[: r % len(names)]:
@@ -499,6 +503,10 @@ class Bench:
         healthz = out["healthz"]["rps"]
         out["ratio"] = round(out["submit"]["rps"] / healthz, 3) if healthz else None
         out["ratio_no_ratelimit"] = round(out["submit_no_ratelimit"]["rps"] / healthz, 3) if healthz else None
+        # A team's own task (bench/user_tasks.py) against the built-in with the same fields.
+        out["user_task_to_builtin"] = [
+            round(u.rps / s.rps, 3) if s.rps else None for s, u in zip(runs["submit"], runs["submit_user_task"], strict=True)
+        ]
         out["ratio_rounds"] = [
             round(s.rps / h.rps, 3) if h.rps else None for h, s in zip(runs["healthz"], runs["submit"], strict=True)
         ]

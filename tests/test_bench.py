@@ -37,10 +37,11 @@ def test_quick_bench_writes_well_formed_results(tmp_path):
         assert {"busy_cores", "bench_cores", "foreign_cores", "loadavg_1m_at_start"} <= set(phase)
 
     intake = results["intake"]
-    for which in ("healthz", "submit"):
+    for which in ("healthz", "submit", "submit_user_task"):
         assert intake[which]["rps"] > 0 and intake[which]["p50_ms"] > 0 and intake[which]["p99_ms"] >= intake[which]["p50_ms"]
         assert intake[which]["non_2xx"] == 0, "every submission is accepted: the raised rate limit never bites"
     assert isinstance(intake["ratio"], float)
+    assert all(isinstance(ratio, float) for ratio in intake["user_task_to_builtin"])  # a team's task, submitted alike
 
     for kind in ("noop", "count_words"):
         cell = results["drain"][kind]["offload-fast"]

@@ -33,6 +33,7 @@ from .paths_events import EventsPathsMixin
 from .paths_queues import add_queues
 from .paths_bulk import add_bulk
 from .paths_schedules import add_schedules
+from .paths_tasks import add_tasks
 
 
 #: What ``callback_url`` must look like; where its host points is checked at submission.
@@ -121,6 +122,7 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
         add_schedules(self, document)
         add_queues(self, document)
         add_bulk(self, document)
+        add_tasks(self, document)
         return document
 
     # -- settings-dependent limits the models check in their validators --
