@@ -60,7 +60,7 @@ def _read_form() -> dict:
     type_ = form.get("type", FORM_DEFAULT_TYPE)
     task = catalog.get(type_)
     if task is None or task.internal or not task.upload_fields:
-        takers = sorted(t.type for t in catalog.served(settings().enable_diagnostic_tasks) if t.upload_fields)
+        takers = sorted(t.type for t in catalog.served(settings()) if t.upload_fields)
         raise ApiProblem(
             422,
             f"multipart/form-data is for the tasks with an upload field ({', '.join(takers)}); send JSON",

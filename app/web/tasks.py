@@ -3,7 +3,8 @@
 Everything a client needs to submit a task it has never seen: its description, the JSON
 Schema of its fields (with offload's ``x-offload-long-text`` and ``x-offload-upload`` marks),
 the defaults a submission gets, and an example. The page at ``/`` builds its forms from this,
-and ``offload submit TYPE`` its options.
+and ``offload submit TYPE`` its options. Public, as ``/openapi.json`` is (which describes
+the same tasks): the page shows its forms before a key is entered.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel, Field
 from ..jobs import catalog
 from ..jobs.catalog import Task
 from ..jobs.schemas import QueueName
-from .context import principal, settings
+from .context import settings
 from .problems import problem
 from .ratelimit import limiter, read_limit
 
@@ -60,17 +61,15 @@ class TaskList(BaseModel):
 @bp.get("/tasks")
 @limiter.limit(read_limit)
 def list_tasks() -> Response:
-    principal()  # with API keys configured, a key is needed, as for /jobs
-    body = {"tasks": [describe(task) for task in catalog.served(settings().enable_diagnostic_tasks)]}
+    body = {"tasks": [describe(task) for task in catalog.served(settings())]}
     return Response(json.dumps(body), mimetype="application/json")
 
 
 @bp.get("/tasks/<type>")
 @limiter.limit(read_limit)
 def get_task(type: str) -> Response:  # noqa: A002 - the path parameter the document names
-    principal()
     task = catalog.get(type)
-    if task is None or task not in catalog.served(settings().enable_diagnostic_tasks):
+    if task is None or task not in catalog.served(settings()):
         return problem(404, f"no task {type!r} on this server; GET /tasks lists them")
     return Response(json.dumps(describe(task)), mimetype="application/json")
 

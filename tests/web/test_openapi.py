@@ -113,8 +113,8 @@ def test_document_lists_every_route_of_the_api(app, document):
 def test_document_is_generated_from_the_models_and_settings(document, settings):
     components = document["components"]["schemas"]
     mapping = components["JobRequest"]["discriminator"]["mapping"]
-    assert sorted(mapping) == sorted(catalog.type_names(settings.enable_diagnostic_tasks))
-    for model in (catalog.request_model(task) for task in catalog.served(settings.enable_diagnostic_tasks)):
+    assert sorted(mapping) == sorted(catalog.type_names(settings))
+    for model in (catalog.request_model(task) for task in catalog.served(settings)):
         generated = model.model_json_schema(mode="validation")
         # No WEBHOOK_SECRET here: the server refuses every callback, so the document offers none.
         assert set(components[model.__name__]["properties"]) == set(generated["properties"]) - {"callback_url"}
@@ -143,8 +143,8 @@ def test_document_without_diagnostic_tasks_lists_only_public_types(monkeypatch, 
     get_settings.cache_clear()
     document = create_app(get_settings(), job_queue=job_queue).test_client().get("/openapi.json").get_json()
     mapping = document["components"]["schemas"]["JobRequest"]["discriminator"]["mapping"]
-    assert sorted(mapping) == sorted(t.type for t in catalog.served(False))  # the registry's, diagnostics left out
-    assert {"count_words", "send_email", "http_request", "reverse_text"} <= set(mapping) and "sleep" not in mapping
+    assert sorted(mapping) == sorted(t.type for t in catalog.served(get_settings()))  # the registry's, diagnostics left out
+    assert {"count_words", "send_email", "reverse_text"} <= set(mapping) and "sleep" not in mapping
     assert "SleepRequest" not in document["components"]["schemas"]
     validate(document)
 
@@ -165,7 +165,7 @@ def test_with_api_keys_the_document_has_bearer_auth_and_401s_conform(monkeypatch
         for method, operation in item.items():
             if method == "parameters":
                 continue
-            if path.startswith(("/jobs", "/schedules", "/batches", "/queues", "/stats", "/concurrency", "/tasks")):
+            if path.startswith(("/jobs", "/schedules", "/batches", "/queues", "/stats", "/concurrency")):
                 assert operation["security"] == [{"bearerAuth": []}], (method, path)
                 assert "401" in operation["responses"], (method, path)
             else:

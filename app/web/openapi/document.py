@@ -58,12 +58,12 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
         components = self.components
         request_ref = components.add(
             "JobRequest",
-            catalog.request_adapter(self.settings.enable_diagnostic_tasks).json_schema(
+            catalog.request_adapter(self.settings).json_schema(
                 ref_template=REF_TEMPLATE, mode="validation"
             ),
         )
         self._apply_limits()
-        served = catalog.served(self.settings.enable_diagnostic_tasks)
+        served = catalog.served(self.settings)
         forms = [components.add(_form_name(task), self._form(task)) for task in served if task.upload_fields]
         form_ref = forms[0] if len(forms) == 1 else {"oneOf": forms}
         job_ref = components.model(schemas.JobResource, "serialization")

@@ -43,14 +43,12 @@ def _operation(builder: Any, operation_id: str, summary: str, schema: dict, *, f
     }
     if found:
         responses["404"] = ref("TaskNotFound", "responses")
-    return builder._operation(
-        {
+    return {  # public, as /openapi.json: no key needed (app/web/tasks.py)
             "tags": ["tasks"],
             "operationId": operation_id,
             "summary": summary,
             "description": "Each task's type, description, the JSON Schema of its fields, the defaults a submission "
             "gets and an example: what the page's forms and `offload submit TYPE` are built from.",
             "parameters": [ref("RequestId", "parameters")],
-            "responses": responses,
+            "responses": dict(sorted(responses.items())),
         }
-    )
