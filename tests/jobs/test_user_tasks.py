@@ -198,3 +198,20 @@ def test_dependencies_search_and_bulk_actions_take_user_tasks(client, job_queue)
     retried = client.post("/jobs/bulk", json={"action": "retry", "filter": {"type": "outcome", "status": "failed"}})
     assert retried.status_code == 200 and retried.get_json()["done"] == 1, retried.get_json()
     assert client.get(f"/jobs/{failing}").get_json()["status"] == "queued"
+
+
+def test_a_task_requiring_a_setting_is_served_only_where_it_is_set(monkeypatch, job_queue):
+    from app import create_app
+    from app.settings import get_settings
+
+    monkeypatch.setenv("WEBHOOK_SECRET", "s" * 32)
+    get_settings.cache_clear()
+    signed = create_app(get_settings(), job_queue=job_queue).test_client()
+    assert "http_request" in [task["type"] for task in signed.get("/tasks").get_json()["tasks"]]
+    assert "http_request" in signed.get("/openapi.json").get_json()["components"]["schemas"]["JobRequest"]["discriminator"]["mapping"]
+    monkeypatch.delenv("WEBHOOK_SECRET")
+    get_settings.cache_clear()
+    unsigned = create_app(get_settings(), job_queue=job_queue).test_client()
+    refused = unsigned.post("/jobs", json={"type": "http_request", "url": "https://example.com/"})
+    assert assert_problem(refused, 422)["errors"][0]["field"] == "type"
+    assert_problem(unsigned.get("/tasks/http_request"), 404)
