@@ -19,9 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import redis
 from rq.job import JobStatus
@@ -35,10 +34,8 @@ from .idempotency import IdempotencyClaim
 from .job import OffloadJob
 from .keys import BATCH_CALLBACKS_DUE_KEY, batch_key, batch_pending_key
 from .listing import JOB_ID
+from .queue import OffloadQueue
 from .resource import describe, links, public_status, rfc3339
-
-if TYPE_CHECKING:
-    from .store import JobQueue
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +43,9 @@ STATUSES: tuple[str, ...] = schemas.JobStatusName.__args__  # type: ignore[attr-
 
 
 def submit(
-    job_queue: JobQueue,
+    connection: redis.Redis,
+    queues: Mapping[str, OffloadQueue],
+    settings: Settings,
     items: list[tuple[int, schemas.JobOptions]],
     *,
     owner: str | None,
@@ -70,8 +69,9 @@ def submit(
     batch_id = uuid.uuid4().hex
     drafts = [
         submission.draft(
-            job_queue, request, owner=owner, request_id=request_id, index=index, batch_id=batch_id, extra_meta=extra_meta
-        )
+            request, queues=queues, settings=settings, owner=owner, request_id=request_id,
+            index=index, batch_id=batch_id, extra_meta=extra_meta,
+        )  # fmt: skip
         for index, request in items
     ]
     created_at = datetime.now(UTC)
@@ -98,10 +98,10 @@ def submit(
             idempotency.record(answer, pipe)
 
     kept, errors = submission.write(
-        job_queue.connection,
+        connection,
         drafts,
         principal=principal,
-        max_queue_depth=job_queue.settings.max_queue_depth,
+        max_queue_depth=settings.max_queue_depth,
         in_batch=True,
         also=record,
     )

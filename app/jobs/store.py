@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from rq import Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -31,7 +30,6 @@ from .idempotency import IdempotencyClaim, claim_idempotency_key
 from .job import OffloadJob
 from .keys import METRICS_KEY, cancel_key
 from .listing import JOB_ID, list_jobs
-from .callbacks import retry_policy
 from .queue import OffloadQueue
 from .resource import describe as describe_job
 from .resource import public_status
@@ -85,7 +83,10 @@ class JobQueue:
         replicas. A schedule's tick does so, naming the job after the tick (``job_id``) and
         marking it with ``extra_meta`` (see :mod:`app.jobs.ticker`).
         """
-        item = submission.draft(self, request, owner=owner, request_id=request_id, job_id=job_id, extra_meta=extra_meta)
+        item = submission.draft(
+            request, queues=self.queues, settings=self.settings, owner=owner, request_id=request_id,
+            job_id=job_id, extra_meta=extra_meta,
+        )  # fmt: skip
         answer: dict = {}
 
         def record(pipe: redis.client.Pipeline, kept: list[submission.Draft], errors: dict) -> None:
@@ -110,9 +111,6 @@ class JobQueue:
         connections.wait_for_replicas(self.connection, self.settings)
         log.info("job submitted", extra={"job_id": item.job.id, "job_type": answer["type"], "queue": item.queue.name})
         return answer
-
-    def retry_policy(self, max_retries: int) -> Retry | None:
-        return retry_policy(self.settings, max_retries)
 
     def queue_depths(self) -> dict[str, int]:
         with self.connection.pipeline(transaction=False) as pipe:
@@ -257,7 +255,7 @@ class JobQueue:
 
     def submit_batch(self, items: list[tuple[int, schemas.JobOptions]], **options: Any) -> dict:
         """Many jobs in one transaction, as one batch (see :func:`app.jobs.batches.submit`)."""
-        answer = batches.submit(self, items, **options)
+        answer = batches.submit(self.connection, self.queues, self.settings, items, **options)
         connections.wait_for_replicas(self.connection, self.settings)
         return answer
 
