@@ -112,12 +112,6 @@ class JobQueue:
         log.info("job submitted", extra={"job_id": item.job.id, "job_type": answer["type"], "queue": item.queue.name})
         return answer
 
-    def queue_depths(self) -> dict[str, int]:
-        with self.connection.pipeline(transaction=False) as pipe:
-            for queue in self.queues.values():
-                pipe.llen(queue.key)
-            return dict(zip(self.queues, pipe.execute(), strict=True))
-
     def stats(self) -> dict:
         """Counters and gauges for /metrics, read from Redis so that every web process
         reports the same figures for jobs run by any worker on any host."""
