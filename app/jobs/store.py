@@ -29,7 +29,7 @@ from .errors import InvalidSubmission
 from .idempotency import IdempotencyClaim, claim_idempotency_key
 from .job import OffloadJob
 from .keys import METRICS_KEY, cancel_key
-from .listing import JOB_ID, list_jobs
+from .listing import list_jobs
 from .queue import OffloadQueue
 from .resource import describe as describe_job
 from .resource import public_status
@@ -141,7 +141,7 @@ class JobQueue:
     # -- look up --
 
     def fetch(self, job_id: str, principal: Principal = ANONYMOUS) -> Job:
-        if not JOB_ID.match(job_id):
+        if not schemas.JOB_ID.match(job_id):
             raise JobNotFound(job_id)
         try:
             job = OffloadJob.fetch(job_id, connection=self.connection, serializer=self.serializer)
