@@ -23,9 +23,10 @@ Where the forking worker's time goes (measured in ``bench/FINDINGS.md``): a fork
 job, and about 23 round trips per job, most of them lone ``HSET``/``EXPIRE`` heartbeats and
 status writes. Here a job costs:
 
-1. one ``EVALSHA``: a Lua script (``dequeue.lua``) checks ``rq suspend``, pops the first non-empty queue not paused (in
-   the worker's order; ``LMOVE`` into RQ's intermediate queue when the worker serves one
-   queue, as RQ does) and returns the job's hash;
+1. one ``EVALSHA``: a Lua script (``dequeue.lua``) checks ``rq suspend``, takes the first job of the
+   first non-empty queue not paused (in the worker's order), moving it with ``LMOVE`` onto that
+   queue's intermediate list however many queues the worker serves (RQ does so only for a
+   worker of one queue, and pops otherwise), and returns the job's hash;
 2. one ``MULTI``/``EXEC`` marking it started: RQ's ``prepare_execution`` and the horse's
    ``prepare_job_execution`` (execution, started registry, worker state, heartbeats,
    offload's attempt and ``started`` counters) in one transaction instead of two;
