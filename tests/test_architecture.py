@@ -8,8 +8,9 @@ is imported):
   A package's ``__init__`` counts when a name is imported from it (``from app.jobs import
   JobQueue``), not merely because one of its submodules is (``from app.jobs.keys import ...``);
 * the layers' directions (:data:`NEVER`): web -> jobs -> tasks, worker -> jobs; jobs never imports
-  web or worker, tasks never import jobs, web or worker, and offload/ (the client and the task
-  API a team's own tasks import) never imports app/.
+  web or worker, tasks never import jobs, web or worker, web and worker never import each other,
+  the modules below the layers (:data:`FOUNDATION`) import none of them, nothing but dev/ imports
+  dev/, and offload/ (the client and the task API a team's own tasks import) never imports app/.
 
 Module size follows cohesion: there is no line cap.
 """
