@@ -73,6 +73,7 @@ from rq.worker import Worker, WorkerStatus
 from rq.worker.base import DequeueStrategy
 
 from ...jobs.keys import PAUSED_QUEUES_KEY
+from ..mixin import STOP_CHECK_SECONDS
 from .horse import HorseMixin
 from .outcome import OutcomeMixin
 from .payload import payload_keeping
@@ -125,11 +126,11 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
         try:
             while True:
                 try:
-                    if self.should_run_maintenance_tasks:
-                        self.run_maintenance_tasks()
-                    if self._stop_requested:
+                    if self._stop_requested:  # before maintenance, which would restart the scheduler
                         self.log.info("Worker %s: stopping on request", self.name)
                         break
+                    if self.should_run_maintenance_tasks:
+                        self.run_maintenance_tasks()
                     timeout = None if burst else self.dequeue_timeout
                     result = self.dequeue_job_and_maintain_ttl(timeout, max_idle_time)
                     if result is None:
@@ -242,14 +243,7 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
                     self.run_maintenance_tasks()
                 if timeout is not None and idle_time_left is not None:
                     timeout = min(timeout, idle_time_left)
-                result = self.queue_class.dequeue_any(
-                    self._ordered_queues,
-                    timeout,
-                    connection=self.connection,
-                    job_class=self.job_class,
-                    serializer=self.serializer,
-                    death_penalty_class=self.death_penalty_class,
-                )
+                result = self._dequeue_watching_stop(timeout)
                 if result is not None:
                     self._dequeued(*result)
                 break
@@ -269,6 +263,32 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
                 time.sleep(connection_wait_time)
                 connection_wait_time = min(connection_wait_time * self.exponential_backoff_factor, self.max_connection_wait_time)
         return result
+
+    def _dequeue_watching_stop(self, timeout: int | None):  # noqa: ANN202
+        """``dequeue_any`` in waits of at most STOP_CHECK_SECONDS, with the stop flag read between
+        them: a stop request is a flag (the mixin's ``_shutdown``), so an idle worker sees it
+        within about a second. Raises StopRequested, or DequeueTimeout at ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._stop_requested:
+                raise StopRequested()
+            wait = None
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DequeueTimeout(timeout, self.queue_keys())
+                wait = max(1, min(STOP_CHECK_SECONDS, int(left + 0.999)))
+            try:
+                return self.queue_class.dequeue_any(
+                    self._ordered_queues,
+                    wait,
+                    connection=self.connection,
+                    job_class=self.job_class,
+                    serializer=self.serializer,
+                    death_penalty_class=self.death_penalty_class,
+                )
+            except DequeueTimeout:
+                continue
 
     # -- one job --
 
