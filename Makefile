@@ -26,8 +26,12 @@ run: $(STAMP)
 	$(if $(strip $(TASKS)),$(BIN)/python -m pip install --quiet $(addprefix -e ,$(TASKS)))
 	$(BIN)/python -m app.dev
 
+# The suite on TEST_WORKERS processes (pytest-xdist): most tests wait on real servers and
+# workers, each on ports of its own, so three share two cores well. TEST_WORKERS=0: in this process.
+TEST_WORKERS ?= 3
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -261,6 +261,7 @@ def run_schemathesis(schema) -> Run:
     return run
 
 
+@pytest.mark.timeout(360)  # ~45 s alone; several times that beside the suite's other workers (make test: -n 3)
 def test_schemathesis_finds_no_5xx_and_every_answer_conforms(app, capsys):
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app, config=_config())
     run = run_schemathesis(schema)
