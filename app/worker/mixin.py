@@ -14,6 +14,7 @@ from rq.exceptions import AbandonedJobError
 from rq.group import Group
 from rq.registry import clean_registries
 from rq.utils import now
+from rq.worker import WorkerStatus
 
 from .. import logs, telemetry, tracing
 from ..jobs.batches import queue_due_callbacks
@@ -23,6 +24,7 @@ from ..jobs.counters import record_outcome, remember_failure
 from ..jobs.dependencies import fail_orphans
 from ..jobs.events import publish_job_event
 from ..jobs.job import OffloadJob
+from ..jobs.keys import PAUSED_QUEUES_KEY
 from ..jobs.queue import OffloadQueue, requeue_stranded
 from ..jobs.tracing import end_attempt, start_attempt
 from ..settings import Settings, get_settings
@@ -69,6 +71,32 @@ class OffloadWorkerMixin:
             finally:
                 self.scheduler.release_locks()
                 self.scheduler.register_death()
+
+    #: Which of this worker's queues offload has paused (POST /queues/{name}/pause), as last read.
+    _paused_here: tuple[str, ...] = ()
+
+    def set_state(self, state: str, pipeline=None) -> None:  # noqa: ANN001
+        """RQ's, except that an idle worker some of whose queues offload has paused says so: the
+        state is what ``rq info`` and rq-dashboard print for a worker, and a bare "idle" beside
+        queued jobs hides why they wait (issue 25)."""
+        if state == WorkerStatus.IDLE and self._paused_here:
+            state = idle_with_paused_queues(self._paused_here)
+        super().set_state(state, pipeline=pipeline)
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's, then a look at which of this worker's queues are paused (every maintenance
+        interval, half a heartbeat): an idle worker's state follows a pause or resume within it."""
+        super().run_maintenance_tasks()
+        try:
+            paused = {_text(name) for name in self.connection.smembers(PAUSED_QUEUES_KEY)}
+        except redis.RedisError:
+            return
+        here = tuple(queue.name for queue in self.queues if queue.name in paused)
+        if here != self._paused_here:
+            self._paused_here = here
+            state = self.get_state()
+            if (state.value if isinstance(state, WorkerStatus) else str(state)).startswith(WorkerStatus.IDLE.value):
+                self.set_state(WorkerStatus.IDLE)  # idle, with or without the paused queues now
 
     def execute_job(self, job, queue) -> None:  # noqa: ANN001
         """Run the job with its id (and the id of the request that submitted it) in every
@@ -271,6 +299,15 @@ class OffloadWorkerMixin:
                 enqueue_callback(self.connection, job, self.offload_settings or get_settings())
             except redis.RedisError:
                 log.exception("could not queue the callback of job %s", job.id, extra={"job_id": job.id})
+
+
+def idle_with_paused_queues(names: tuple[str, ...]) -> str:
+    """The state of an idle worker some of whose queues are paused: RQ's word first, then why."""
+    return f"{WorkerStatus.IDLE.value} (offload paused: {', '.join(names)})"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _mark_abandoned(job, exc_type, exc_value, traceback) -> bool:  # noqa: ANN001 - RQ's handler signature
