@@ -279,7 +279,7 @@ def test_a_worker_dying_after_the_end_of_the_message_leaves_a_clear_failure_not_
 
 def test_a_worker_sigkilled_mid_send_email_at_default_settings_ends_its_job_within_35_s(stack_factory):
     """Issue 16: under ``make run`` defaults (10 s heartbeat, two workers, one restarted) a worker
-    SIGKILLed mid-transfer left its job running for 62 s; the README promises under 35 s.
+    SIGKILLed mid-transfer left its job running for 62 s; docs/reliability.md promises under 35 s.
 
     The time went to: the heartbeat lapse (25 s after the last beat), an idle worker's maintenance
     running only every 15 s (it blocks on the queue for worker_ttl - 15 s), and the retry's backoff
