@@ -3,7 +3,8 @@
 #
 # Your own tasks: `make run TASKS="path/to/your-package ..."` pip-installs each path (editable)
 # into .venv first; a package that names its module in the `offload.tasks` entry-point group is
-# then loaded by every process (examples/csv_report/README.md).
+# then loaded by every process (examples/csv_report/README.md). It stays installed (later runs
+# and test stacks load it too) until `.venv/bin/python -m pip uninstall NAME` or `make clean`.
 
 PYTHON ?= python3
 VENV   := .venv

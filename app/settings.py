@@ -353,9 +353,7 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             if not value.strip():
                 return None
-            from .telemetry import parse_headers
-
-            parse_headers(value)  # its error never shows the value: it may be an API key
+            parse_otlp_headers(value)  # its error never shows the value: it may be an API key
         return value
 
     @property
@@ -365,6 +363,25 @@ class Settings(BaseSettings):
             base = self.offload_otel_endpoint or self.otel_exporter_otlp_endpoint
             return base.rstrip("/") + "/v1/traces" if base else None
         return self.otel_exporter_otlp_traces_endpoint
+
+    @property
+    def otel_headers(self) -> dict[str, str]:
+        """The headers sent with every export: the traces' own variable, else the general one."""
+        chosen = self.otel_exporter_otlp_traces_headers or self.otel_exporter_otlp_headers
+        return parse_otlp_headers(chosen.get_secret_value()) if chosen else {}
+
+
+def parse_otlp_headers(value: str) -> dict[str, str]:
+    """``OTEL_EXPORTER_OTLP_HEADERS`` (``k=v,k2=v2``, URL-encoded) as a dict. A malformed entry
+    raises ValueError naming its position only: the values are credentials."""
+    headers = {}
+    for position, entry in enumerate(filter(None, (part.strip() for part in value.split(","))), 1):
+        name, sep, item = entry.partition("=")
+        name = unquote(name).strip()
+        if not sep or not name or any(ch in name for ch in " \t\r\n:") or any(ch in item for ch in "\r\n"):
+            raise ValueError(f"OTLP headers: entry {position} must look like name=value")
+        headers[name] = unquote(item).strip()
+    return headers
 
 
 def redis_hash_tag() -> str | None:

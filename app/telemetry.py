@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -38,19 +38,6 @@ _lock = threading.Lock()
 
 #: Span kinds by name, so callers need not import the OpenTelemetry API.
 KINDS = ("internal", "server", "client", "producer", "consumer")
-
-
-def parse_headers(value: str) -> dict[str, str]:
-    """``OTEL_EXPORTER_OTLP_HEADERS`` (``k=v,k2=v2``, URL-encoded) as a dict. A malformed entry
-    raises ValueError naming its position only: the values are credentials."""
-    headers = {}
-    for position, entry in enumerate(filter(None, (part.strip() for part in value.split(","))), 1):
-        name, sep, item = entry.partition("=")
-        name = unquote(name).strip()
-        if not sep or not name or any(ch in name for ch in " \t\r\n:") or any(ch in item for ch in "\r\n"):
-            raise ValueError(f"OTLP headers: entry {position} must look like name=value")
-        headers[name] = unquote(item).strip()
-    return headers
 
 
 def configure(settings: Settings, service: str) -> bool:
@@ -68,11 +55,9 @@ def configure(settings: Settings, service: str) -> bool:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-        chosen = settings.otel_exporter_otlp_traces_headers or settings.otel_exporter_otlp_headers
-        headers = parse_headers(chosen.get_secret_value()) if chosen else {}
         _resource = Resource.create({"service.name": settings.otel_service_name or service})
         _scope = InstrumentationScope("offload")
-        _processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=url, headers=headers))
+        _processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=url, headers=settings.otel_headers))
     atexit.register(shutdown)
     log.info("exporting traces over OTLP/HTTP to %s", redacted(url), extra={"service": settings.otel_service_name or service})
     return True

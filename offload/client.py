@@ -282,7 +282,11 @@ class Client:
         job exists, its events do not). ``retry_busy=False``: a ``503`` (every stream of the
         server process in use) is raised at once instead of retried, to poll instead.
         """
-        return _stream_events(self, job_id, _job_path(job_id, "events"), timeout, retry_busy)
+        return _stream_events(
+            self.http, _job_path(job_id, "events"), lambda: self.get(job_id), timeout=timeout, retry_busy=retry_busy,
+            connect_timeout=self.timeout, read_timeout=self.events_read_timeout, max_tries=self.max_tries,
+            max_retry_after=self.max_retry_after, sleep=self._sleep,
+        )  # fmt: skip
 
     # --- transport -----------------------------------------------------------------------
 

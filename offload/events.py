@@ -22,8 +22,7 @@ What the server does, and what the client makes of it:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
 import httpx
 
@@ -32,15 +31,28 @@ from .errors import ConnectionFailed, EventsUnavailable, OffloadError, WaitTimeo
 from .models import Event, Job, Progress
 from .sse import EventStreamParser, decode, expect_event_stream
 
-if TYPE_CHECKING:
-    from .client import Client
-
 #: Seconds past a deadline the client waits for the server to close the stream (?timeout=)
 #: before it stops reading itself (a server or proxy that ignores ?timeout=).
 DEADLINE_GRACE = 1.0
 
 
-def stream(client: Client, job_id: str, path: str, timeout: float | None, retry_busy: bool) -> Iterator[Event]:
+def stream(  # noqa: PLR0913 - the client's settings a stream uses
+    http: httpx.Client,
+    path: str,
+    fetch: Callable[[], Job],
+    *,
+    timeout: float | None,
+    retry_busy: bool,
+    connect_timeout: float,
+    read_timeout: float,
+    max_tries: int,
+    max_retry_after: float,
+    sleep: Callable[[float], None],
+) -> Iterator[Event]:
+    """The events of the job at ``path`` (``/jobs/{id}/events``) read over ``http``; ``fetch``
+    reads the job itself (``GET /jobs/{id}``). The rest are the :class:`~offload.Client`'s
+    settings of the same names (``connect_timeout`` is its ``timeout``, ``read_timeout`` its
+    ``events_read_timeout``)."""
     parser = EventStreamParser()
     deadline = None if timeout is None else time.monotonic() + timeout
     server_limit: float | None = None  # the server's ceiling for ?timeout=, once a 422 told it
@@ -52,7 +64,7 @@ def stream(client: Client, job_id: str, path: str, timeout: float | None, retry_
         if parser.last_event_id is not None:
             headers["Last-Event-ID"] = parser.last_event_id
         params = {}
-        read = client.events_read_timeout
+        read = read_timeout
         if deadline is not None:
             remaining = max(0.0, deadline - time.monotonic())
             params["timeout"] = f"{round(min(remaining, server_limit or remaining), 3):g}"
@@ -61,8 +73,8 @@ def stream(client: Client, job_id: str, path: str, timeout: float | None, retry_
         delay: float | None = None
         problem: OffloadError
         try:
-            with client.http.stream(
-                "GET", path, params=params, headers=headers, timeout=httpx.Timeout(client.timeout, read=read)
+            with http.stream(
+                "GET", path, params=params, headers=headers, timeout=httpx.Timeout(connect_timeout, read=read)
             ) as response:
                 if not response.is_success:
                     response.read()
@@ -72,7 +84,7 @@ def stream(client: Client, job_id: str, path: str, timeout: float | None, retry_
                         server_limit = limit
                         continue  # at once, asking for no more than the server allows
                     if problem.status == 404:
-                        client.get(job_id)  # raises NotFound when it is the job that is missing
+                        fetch()  # raises NotFound when it is the job that is missing
                         raise EventsUnavailable(f"the server has no {path} (it predates live events)", status=404)
                     if not problem.retryable or (problem.status == 503 and not retry_busy):
                         raise problem
@@ -97,18 +109,18 @@ def stream(client: Client, job_id: str, path: str, timeout: float | None, retry_
                                 yield event
                             if raw.event == "end":
                                 return
-                        _check_deadline(client, job_id, deadline, timeout, last)
+                        _check_deadline(fetch, deadline, timeout, last)
                     problem = ConnectionFailed(f"the event stream of {path} closed before its end event")
         except httpx.TransportError as exc:
             problem = ConnectionFailed(f"the event stream of {path} broke: {errors.describe(exc)}")
             problem.__cause__ = exc
-        _check_deadline(client, job_id, deadline, timeout, last)
+        _check_deadline(fetch, deadline, timeout, last)
         failures += 1
-        if failures >= client.max_tries:
+        if failures >= max_tries:
             raise problem
         if delay is None:
             delay = parser.retry_ms / 1000 if parser.retry_ms is not None else errors.backoff(failures)
-        client._sleep(min(delay, client.max_retry_after))
+        sleep(min(delay, max_retry_after))
 
 
 def _after_reconnect(status: str, progress: Progress | None, event: Event) -> Event | None:
@@ -122,6 +134,6 @@ def _after_reconnect(status: str, progress: Progress | None, event: Event) -> Ev
     return None
 
 
-def _check_deadline(client: Client, job_id: str, deadline: float | None, timeout: float | None, last: Job | None) -> None:
+def _check_deadline(fetch: Callable[[], Job], deadline: float | None, timeout: float | None, last: Job | None) -> None:
     if deadline is not None and time.monotonic() >= deadline:
-        raise WaitTimeout(last if last is not None else client.get(job_id), timeout or 0.0)
+        raise WaitTimeout(last if last is not None else fetch(), timeout or 0.0)

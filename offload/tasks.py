@@ -203,6 +203,9 @@ class Task:
     example: Mapping[str, Any] | None = None
     #: A model of the result, for the docs only (``GET /tasks``, the OpenAPI document).
     result: type[BaseModel] | None = None
+    #: Settings of the server (names of ``app.settings.Settings`` fields) that must be set for it
+    #: to take the task: ``http_request`` signs with ``webhook_secret``.
+    requires: tuple[str, ...] = ()
     #: Queued by offload itself (a callback delivery), never by a client.
     internal: bool = False
     #: Served only with ``ENABLE_DIAGNOSTIC_TASKS=1`` (tests and benchmarks).
@@ -320,6 +323,7 @@ def task(  # noqa: PLR0913 - every default a task may set, by name
     example: Mapping[str, Any] | None = None,
     result: type[BaseModel] | None = None,
     description: str | None = None,
+    requires: tuple[str, ...] = (),
     internal: bool = False,
     diagnostic: bool = False,
     into: Registry | None = None,
@@ -340,7 +344,7 @@ def task(  # noqa: PLR0913 - every default a task may set, by name
             timeout_seconds=timeout_seconds, max_retries=max_retries, result_ttl_seconds=result_ttl_seconds,
             concurrency_key=concurrency_key, concurrency_limit=concurrency_limit,
             env=dict(env) if isinstance(env, Mapping) else dict.fromkeys(env), secrets=tuple(secrets),
-            example=example, result=result, internal=internal, diagnostic=diagnostic,
+            example=example, result=result, requires=tuple(requires), internal=internal, diagnostic=diagnostic,
         )  # fmt: skip
         _check(made)
         return (registry if into is None else into).add(made)

@@ -225,7 +225,7 @@ def main() -> None:
         f"  Redis      {_redis_banner(settings, embedded_redis)}\n"
         f"  SMTP       {settings.smtp.redacted()}{' (dev sink, mail in var/mail)' if embedded_smtp else ''}\n"
         f"  workers    {settings.worker_count}\n"
-        f"  tasks      {', '.join(t.type for t in catalog.served(settings.enable_diagnostic_tasks))}"
+        f"  tasks      {', '.join(t.type for t in catalog.served(settings))}"
         f"{' (from ' + ', '.join(loaded) + ')' if loaded else ''}\n"
         f"  limits     {_limits_banner(settings, anonymous)}\n"
         "Ctrl-C stops everything.",

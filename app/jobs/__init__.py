@@ -6,8 +6,8 @@ The HTTP layer calls :class:`JobQueue` (``store``) and never Redis; the worker r
 =================  =============================================================
 ``schemas``        the contract: request and resource models (pydantic)
 ``batch_schemas``  the batch contract
-``catalog``        job types: arguments model, plain function, runner
-``runners``        each task inside its job (progress, send-once email, webhooks)
+``catalog``        job types: the task registry as submission models, a job's task found again
+``context``        each task inside its job: its ``ctx``, and ``run`` (progress, state, cancel)
 ``job``            the RQ job class: runs catalog tasks only, validated again
 ``queue``          the RQ queue class: a dequeue that never loses a job
 ``store``          :class:`JobQueue`: submit, get, wait, cancel, retry, list

@@ -19,9 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import redis
 from rq.job import JobStatus
@@ -34,11 +33,8 @@ from .errors import BatchNotFound, InvalidSubmission
 from .idempotency import IdempotencyClaim
 from .job import OffloadJob
 from .keys import BATCH_CALLBACKS_DUE_KEY, batch_key, batch_pending_key
-from .listing import JOB_ID
+from .queue import OffloadQueue
 from .resource import describe, public_status, rfc3339, with_links
-
-if TYPE_CHECKING:
-    from .store import JobQueue
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +42,9 @@ STATUSES: tuple[str, ...] = schemas.JobStatusName.__args__  # type: ignore[attr-
 
 
 def submit(
-    job_queue: JobQueue,
+    connection: redis.Redis,
+    queues: Mapping[str, OffloadQueue],
+    settings: Settings,
     items: list[tuple[int, schemas.JobOptions]],
     *,
     owner: str | None,
@@ -70,8 +68,9 @@ def submit(
     batch_id = uuid.uuid4().hex
     drafts = [
         submission.draft(
-            job_queue, request, owner=owner, request_id=request_id, index=index, batch_id=batch_id, extra_meta=extra_meta
-        )
+            request, queues=queues, settings=settings, owner=owner, request_id=request_id,
+            index=index, batch_id=batch_id, extra_meta=extra_meta,
+        )  # fmt: skip
         for index, request in items
     ]
     created_at = datetime.now(UTC)
@@ -98,10 +97,10 @@ def submit(
             idempotency.record(answer, pipe)
 
     kept, errors = submission.write(
-        job_queue.connection,
+        connection,
         drafts,
         principal=principal,
-        max_queue_depth=job_queue.settings.max_queue_depth,
+        max_queue_depth=settings.max_queue_depth,
         in_batch=True,
         also=record,
     )
@@ -113,7 +112,7 @@ def submit(
 
 def get(connection: redis.Redis, batch_id: str, principal: Principal) -> dict:
     """The batch resource, with its jobs' counts by status as they are now."""
-    raw = connection.hgetall(batch_key(batch_id)) if JOB_ID.match(batch_id) else {}
+    raw = connection.hgetall(batch_key(batch_id)) if schemas.JOB_ID.match(batch_id) else {}
     fields = {key.decode(): value.decode() for key, value in raw.items()}
     if not fields or not principal.may_see(fields.get("owner")):
         raise BatchNotFound(batch_id)

@@ -13,7 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from .bulk import DEFAULT_LIMIT, MAX_LIMIT
 from .listing import CURSOR_PATTERN
-from .schemas import _INTEGRAL, QueueName
+from .schemas import _INTEGRAL, JOB_ID_PATTERN, QueueName
 from .search import JobFilter
 
 def _rfc3339_text(value: object) -> object:
@@ -25,7 +25,6 @@ def _rfc3339_text(value: object) -> object:
 
 Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
-_ID_PREFIX = r"^[A-Za-z0-9_-]{1,64}$"
 _ERROR_TYPE = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
 
 
@@ -37,7 +36,7 @@ class _Filter(BaseModel):
     error_type: Annotated[StrictStr, Field(pattern=_ERROR_TYPE)] | None = Field(
         None, description="Only jobs whose `error.type` is this (e.g. `RuntimeError`, `JobTimeout`, `WorkerDied`)."
     )
-    id_prefix: Annotated[StrictStr, Field(pattern=_ID_PREFIX)] | None = Field(None, description="Only jobs whose id starts so.")
+    id_prefix: Annotated[StrictStr, Field(pattern=JOB_ID_PATTERN)] | None = Field(None, description="Only jobs whose id starts so.")
     metadata: dict[Annotated[str, Field(min_length=1, max_length=64)], Annotated[StrictStr, Field(max_length=256)]] | None = Field(
         None,
         max_length=8,

@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 from offload.tasks import Task, TaskDefinitionError, TaskLoadError, load, registry
 
 from .. import tasks as builtins
+from ..settings import Settings
 from ..tasks.fields import check_text
 from . import context, schemas
 
@@ -63,9 +64,16 @@ def get(type_: str | None) -> Task | None:
     return registry.get(type_)
 
 
-def served(diagnostic: bool) -> list[Task]:
-    """The tasks a client may submit (internal ones never; diagnostic ones when enabled)."""
-    return registry.served(diagnostic)
+def served(settings: Settings | bool) -> list[Task]:
+    """The tasks a client may submit to a server with these settings: never the internal ones,
+    the diagnostic ones when enabled, and those whose ``requires`` settings are set. A bool
+    (tests, the bench) says whether diagnostics are served and takes every requirement as met."""
+    if isinstance(settings, bool):
+        return registry.served(settings)
+    return [
+        task for task in registry.served(settings.enable_diagnostic_tasks)
+        if all(getattr(settings, name, None) for name in task.requires)
+    ]  # fmt: skip
 
 
 def task_of(func_name: str | None, meta: dict) -> Task | None:
@@ -133,19 +141,19 @@ def _concurrency_key_of(task: Task):  # noqa: ANN202 - a pydantic validator
     return apply
 
 
-def request_adapter(diagnostic: bool) -> TypeAdapter:
-    """A validator for any submission a client may make, discriminated on ``type``."""
-    return _adapter(diagnostic, registry.version)
+def request_adapter(settings: Settings | bool) -> TypeAdapter:
+    """A validator for any submission a client may make (:func:`served`), discriminated on ``type``."""
+    return _adapter(tuple(served(settings)), registry.version)
 
 
 @functools.cache
-def _adapter(diagnostic: bool, version: int) -> TypeAdapter:
-    models = tuple(request_model(task) for task in served(diagnostic))
+def _adapter(tasks: tuple[Task, ...], version: int) -> TypeAdapter:
+    models = tuple(request_model(task) for task in tasks)
     return TypeAdapter(Annotated[Union[models], Field(discriminator="type")])  # noqa: UP007 - built from a tuple
 
 
-def type_names(diagnostic: bool) -> list[str]:
-    return [task.type for task in served(diagnostic)]
+def type_names(settings: Settings | bool) -> list[str]:
+    return [task.type for task in served(settings)]
 
 
 def unknown_task(func_name: str | None, meta: dict) -> str:

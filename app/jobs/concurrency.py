@@ -33,10 +33,8 @@ from rq.rate_limit import RateLimit, RateLimitRegistry, release_slot
 
 from ..settings import Settings
 from .errors import QueueFull
+from .keys import CONCURRENCY_LIMIT_PREFIX, FAIR_SHARE_LIMIT_PREFIX
 from .queue import wake
-
-#: Prefix of offload's RQ rate-limit keys (RQ stores them under ``rq:rl:``).
-KEY_PREFIX = "offload"
 
 
 def rate_limit_for(concurrency_key: str | None, limit: int | None, owner: str | None, settings: Settings) -> RateLimit | None:
@@ -44,7 +42,7 @@ def rate_limit_for(concurrency_key: str | None, limit: int | None, owner: str | 
     if concurrency_key is not None:
         return RateLimit(scoped_key(owner, concurrency_key), limit or 1)
     if settings.fair_share and owner is not None:
-        return RateLimit(f"{KEY_PREFIX}:client:{owner}", settings.fair_share)
+        return RateLimit(f"{FAIR_SHARE_LIMIT_PREFIX}{owner}", settings.fair_share)
     return None
 
 
@@ -52,7 +50,7 @@ def scoped_key(owner: str | None, concurrency_key: str) -> str:
     """A client's key, prefixed with its owner's name and that name's length (so no pair of owner
     and key can spell another's)."""
     owner = owner or ""
-    return f"{KEY_PREFIX}:key:{len(owner)}:{owner}:{concurrency_key}"
+    return f"{CONCURRENCY_LIMIT_PREFIX}{len(owner)}:{owner}:{concurrency_key}"
 
 
 def stage(queue: Queue, job: Job, pipe: redis.client.Pipeline) -> None:
@@ -123,12 +121,11 @@ def cancel(job: Job) -> None:
 def describe_key(rate_limit_key: str) -> tuple[str, str | None, str | None] | None:
     """``(kind, owner, concurrency_key)`` of one of offload's rate-limit keys (None: not offload's):
     ``("key", owner, key)`` for a client's key, ``("fair_share", owner, None)`` for its share."""
-    if rate_limit_key.startswith(f"{KEY_PREFIX}:client:"):
-        return "fair_share", rate_limit_key[len(f"{KEY_PREFIX}:client:") :], None
-    head = f"{KEY_PREFIX}:key:"
-    if not rate_limit_key.startswith(head):
+    if rate_limit_key.startswith(FAIR_SHARE_LIMIT_PREFIX):
+        return "fair_share", rate_limit_key.removeprefix(FAIR_SHARE_LIMIT_PREFIX), None
+    if not rate_limit_key.startswith(CONCURRENCY_LIMIT_PREFIX):
         return None
-    length, _, rest = rate_limit_key[len(head) :].partition(":")
+    length, _, rest = rate_limit_key.removeprefix(CONCURRENCY_LIMIT_PREFIX).partition(":")
     if not length.isdigit() or len(rest) < int(length) + 1:
         return None
     owner = rest[: int(length)] or None

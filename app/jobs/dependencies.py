@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 import redis
 from rq.exceptions import NoSuchJobError
@@ -42,9 +42,6 @@ from .job import OffloadJob
 from .keys import ORPHANING_KEY
 from .resource import public_status
 
-if TYPE_CHECKING:
-    from .submission import Draft
-
 log = logging.getLogger(__name__)
 
 #: A dependency in one of these will never finish.
@@ -52,40 +49,49 @@ NEVER_FINISHING = frozenset({"failed", "canceled", "stopped"})
 _VERB = {"failed": "failed", "canceled": "was canceled", "stopped": "was stopped"}
 
 
-def watch_keys(drafts: list[Draft]) -> list[str]:
-    """The keys of the existing jobs that ``drafts`` name: watched while they are checked."""
-    ids = sorted({ref for draft in drafts for ref in draft.references if not ref.startswith("$")})
+def watch_keys(references: Mapping[int, list[str]]) -> list[str]:
+    """The keys of the existing jobs named in ``references`` (each item's ``depends_on`` as
+    given, by index): watched while they are checked."""
+    ids = sorted({ref for refs in references.values() for ref in refs if not ref.startswith("$")})
     return [OffloadJob.key_for(job_id) for job_id in ids]
 
 
-def read(pipe: redis.client.Pipeline, drafts: list[Draft]) -> None:
-    """Ask (in ``pipe``, not a transaction) for the status and meta of every job ``drafts`` name;
-    :func:`resolve` reads the replies."""
-    for key in watch_keys(drafts):
+def read(pipe: redis.client.Pipeline, references: Mapping[int, list[str]]) -> None:
+    """Ask (in ``pipe``, not a transaction) for the status and meta of every job ``references``
+    name; :func:`resolve` reads the replies."""
+    for key in watch_keys(references):
         pipe.hmget(key, "status", "meta")
 
 
-def resolve(drafts: list[Draft], replies: list, principal: Principal, *, in_batch: bool) -> dict[int, list[dict]]:
-    """Set each draft's ``depends_on`` and ``deferred``; return the field errors of the drafts that
-    cannot be written, by index. ``replies`` are :func:`read`'s, in its order."""
-    ids = [key.removeprefix(OffloadJob.redis_job_namespace_prefix) for key in watch_keys(drafts)]
+def resolve(
+    references: Mapping[int, list[str]],
+    job_ids: Mapping[int, str],
+    replies: list,
+    principal: Principal,
+    *,
+    in_batch: bool,
+) -> tuple[dict[int, tuple[list[str], bool]], dict[int, list[dict]]]:
+    """What each item waits for, by index: the ids of its dependencies (``$N`` made the id of
+    item N, ``job_ids[N]``), and whether any has yet to finish; and the field errors of the
+    items that cannot be written, by index. ``replies`` are :func:`read`'s, in its order."""
+    ids = [key.removeprefix(OffloadJob.redis_job_namespace_prefix) for key in watch_keys(references)]
     found = {job_id: _existing(reply, principal) for job_id, reply in zip(ids, replies, strict=True)}
-    written: dict[int, Draft] = {}
+    met: dict[int, tuple[list[str], bool]] = {}
     errors: dict[int, list[dict]] = {}
-    for draft in sorted(drafts, key=lambda d: d.index):
+    for index in sorted(references):
         problems, depends_on, deferred = [], [], False
-        for position, reference in enumerate(draft.references):
+        for position, reference in enumerate(references[index]):
             field = f"depends_on.{position}"
             if reference.startswith("$"):
                 item = int(reference[1:])
                 if not in_batch:
                     problems.append({"field": field, "message": "$N names an item of a batch: use it in POST /jobs/batch"})
-                elif item >= draft.index:
+                elif item >= index:
                     problems.append({"field": field, "message": "may name an earlier item of the batch only (no cycles)"})
-                elif item not in written:
+                elif item not in met:
                     problems.append({"field": field, "message": f"item {item} of the batch is not valid, so no job waits for it"})
                 else:
-                    depends_on.append(written[item].job.id)
+                    depends_on.append(job_ids[item])
                     deferred = True
                 continue
             status = found.get(reference)
@@ -97,11 +103,10 @@ def resolve(drafts: list[Draft], replies: list, principal: Principal, *, in_batc
                 depends_on.append(reference)
                 deferred = deferred or status != "finished"
         if problems:
-            errors[draft.index] = problems
-            continue
-        draft.depends_on, draft.deferred = depends_on, deferred
-        written[draft.index] = draft
-    return errors
+            errors[index] = problems
+        else:
+            met[index] = (depends_on, deferred)
+    return met, errors
 
 
 def _existing(reply: list, principal: Principal) -> str | None:

@@ -1,4 +1,5 @@
-"""Every Redis key and channel name offload writes beside RQ's own.
+"""Every Redis key and channel name offload writes beside RQ's own, and the names it gives RQ's
+rate limits.
 
 They all start with RQ's key prefix, so in Redis Cluster they share its hash tag (one slot,
 one node) and every multi-key transaction stays legal. RQ's keys (queues, registries, job
@@ -81,3 +82,17 @@ def idempotency_key(owner: str | None, key: str) -> str:
 def rate_limit_prefix() -> str:
     """Flask-Limiter's key prefix."""
     return f"{KEY_PREFIX}:ratelimit"
+
+
+def timeseries_key(minute: int) -> str:
+    """One minute's counts per queue, for the page's charts (:mod:`app.jobs.timeseries`)."""
+    return f"{KEY_PREFIX}:ts:{minute}"
+
+
+# The names of the RQ rate limits offload gives jobs (:mod:`app.jobs.concurrency`). RQ keeps a
+# limit's keys under ``<RQ_KEY_PREFIX>:rl:<name>``, so a name carries no prefix of its own.
+
+#: A client's fair share: ``offload:client:<owner>``.
+FAIR_SHARE_LIMIT_PREFIX = "offload:client:"
+#: A client's own concurrency key: ``offload:key:<length of owner>:<owner>:<key>``.
+CONCURRENCY_LIMIT_PREFIX = "offload:key:"

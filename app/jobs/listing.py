@@ -19,9 +19,9 @@ from .catalog import is_offload_job
 from .job import OffloadJob
 from .keys import JOB_INDEX_KEY
 from .resource import describe
+from .schemas import JOB_ID_FORM
 
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-CURSOR_PATTERN = r"^[0-9]{1,16}(\.[0-9]{1,16})?:[A-Za-z0-9_-]{1,64}$"
+CURSOR_PATTERN = rf"^[0-9]{{1,16}}(\.[0-9]{{1,16}})?:{JOB_ID_FORM}$"
 _CURSOR = re.compile(CURSOR_PATTERN)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from rq.job import Job, JobStatus, get_current_job
+from rq.job import Job, JobStatus
 from rq.results import Result
 
 from .schemas import TERMINAL_STATUSES
@@ -117,8 +117,3 @@ def describe_exception(exc_string: str, timeout: int | None = None) -> dict:
     if exc_type == "JobTimeoutException":
         return {"type": "JobTimeout", "message": f"timed out: the attempt ran longer than {timeout} seconds"}
     return {"type": exc_type, "message": message}
-
-
-def current_job_id() -> str | None:
-    job = get_current_job()
-    return job.id if job else None

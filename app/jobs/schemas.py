@@ -11,6 +11,7 @@ settings passed in the validation context, so the models stay importable without
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -49,8 +50,14 @@ TERMINAL_STATUSES = frozenset({"finished", "failed", "canceled", "stopped"})
 
 #: Dependencies one job may have (``depends_on``).
 MAX_DEPENDENCIES = 100
+#: What a job id (and a batch id) looks like: RQ makes 32 hex digits, a schedule's tick names its
+#: job ``<schedule>-<tick>``. Unanchored, to go inside other patterns (a cursor, a reference).
+JOB_ID_FORM = r"[A-Za-z0-9_-]{1,64}"
+#: A whole string that is a job id (or an ``id_prefix``, which has the same form).
+JOB_ID_PATTERN = rf"^{JOB_ID_FORM}$"
+JOB_ID = re.compile(JOB_ID_PATTERN)
 #: A job id, or (in a batch) ``$N``: the job made from item N of the same batch.
-JobReference = Annotated[StrictStr, Field(pattern=r"^(?:[A-Za-z0-9_-]{1,64}|\$[0-9]{1,4})$")]
+JobReference = Annotated[StrictStr, Field(pattern=rf"^(?:{JOB_ID_FORM}|\$[0-9]{{1,4}})$")]
 #: A ``concurrency_key``: printable ASCII without spaces (it becomes part of a Redis key name).
 ConcurrencyKey = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[!-~]+$")]
 

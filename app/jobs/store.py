@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from rq import Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -30,8 +29,7 @@ from .errors import InvalidSubmission
 from .idempotency import IdempotencyClaim, claim_idempotency_key
 from .job import OffloadJob
 from .keys import METRICS_KEY, cancel_key
-from .listing import JOB_ID, list_jobs
-from .callbacks import retry_policy
+from .listing import list_jobs
 from .queue import OffloadQueue
 from .resource import describe as describe_job
 from .resource import public_status
@@ -85,7 +83,10 @@ class JobQueue:
         replicas. A schedule's tick does so, naming the job after the tick (``job_id``) and
         marking it with ``extra_meta`` (see :mod:`app.jobs.ticker`).
         """
-        item = submission.draft(self, request, owner=owner, request_id=request_id, job_id=job_id, extra_meta=extra_meta)
+        item = submission.draft(
+            request, queues=self.queues, settings=self.settings, owner=owner, request_id=request_id,
+            job_id=job_id, extra_meta=extra_meta,
+        )  # fmt: skip
         answer: dict = {}
 
         def record(pipe: redis.client.Pipeline, kept: list[submission.Draft], errors: dict) -> None:
@@ -110,15 +111,6 @@ class JobQueue:
         connections.wait_for_replicas(self.connection, self.settings)
         log.info("job submitted", extra={"job_id": item.job.id, "job_type": answer["type"], "queue": item.queue.name})
         return answer
-
-    def retry_policy(self, max_retries: int) -> Retry | None:
-        return retry_policy(self.settings, max_retries)
-
-    def queue_depths(self) -> dict[str, int]:
-        with self.connection.pipeline(transaction=False) as pipe:
-            for queue in self.queues.values():
-                pipe.llen(queue.key)
-            return dict(zip(self.queues, pipe.execute(), strict=True))
 
     def stats(self) -> dict:
         """Counters and gauges for /metrics, read from Redis so that every web process
@@ -149,7 +141,7 @@ class JobQueue:
     # -- look up --
 
     def fetch(self, job_id: str, principal: Principal = ANONYMOUS) -> Job:
-        if not JOB_ID.match(job_id):
+        if not schemas.JOB_ID.match(job_id):
             raise JobNotFound(job_id)
         try:
             job = OffloadJob.fetch(job_id, connection=self.connection, serializer=self.serializer)
@@ -257,7 +249,7 @@ class JobQueue:
 
     def submit_batch(self, items: list[tuple[int, schemas.JobOptions]], **options: Any) -> dict:
         """Many jobs in one transaction, as one batch (see :func:`app.jobs.batches.submit`)."""
-        answer = batches.submit(self, items, **options)
+        answer = batches.submit(self.connection, self.queues, self.settings, items, **options)
         connections.wait_for_replicas(self.connection, self.settings)
         return answer
 

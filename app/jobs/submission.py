@@ -13,23 +13,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import redis
 from rq.job import JobStatus
 
+from ..settings import Settings
 from . import catalog, concurrency, dependencies, schemas, timeseries
 from .access import Principal
+from .callbacks import retry_policy
 from .errors import QueueFull
 from .job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
 from .keys import JOB_INDEX_KEY, METRICS_KEY, text_key
 from .queue import OffloadQueue
-
-if TYPE_CHECKING:
-    from .store import JobQueue
 
 #: Times a submission starts over when a job it depends on changes while it is checked.
 _ATTEMPTS = 20
@@ -55,9 +53,10 @@ class Draft:
 
 
 def draft(
-    job_queue: JobQueue,
     request: schemas.JobOptions,
     *,
+    queues: Mapping[str, OffloadQueue],
+    settings: Settings,
     owner: str | None,
     request_id: str | None,
     index: int = 0,
@@ -65,10 +64,11 @@ def draft(
     job_id: str | None = None,
     extra_meta: dict | None = None,
 ) -> Draft:
-    """The RQ job for ``request`` (nothing is written); ``job_id`` names it (else RQ does)."""
-    settings = job_queue.settings
+    """The RQ job for ``request`` on its queue of ``queues`` (nothing is written); ``job_id``
+    names it (else RQ does). Its timeouts, TTLs, retries and concurrency limit come from
+    ``settings`` where the request leaves them out."""
     task = catalog.get(request.type)  # type: ignore[attr-defined]
-    queue = job_queue.queues[request.queue]
+    queue = queues[request.queue]
     max_retries = settings.default_max_retries if request.max_retries is None else request.max_retries
     meta = {
         "type": task.type,
@@ -98,7 +98,7 @@ def draft(
         result_ttl=task.result_ttl_seconds or settings.result_ttl_seconds,
         failure_ttl=settings.failure_ttl_seconds,
         meta=meta,
-        retry=job_queue.retry_policy(max_retries),
+        retry=retry_policy(settings, max_retries),
         description=task.type,
         job_id=job_id,
         rate_limit=concurrency.rate_limit_for(request.concurrency_key, request.concurrency_limit, owner, settings),
@@ -152,7 +152,8 @@ def _attempt(  # noqa: PLR0913 - write()'s arguments, and its pipeline
     *,
     own: bool = True,
 ) -> tuple[list[Draft], dict[int, list[dict]]]:
-    watched = dependencies.watch_keys(drafts)
+    references = {d.index: d.references for d in drafts}
+    watched = dependencies.watch_keys(references)
     if watched and own:
         pipe.watch(*watched)  # before they are read: a change from now on fails the EXEC below
     per_queue = Counter(d.queue.name for d in drafts)
@@ -160,7 +161,7 @@ def _attempt(  # noqa: PLR0913 - write()'s arguments, and its pipeline
     depths: dict[str, int] = {}
     if watched or known_depth is None:
         with connection.pipeline(transaction=False) as reads:  # one round trip for all of them
-            dependencies.read(reads, drafts)
+            dependencies.read(reads, references)
             names = [] if known_depth is not None else list(per_queue)
             for name in names:
                 reads.llen(queues[name].key)
@@ -171,8 +172,10 @@ def _attempt(  # noqa: PLR0913 - write()'s arguments, and its pipeline
         replies = []
     if known_depth is not None:
         depths = {name: known_depth for name in per_queue}
-    errors = dependencies.resolve(drafts, replies, principal, in_batch=in_batch)
-    kept = [d for d in drafts if d.index not in errors]
+    met, errors = dependencies.resolve(references, {d.index: d.job.id for d in drafts}, replies, principal, in_batch=in_batch)
+    kept = [d for d in drafts if d.index in met]
+    for item in kept:
+        item.depends_on, item.deferred = met[item.index]
     if not kept:
         if own:
             pipe.reset()

@@ -176,7 +176,7 @@ class ScheduleTicker:
 
     def _validated(self, submission: str) -> tuple[schemas.JobOptions | None, dict | None]:
         """The schedule's job, validated as ``POST /jobs`` would validate it on this server now."""
-        adapter = catalog.request_adapter(self.settings.enable_diagnostic_tasks)
+        adapter = catalog.request_adapter(self.settings)
         try:
             return adapter.validate_python(json.loads(submission), context={"settings": self.settings}), None
         except ValidationError as exc:

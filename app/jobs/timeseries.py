@@ -3,7 +3,7 @@ and the run time of the ones that ended, over the last two hours.
 
 The counters in :data:`~app.jobs.keys.METRICS_KEY` are totals since the start, which Prometheus
 turns into rates but a page cannot. Here each minute has a hash of its own
-(:func:`bucket_key`, expiring after :data:`RETENTION_SECONDS`), incremented by the commands
+(:func:`~app.jobs.keys.timeseries_key`, expiring after :data:`RETENTION_SECONDS`), incremented by the commands
 :func:`count` adds to the caller's pipeline: the submit transaction and the worker's outcome
 transaction already exist, so the series cost no round trip of their own. Reading an hour is
 one pipeline of 60 ``HGETALL``.
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import redis
 
-from .keys import KEY_PREFIX
+from .keys import timeseries_key
 
 BUCKET_SECONDS = 60
 #: How long a minute's hash is kept: the longest window :func:`read` serves, and some slack.
@@ -33,10 +33,6 @@ def minute_of(at: float) -> int:
     return int(at // BUCKET_SECONDS)
 
 
-def bucket_key(minute: int) -> str:
-    return f"{KEY_PREFIX}:ts:{minute}"
-
-
 def count(
     pipe: redis.client.Pipeline,
     event: str,
@@ -47,7 +43,7 @@ def count(
     amount: int = 1,
 ) -> None:
     """Add ``amount`` ``event`` on ``queue`` (and a run time, if given) to its minute, in ``pipe``."""
-    key = bucket_key(minute_of(time.time() if at is None else at))
+    key = timeseries_key(minute_of(time.time() if at is None else at))
     pipe.hincrby(key, f"{event}:{queue}", amount)
     if seconds is not None:
         pipe.hincrbyfloat(key, f"runtime_sum:{queue}", seconds)
@@ -87,7 +83,7 @@ def read(connection: redis.Redis, queues: list[str], minutes: int, now: float | 
     span = window(time.time() if now is None else now, minutes)
     with connection.pipeline(transaction=False) as pipe:
         for minute in span:
-            pipe.hgetall(bucket_key(minute))
+            pipe.hgetall(timeseries_key(minute))
         buckets = pipe.execute()
     return series(span, buckets, queues)
 

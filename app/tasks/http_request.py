@@ -218,7 +218,12 @@ EXAMPLE = {
 }
 
 
-@task("http_request", args=HttpRequestArgs, max_retries=5, timeout_seconds=360, example=EXAMPLE)  # a 300 s request fits
+@task(
+    "http_request", args=HttpRequestArgs, max_retries=5,
+    timeout_seconds=360,  # the longest request (300 s) fits
+    requires=("webhook_secret",),  # served only where requests can be signed
+    example=EXAMPLE,
+)  # fmt: skip
 def http_request(args: HttpRequestArgs, ctx: Context) -> dict:
     """Send the request once; the outcome decides between a result, a retry and a failure.
 

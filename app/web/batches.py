@@ -110,7 +110,7 @@ def get_batch(batch_id: str) -> Response:
 
 def _validate_items(items: list) -> tuple[list[tuple[int, schemas.JobOptions]], dict[int, dict]]:
     """The valid items (index, request), and a problem for each invalid one, by index."""
-    adapter = catalog.request_adapter(settings().enable_diagnostic_tasks)
+    adapter = catalog.request_adapter(settings())
     valid, rejected = [], {}
     for index, item in enumerate(items):
         try:

@@ -50,7 +50,7 @@ def submit_job() -> Response:
     who = principal()
     payload = read_submission()
     try:
-        spec = catalog.request_adapter(settings().enable_diagnostic_tasks).validate_python(
+        spec = catalog.request_adapter(settings()).validate_python(
             payload, context={"settings": settings()}
         )
     except ValidationError as exc:

@@ -60,7 +60,7 @@ def _read_form() -> dict:
     type_ = form.get("type", FORM_DEFAULT_TYPE)
     task = catalog.get(type_)
     if task is None or task.internal or not task.upload_fields:
-        takers = sorted(t.type for t in catalog.served(settings().enable_diagnostic_tasks) if t.upload_fields)
+        takers = sorted(t.type for t in catalog.served(settings()) if t.upload_fields)
         raise ApiProblem(
             422,
             f"multipart/form-data is for the tasks with an upload field ({', '.join(takers)}); send JSON",
@@ -78,18 +78,20 @@ def _read_form() -> dict:
             continue
         values = form.getlist(key)
         payload[key] = _convert(key, values if types.get(key) == "array" else values[-1], types.get(key), errors)
-    for part, field in parts.items():
+    for field in task.upload_fields:  # sent as a text part of its own name
+        if field in form:
+            payload[field] = form[field]
+    for part, field in parts.items():  # a file takes precedence over the text beside it
         upload = files.get(part)
         if upload is None and part in form and part != field:
             # A `file` part sent without a filename (curl -F 'file=<notes.txt') is a plain text field.
             _check_text_beside_file(task, field, payload)
             payload[field] = _within_limit(form[part])
         elif upload is not None:
-            if field in payload:
-                _check_text_beside_file(task, field, payload)
+            _check_text_beside_file(task, field, payload)
             payload[field] = _read_upload(upload, part)
     missing = [f for f in task.upload_fields if f not in payload and task.args.model_fields[f].is_required()]
-    if missing and "file" in parts:
+    if missing and "file" in parts and not errors:
         errors.append({"field": "file", "message": "required"})
     if errors:
         raise ApiProblem(422, "the form is not valid", title="Validation Failed", errors=errors)

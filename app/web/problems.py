@@ -11,12 +11,14 @@ import logging
 from http import HTTPStatus
 
 import redis
-from flask import Flask, Response, json
+from flask import Flask, Response, has_request_context, json, request
+from markupsafe import escape
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from ..jobs import catalog
 from ..logs import request_id_var
+from .headers import content_security_policy
 
 log = logging.getLogger("offload.http")
 
@@ -66,7 +68,12 @@ def problem(
     request_id = request_id_var.get()
     if request_id:
         body["request_id"] = request_id
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    if _browser_wants_html():
+        response = Response(_html_page(body), status=status, mimetype="text/html")
+        response.headers["Content-Security-Policy"] = content_security_policy()
+        response.headers["Vary"] = "Accept"
+    else:
+        response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -142,3 +149,26 @@ def register(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
         return problem(500, "an unexpected error occurred; it has been logged with this request's id")
+
+
+def _browser_wants_html() -> bool:
+    """A person's browser opening a URL (``Accept: text/html,...``) gets a small page; an API
+    client (``*/*``, JSON, problem+json, no Accept at all) keeps problem+json."""
+    if not has_request_context() or request.method not in ("GET", "HEAD"):
+        return False
+    accept = request.accept_mimetypes
+    return accept.best_match([PROBLEM_JSON, "application/json", "text/html"]) == "text/html" and accept["text/html"] > accept[PROBLEM_JSON]
+
+
+def _html_page(body: dict) -> str:
+    """The problem as a page: what went wrong, the request id to quote, and the way back."""
+    request_id = f"<p>Request id: <code>{escape(body['request_id'])}</code></p>" if "request_id" in body else ""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{body['status']} {escape(body['title'])} · offload</title>"
+        '<link rel="stylesheet" href="/static/offload.css"></head><body><main class="problem-page">'
+        f"<h1>{body['status']} {escape(body['title'])}</h1><p>{escape(body['detail'])}</p>{request_id}"
+        '<p><a href="/">Back to offload</a> · <a href="/docs">API docs</a></p>'
+        "</main></body></html>"
+    )

@@ -132,7 +132,7 @@ def _validated(payload: dict) -> ScheduleRequest:
         message = "not allowed in a schedule's job: the schedule says when it runs"
         errors += [{"field": f"job.{name}", "message": message} for name in TIMING_FIELDS if name in job]
         try:
-            job_spec = catalog.request_adapter(settings().enable_diagnostic_tasks).validate_python(
+            job_spec = catalog.request_adapter(settings()).validate_python(
                 job, context={"settings": settings()}
             )
         except ValidationError as exc:

@@ -14,11 +14,12 @@ import re
 from werkzeug.datastructures import MultiDict
 
 from ..jobs import Principal
+from ..jobs.schemas import JOB_ID_PATTERN
 from ..jobs.search import JobFilter, search_jobs
 from .context import job_queue
 
 SEARCH_PARAMETERS = ("id_prefix", "metadata_key", "metadata_value", "error_type")
-ID_PREFIX_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ID_PREFIX_PATTERN = JOB_ID_PATTERN  # a prefix of an id has an id's form
 METADATA_KEY_PATTERN = r"^[^\x00-\x1f]{1,64}$"
 METADATA_VALUE_MAX = 256
 ERROR_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"

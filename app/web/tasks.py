@@ -3,17 +3,22 @@
 Everything a client needs to submit a task it has never seen: its description, the JSON
 Schema of its fields (with offload's ``x-offload-long-text`` and ``x-offload-upload`` marks),
 the defaults a submission gets, and an example. The page at ``/`` builds its forms from this,
-and ``offload submit TYPE`` its options.
+and ``offload submit TYPE`` its options. Public, as ``/openapi.json`` is (which describes
+the same tasks): the page shows its forms before a key is entered.
 """
 
 from __future__ import annotations
 
 import json
 
+from typing import Any
+
 from flask import Blueprint, Response
+from pydantic import BaseModel, Field
 
 from ..jobs import catalog
 from ..jobs.catalog import Task
+from ..jobs.schemas import QueueName
 from .context import settings
 from .problems import problem
 from .ratelimit import limiter, read_limit
@@ -21,24 +26,56 @@ from .ratelimit import limiter, read_limit
 bp = Blueprint("tasks", __name__)
 
 
+class TaskDefaults(BaseModel):
+    """What a submission of the task gets when it does not set these options."""
+
+    queue: QueueName
+    timeout_seconds: int
+    max_retries: int
+    result_ttl_seconds: int
+    concurrency_key: str | None = Field(description="A template over the task's fields (`import:{customer}`), or null.")
+    concurrency_limit: int | None
+
+
+class TaskInfo(BaseModel):
+    """A job type this server takes: how to submit it, from its registration (`@task`)."""
+
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    description: str
+    args_schema: dict[str, Any] = Field(
+        description="JSON Schema of the task's own fields; `x-offload-long-text` marks a text that may be long, "
+        "`x-offload-upload` one that may be sent as a file part of `multipart/form-data`."
+    )
+    result_schema: dict[str, Any] | None = Field(description="JSON Schema of the result, when the task declares one.")
+    defaults: TaskDefaults
+    example: dict[str, Any] | None = Field(description="A submission's fields, without `type`.")
+    long_text_fields: list[str]
+    upload_fields: list[str]
+    links: dict[str, str] = Field(description="`self`: this description.")
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskInfo]
+
+
 @bp.get("/tasks")
 @limiter.limit(read_limit)
 def list_tasks() -> Response:
-    body = {"tasks": [describe(task) for task in catalog.served(settings().enable_diagnostic_tasks)]}
+    body = {"tasks": [describe(task) for task in catalog.served(settings())]}
     return Response(json.dumps(body), mimetype="application/json")
 
 
-@bp.get("/tasks/<type_>")
+@bp.get("/tasks/<type>")
 @limiter.limit(read_limit)
-def get_task(type_: str) -> Response:
-    task = catalog.get(type_)
-    if task is None or task not in catalog.served(settings().enable_diagnostic_tasks):
-        return problem(404, f"no task {type_!r} on this server; GET /tasks lists them")
+def get_task(type: str) -> Response:  # noqa: A002 - the path parameter the document names
+    task = catalog.get(type)
+    if task is None or task not in catalog.served(settings()):
+        return problem(404, f"no task {type!r} on this server; GET /tasks lists them")
     return Response(json.dumps(describe(task)), mimetype="application/json")
 
 
 def describe(task: Task) -> dict:
-    """A task as ``GET /tasks`` shows it (``TaskInfo`` in the OpenAPI document): its defaults
+    """A task as ``GET /tasks`` shows it (:class:`TaskInfo`): its defaults
     with this server's settings where the task leaves them open."""
     app_settings = settings()
     defaults = task.defaults()

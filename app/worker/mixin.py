@@ -4,13 +4,16 @@ workers built with it: RQ's forking worker, and the in-process one the unit test
 from __future__ import annotations
 
 import logging
+import math
+import os
+import signal
 import threading
 import time
 
 import redis
 from rq import SimpleWorker, Worker, worker_registration
 from rq.command import parse_payload
-from rq.exceptions import AbandonedJobError
+from rq.exceptions import AbandonedJobError, StopRequested
 from rq.group import Group
 from rq.registry import clean_registries
 from rq.utils import now
@@ -32,6 +35,11 @@ from .process import die_with_parent
 from .scheduler import OffloadScheduler
 
 log = logging.getLogger("offload.worker")
+
+#: The longest an idle worker waits for a job before it looks at its stop flag (see ``_shutdown``).
+STOP_CHECK_SECONDS = 1
+#: How long a stopping worker waits for its scheduler process after SIGTERM before killing it.
+SCHEDULER_STOP_SECONDS = 5
 
 
 class OffloadWorkerMixin:
@@ -229,6 +237,63 @@ class OffloadWorkerMixin:
         """
         return self.job_monitoring_interval * 2 + 5
 
+    # -- stopping (issue 25, item 8): a bounded stop however the signal lands --
+
+    def _shutdown(self) -> None:
+        """The warm stop asked for by SIGTERM/SIGINT (RQ's ``request_stop`` calls this inside the
+        signal handler): a flag, which the work loop reads before each job.
+
+        RQ raises StopRequested from the handler whenever no job is running, wherever the main
+        thread happens to be. Any ``except Exception`` on the way swallows it and the worker
+        serves on with its stop forgotten: ``logging.Handler.emit`` is one ("--- Logging error
+        --- ... StopRequested", a signal landing while a job's line was written), the slot release
+        another. supervisord then waited its ``stopwaitsecs`` for a worker that never left. Here
+        the handler raises nothing: the job in hand finishes, the loop stops before the next one,
+        and an idle worker waits for jobs in slices of STOP_CHECK_SECONDS, so it leaves within
+        about a second. (The second signal is still RQ's cold stop: see request_force_stop.)"""
+        self._stop_requested = True
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's, but not once a stop is asked for: it restarts a scheduler process it finds
+        dead, and the one that was just stopped counts, so a stopping worker forked a new one."""
+        if self._stop_requested:
+            return
+        super().run_maintenance_tasks()
+
+    def stop_scheduler(self) -> None:
+        """RQ's (SIGTERM, then wait), with the wait bounded: SCHEDULER_STOP_SECONDS, then SIGKILL."""
+        process = getattr(self.scheduler, "_process", None)
+        if process is None or not process.pid or not process.is_alive():
+            return
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+        except OSError:
+            pass
+        process.join(SCHEDULER_STOP_SECONDS)
+        if process.is_alive():
+            log.warning("scheduler process %s did not stop within %s s; killing it", process.pid, SCHEDULER_STOP_SECONDS)
+            process.kill()
+            process.join(1)
+
+    def unsubscribe(self) -> None:
+        """RQ's, without its unbounded wait: redis-py 8.2's ``PubSubWorkerThread.stop()`` joins the
+        thread with no time limit, and a thread that read the UNSUBSCRIBE reply before being told
+        to stop waits up to a minute for a subscription that never comes. The thread is told to
+        stop first (redis-py's own first step), then the reply wakes it and it leaves."""
+        thread = getattr(self, "pubsub_thread", None)
+        if not thread:
+            return
+        self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+        running = getattr(thread, "_running", None)
+        if running is not None:
+            running.clear()
+        try:
+            self.pubsub.unsubscribe()
+        except redis.RedisError:
+            pass
+        thread.join(timeout=1)
+        self.pubsub.close()
+
     def setup_work_horse_signals(self) -> None:
         """The work horse dies with its worker, so a killed worker never leaves an orphan
         finishing (and duplicating) a job that maintenance is about to retry."""
@@ -319,6 +384,23 @@ def _mark_abandoned(job, exc_type, exc_value, traceback) -> bool:  # noqa: ANN00
 
 class OffloadWorker(OffloadWorkerMixin, Worker):
     """RQ's forking worker, each job in a work horse of its own (``WORKER_CLASS=forking``)."""
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):  # noqa: ANN001, ANN201
+        """RQ's, waiting in slices of STOP_CHECK_SECONDS with the stop flag read between them
+        (see ``_shutdown``): RQ's waits until a job comes."""
+        if timeout is None:  # burst: one look
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        idle_since = time.monotonic()
+        while True:
+            if self._stop_requested:
+                raise StopRequested()
+            left = None if max_idle_time is None else max_idle_time - (time.monotonic() - idle_since)
+            if left is not None and left <= 0:
+                return None
+            wait = STOP_CHECK_SECONDS if left is None else max(1, min(STOP_CHECK_SECONDS, math.ceil(left)))
+            result = super().dequeue_job_and_maintain_ttl(timeout, wait)
+            if result is not None:
+                return result
 
 
 class OffloadSimpleWorker(OffloadWorkerMixin, SimpleWorker):

@@ -1,4 +1,4 @@
-"""Only the task table runs (app/jobs/catalog.py, app/jobs/runners.py): a job naming any other
+"""Only the task table runs (app/jobs/catalog.py, app/jobs/context.py): a job naming any other
 function, or whose arguments no longer validate, fails clearly and runs nothing."""
 
 from __future__ import annotations

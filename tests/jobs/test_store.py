@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from app.jobs import Principal
+from app.jobs.callbacks import retry_policy
 from app.jobs.errors import JobNotFound, JobStateConflict
 
 from ..conftest import run_jobs, submit
@@ -55,14 +56,14 @@ def test_scheduled_job_is_scheduled(job_queue, settings):
     assert resource["status"] == "scheduled"
 
 
-def test_retry_policy_is_exponential_with_jitter_and_capped(job_queue):
-    policy = job_queue.retry_policy(8)
-    base, cap = job_queue.settings.retry_backoff_base_seconds, job_queue.settings.retry_backoff_max_seconds
+def test_retry_policy_is_exponential_with_jitter_and_capped(settings):
+    policy = retry_policy(settings, 8)
+    base, cap = settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
     assert policy.max == 8
     for attempt, interval in enumerate(policy.intervals):
         expected = min(cap, base * 2**attempt)
         assert 0.8 * expected - 1 <= interval <= 1.2 * expected + 1
-    assert job_queue.retry_policy(0) is None
+    assert retry_policy(settings, 0) is None
 
 
 def test_list_pages_through_thousands_while_jobs_come_and_go(job_queue, settings):

@@ -9,7 +9,7 @@ import pytest
 
 from app.jobs import timeseries
 from app.jobs.counters import record_outcome
-from app.jobs.keys import KEY_PREFIX
+from app.jobs.keys import KEY_PREFIX, timeseries_key
 
 from ..conftest import assert_problem, run_jobs
 
@@ -18,7 +18,7 @@ def test_minutes_and_window():
     assert timeseries.minute_of(0) == 0 and timeseries.minute_of(59.999) == 0 and timeseries.minute_of(60) == 1
     assert timeseries.window(3600 + 30, 3) == [58, 59, 60]  # minute 60 is the current one
     assert len(timeseries.window(time.time(), 60)) == 60
-    assert timeseries.bucket_key(61) == f"{KEY_PREFIX}:ts:61"
+    assert timeseries_key(61) == f"{KEY_PREFIX}:ts:61"
 
 
 def test_series_from_buckets():
@@ -42,9 +42,9 @@ def test_count_rides_the_pipeline_and_expires(fake_redis):
     with fake_redis.pipeline() as pipe:
         timeseries.count(pipe, "finished", "default", at=at, seconds=0.5)
         timeseries.count(pipe, "finished", "default", at=at + 1, seconds=1.5)
-        assert not fake_redis.exists(timeseries.bucket_key(timeseries.minute_of(at)))  # nothing sent yet
+        assert not fake_redis.exists(timeseries_key(timeseries.minute_of(at)))  # nothing sent yet
         pipe.execute()
-    key = timeseries.bucket_key(timeseries.minute_of(at))
+    key = timeseries_key(timeseries.minute_of(at))
     assert 0 < fake_redis.ttl(key) <= timeseries.RETENTION_SECONDS
     body = timeseries.read(fake_redis, ["default"], 2, now=at + 60)
     assert body["queues"]["default"]["finished"] == [2, 0]

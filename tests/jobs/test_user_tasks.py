@@ -118,7 +118,8 @@ def test_a_job_of_a_task_this_worker_lacks_fails_naming_it_and_the_worker_goes_o
 def test_tasks_are_described_from_their_registration(client, settings):
     listed = client.get("/tasks").get_json()["tasks"]
     types = [task["type"] for task in listed]
-    assert types == sorted(types) and {"count_words", "send_email", "http_request", "reverse_text", "crunch"} <= set(types)
+    assert types == sorted(types) and {"count_words", "send_email", "reverse_text", "crunch"} <= set(types)
+    assert settings.webhook_secret is None and "http_request" not in types  # it signs with WEBHOOK_SECRET: not served
     assert "webhook" not in types  # internal: queued by offload, never by a client
     crunch = client.get("/tasks/crunch").get_json()
     assert crunch["description"].startswith("Crunch for a while")
@@ -197,3 +198,20 @@ def test_dependencies_search_and_bulk_actions_take_user_tasks(client, job_queue)
     retried = client.post("/jobs/bulk", json={"action": "retry", "filter": {"type": "outcome", "status": "failed"}})
     assert retried.status_code == 200 and retried.get_json()["done"] == 1, retried.get_json()
     assert client.get(f"/jobs/{failing}").get_json()["status"] == "queued"
+
+
+def test_a_task_requiring_a_setting_is_served_only_where_it_is_set(monkeypatch, job_queue):
+    from app import create_app
+    from app.settings import get_settings
+
+    monkeypatch.setenv("WEBHOOK_SECRET", "s" * 32)
+    get_settings.cache_clear()
+    signed = create_app(get_settings(), job_queue=job_queue).test_client()
+    assert "http_request" in [task["type"] for task in signed.get("/tasks").get_json()["tasks"]]
+    assert "http_request" in signed.get("/openapi.json").get_json()["components"]["schemas"]["JobRequest"]["discriminator"]["mapping"]
+    monkeypatch.delenv("WEBHOOK_SECRET")
+    get_settings.cache_clear()
+    unsigned = create_app(get_settings(), job_queue=job_queue).test_client()
+    refused = unsigned.post("/jobs", json={"type": "http_request", "url": "https://example.com/"})
+    assert assert_problem(refused, 422)["errors"][0]["field"] == "type"
+    assert_problem(unsigned.get("/tasks/http_request"), 404)

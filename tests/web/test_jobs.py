@@ -249,3 +249,17 @@ def test_count_words_round_trip_over_http(stack):
     assert body["status"] == "finished", body
     assert body["result"] == {"words": len(text.split()), "characters": len(text), "lines": len(text.splitlines())}
     assert body["attempts"] == 1
+
+
+def test_a_browser_gets_a_small_page_for_an_error_and_an_api_client_problem_json(client):
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    page = client.get("/jobs/no-such-job", headers={"Accept": browser})
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    text = page.get_data(as_text=True)
+    assert "404 Not Found" in text and "no job with this id" in text and 'href="/"' in text
+    assert page.headers["Vary"] == "Accept"
+    for accept in ("*/*", "application/json", "application/problem+json", None):
+        answer = client.get("/jobs/no-such-job", headers={"Accept": accept} if accept else {})
+        assert answer.status_code == 404 and answer.mimetype == "application/problem+json", accept
+    escaped = client.get("/tasks/<script>", headers={"Accept": browser}).get_data(as_text=True)
+    assert "<script>" not in escaped and "&lt;script&gt;" in escaped

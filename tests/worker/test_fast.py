@@ -82,12 +82,12 @@ def test_the_stored_payload_is_written_back_as_read(fake_redis):
     from rq.serializers import JSONSerializer
 
     from app.jobs.job import OffloadJob
-    from app.worker.fast.payload import _PENDING, _payload_keeping
+    from app.worker.fast.payload import _PENDING, payload_keeping
 
     job = OffloadJob.create("app.tasks.count_words", kwargs={"text": "x " * 1000}, connection=fake_redis, serializer=JSONSerializer)
     job.save()
     stored = fake_redis.hget(job.key, "data")
-    fast = _payload_keeping(OffloadJob).fetch(job.id, connection=fake_redis, serializer=JSONSerializer)
+    fast = payload_keeping(OffloadJob).fetch(job.id, connection=fake_redis, serializer=JSONSerializer)
     assert fast._data is _PENDING and fast.to_dict()["data"] == stored  # not decompressed, not compressed again
     assert fast.kwargs == {"text": "x " * 1000}  # decompressed on first use
     assert fast.to_dict()["data"] == stored

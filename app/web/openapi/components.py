@@ -162,7 +162,7 @@ _HEADERS = {
 
 def example_jobs(app_settings: Settings) -> list[dict[str, Any]]:
     """A submission of each served task that has an example (``@task(example=...)``), built-ins first."""
-    served = catalog.served(app_settings.enable_diagnostic_tasks)
+    served = catalog.served(app_settings)
     ordered = sorted(served, key=lambda task: not task.func_name.startswith("app."))
     return [{"type": task.type, **task.example} for task in ordered if task.example is not None]
 
@@ -171,7 +171,7 @@ def request_examples(app_settings: Settings) -> dict[str, Any]:
     """``POST /jobs`` examples: each served task's own (``@task(example=...)``), and one with options."""
     examples = {
         task.type: {"summary": task.description or task.type, "value": {"type": task.type, **task.example}}
-        for task in catalog.served(app_settings.enable_diagnostic_tasks)
+        for task in catalog.served(app_settings)
         if task.example is not None
     }
     if examples:
@@ -184,4 +184,4 @@ def request_examples(app_settings: Settings) -> dict[str, Any]:
 
 
 def type_names(app_settings: Settings) -> list[str]:
-    return catalog.type_names(app_settings.enable_diagnostic_tasks)
+    return catalog.type_names(app_settings)

@@ -33,6 +33,7 @@ from .paths_events import EventsPathsMixin
 from .paths_queues import add_queues
 from .paths_bulk import add_bulk
 from .paths_schedules import add_schedules
+from .paths_tasks import add_tasks
 
 
 #: What ``callback_url`` must look like; where its host points is checked at submission.
@@ -57,12 +58,12 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
         components = self.components
         request_ref = components.add(
             "JobRequest",
-            catalog.request_adapter(self.settings.enable_diagnostic_tasks).json_schema(
+            catalog.request_adapter(self.settings).json_schema(
                 ref_template=REF_TEMPLATE, mode="validation"
             ),
         )
         self._apply_limits()
-        served = catalog.served(self.settings.enable_diagnostic_tasks)
+        served = catalog.served(self.settings)
         forms = [components.add(_form_name(task), self._form(task)) for task in served if task.upload_fields]
         form_ref = forms[0] if len(forms) == 1 else {"oneOf": forms}
         job_ref = components.model(schemas.JobResource, "serialization")
@@ -121,6 +122,7 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
         add_schedules(self, document)
         add_queues(self, document)
         add_bulk(self, document)
+        add_tasks(self, document)
         return document
 
     # -- settings-dependent limits the models check in their validators --

@@ -11,7 +11,7 @@ from .components import _JOB_LINKS, page_parameters, ref, request_examples, type
 
 
 class PathsMixin:
-    """The operations of :class:`~app.web.openapi.document.Builder`."""
+    """The /jobs and health operations of :class:`~app.web.openapi.document._Builder`."""
 
     def _operation(self, operation: dict[str, Any]) -> dict[str, Any]:
         """Add what every /jobs operation has: auth, 503 when Redis is away."""

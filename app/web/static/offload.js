@@ -1,8 +1,10 @@
 /* offload's page: submit a job with the JSON API and watch it until it ends.
  *
  * Plain JavaScript, no build step, no dependencies. It talks to the same API as any client:
- * POST /jobs, GET /jobs/{id}/events (events.js) or else GET /jobs/{id}?wait=N in a loop until
- * the job is terminal, GET /jobs?limit=20.
+ * GET /tasks for the job form (one per task, its fields made from the task's JSON Schema by
+ * taskforms.js: the page knows no task of its own), POST /jobs (JSON, or multipart/form-data
+ * when a file was chosen), GET /jobs/{id}/events (events.js) or else GET /jobs/{id}?wait=N in a
+ * loop until the job is terminal, GET /jobs?limit=20.
  * With API keys on, the key lives in this tab's sessionStorage only and goes out as
  * "Authorization: Bearer <key>".
  */

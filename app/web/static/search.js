@@ -2,15 +2,15 @@
  * (GET /jobs with search parameters, page after page with "More"), and act on every match at
  * once with an admin key (POST /jobs/bulk, request after request until `next` is null).
  *
- * Plain JavaScript like offload.js, and the same public API any client uses. The API key is
- * the one offload.js keeps in this tab's sessionStorage. A found job's id links to #job=<id>,
- * which offload.js opens in the job panel.
+ * Plain JavaScript like offload.js, and the same public API any client uses. The API key, the
+ * call, a problem's sentence, a message line and a table cell are api.js's. A found job's id
+ * links to #job=<id>, which offload.js opens in the job panel.
  */
 (function () {
   "use strict";
 
-  var AUTH = document.body.dataset.auth === "on";
-  var KEY_STORAGE = "offload.apiKey";  // offload.js's
+  var offload = window.offloadApi;  // api.js
+  var api = offload.api, detail = offload.detail, cell = offload.cell;
   var FIELDS = ["id_prefix", "metadata_key", "metadata_value", "error_type", "status"];
   var BULK_STATUS = { retry: ["failed", "stopped", "canceled"], cancel: ["queued"], delete: ["finished", "failed", "canceled", "stopped"] };
 
@@ -18,37 +18,7 @@
   var form = $("search-form");
   if (!form) return;
 
-  function key() {
-    if (!AUTH) return "";
-    try { return window.sessionStorage.getItem(KEY_STORAGE) || ""; } catch (e) { return ""; }
-  }
-
-  function api(method, path, payload) {
-    var headers = { "Accept": "application/json, application/problem+json" };
-    if (payload !== undefined) headers["Content-Type"] = "application/json";
-    if (key()) headers["Authorization"] = "Bearer " + key();
-    return fetch(path, {
-      method: method, headers: headers, cache: "no-store", credentials: "same-origin",
-      body: payload === undefined ? undefined : JSON.stringify(payload)
-    }).then(function (response) {
-      return response.text().then(function (text) {
-        var data = null;
-        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-        return { status: response.status, ok: response.ok, data: data };
-      });
-    });
-  }
-
-  function detail(answer) {
-    var p = answer.data || {};
-    return p.detail || p.title || ("The server answered " + answer.status + ".");
-  }
-
-  function message(id, text) {
-    var box = $(id);
-    box.textContent = text || "";
-    box.hidden = !text;
-  }
+  function message(id, text) { offload.message($(id), text); }
 
   function values() {
     var found = {};
@@ -76,13 +46,6 @@
       if (input) input.setAttribute("aria-invalid", "true");
     });
     if (!errors.length) { general.textContent = detail(answer); general.hidden = false; }
-  }
-
-  function cell(text, className) {
-    var td = document.createElement("td");
-    td.textContent = text == null ? "" : text;
-    if (className) td.className = className;
-    return td;
   }
 
   function row(job) {

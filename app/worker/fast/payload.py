@@ -92,7 +92,3 @@ def payload_keeping(job_class: type[Job]) -> type[Job]:
     if job_class not in _PAYLOAD_KEEPING_CLASSES:
         _PAYLOAD_KEEPING_CLASSES[job_class] = type(job_class.__name__, (_KeepsStoredPayload, job_class), {})
     return _PAYLOAD_KEEPING_CLASSES[job_class]
-
-
-# The names the tests and benchmarks used before the package split.
-_payload_keeping = payload_keeping

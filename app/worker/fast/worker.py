@@ -23,9 +23,10 @@ Where the forking worker's time goes (measured in ``bench/FINDINGS.md``): a fork
 job, and about 23 round trips per job, most of them lone ``HSET``/``EXPIRE`` heartbeats and
 status writes. Here a job costs:
 
-1. one ``EVALSHA``: a Lua script (``dequeue.lua``) checks ``rq suspend``, pops the first non-empty queue not paused (in
-   the worker's order; ``LMOVE`` into RQ's intermediate queue when the worker serves one
-   queue, as RQ does) and returns the job's hash;
+1. one ``EVALSHA``: a Lua script (``dequeue.lua``) checks ``rq suspend``, takes the first job of the
+   first non-empty queue not paused (in the worker's order), moving it with ``LMOVE`` onto that
+   queue's intermediate list however many queues the worker serves (RQ does so only for a
+   worker of one queue, and pops otherwise), and returns the job's hash;
 2. one ``MULTI``/``EXEC`` marking it started: RQ's ``prepare_execution`` and the horse's
    ``prepare_job_execution`` (execution, started registry, worker state, heartbeats,
    offload's attempt and ``started`` counters) in one transaction instead of two;
@@ -72,6 +73,7 @@ from rq.worker import Worker, WorkerStatus
 from rq.worker.base import DequeueStrategy
 
 from ...jobs.keys import PAUSED_QUEUES_KEY
+from ..mixin import STOP_CHECK_SECONDS
 from .horse import HorseMixin
 from .outcome import OutcomeMixin
 from .payload import payload_keeping
@@ -124,11 +126,11 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
         try:
             while True:
                 try:
-                    if self.should_run_maintenance_tasks:
-                        self.run_maintenance_tasks()
-                    if self._stop_requested:
+                    if self._stop_requested:  # before maintenance, which would restart the scheduler
                         self.log.info("Worker %s: stopping on request", self.name)
                         break
+                    if self.should_run_maintenance_tasks:
+                        self.run_maintenance_tasks()
                     timeout = None if burst else self.dequeue_timeout
                     result = self.dequeue_job_and_maintain_ttl(timeout, max_idle_time)
                     if result is None:
@@ -241,14 +243,7 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
                     self.run_maintenance_tasks()
                 if timeout is not None and idle_time_left is not None:
                     timeout = min(timeout, idle_time_left)
-                result = self.queue_class.dequeue_any(
-                    self._ordered_queues,
-                    timeout,
-                    connection=self.connection,
-                    job_class=self.job_class,
-                    serializer=self.serializer,
-                    death_penalty_class=self.death_penalty_class,
-                )
+                result = self._dequeue_watching_stop(timeout)
                 if result is not None:
                     self._dequeued(*result)
                 break
@@ -268,6 +263,32 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
                 time.sleep(connection_wait_time)
                 connection_wait_time = min(connection_wait_time * self.exponential_backoff_factor, self.max_connection_wait_time)
         return result
+
+    def _dequeue_watching_stop(self, timeout: int | None):  # noqa: ANN202
+        """``dequeue_any`` in waits of at most STOP_CHECK_SECONDS, with the stop flag read between
+        them: a stop request is a flag (the mixin's ``_shutdown``), so an idle worker sees it
+        within about a second. Raises StopRequested, or DequeueTimeout at ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._stop_requested:
+                raise StopRequested()
+            wait = None
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DequeueTimeout(timeout, self.queue_keys())
+                wait = max(1, min(STOP_CHECK_SECONDS, int(left + 0.999)))
+            try:
+                return self.queue_class.dequeue_any(
+                    self._ordered_queues,
+                    wait,
+                    connection=self.connection,
+                    job_class=self.job_class,
+                    serializer=self.serializer,
+                    death_penalty_class=self.death_penalty_class,
+                )
+            except DequeueTimeout:
+                continue
 
     # -- one job --
 

@@ -1,7 +1,7 @@
 """The csv_report task as a plain function: offload.testing runs it with a LocalContext, no Redis.
 
-Run with offload's ``make test`` (the example is installed into offload's dev venv), or on its
-own: ``pip install -e 'examples/csv_report[test]' && pytest examples/csv_report/tests``.
+Run with offload's ``make test`` (its pyproject puts ``examples/csv_report`` on the path), or in a
+venv of their own: ``pip install -e . -e 'examples/csv_report[test]' && pytest examples/csv_report/tests``.
 """
 
 from __future__ import annotations
