@@ -91,10 +91,9 @@ class OffloadWorkerMixin:
             state = idle_with_paused_queues(self._paused_here)
         super().set_state(state, pipeline=pipeline)
 
-    def run_maintenance_tasks(self) -> None:
-        """RQ's, then a look at which of this worker's queues are paused (every maintenance
-        interval, half a heartbeat): an idle worker's state follows a pause or resume within it."""
-        super().run_maintenance_tasks()
+    def _note_paused_queues(self) -> None:
+        """Which of this worker's queues are paused, looked at on each maintenance pass (half a
+        heartbeat; see run_maintenance_tasks): an idle worker's state follows a pause or resume."""
         try:
             paused = {_text(name) for name in self.connection.smembers(PAUSED_QUEUES_KEY)}
         except redis.RedisError:
@@ -255,10 +254,12 @@ class OffloadWorkerMixin:
 
     def run_maintenance_tasks(self) -> None:
         """RQ's, but not once a stop is asked for: it restarts a scheduler process it finds
-        dead, and the one that was just stopped counts, so a stopping worker forked a new one."""
+        dead, and the one that was just stopped counts, so a stopping worker forked a new one.
+        Then a look at which of this worker's queues are paused (:meth:`_note_paused_queues`)."""
         if self._stop_requested:
             return
         super().run_maintenance_tasks()
+        self._note_paused_queues()
 
     def stop_scheduler(self) -> None:
         """RQ's (SIGTERM, then wait), with the wait bounded: SCHEDULER_STOP_SECONDS, then SIGKILL."""
