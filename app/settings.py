@@ -71,7 +71,7 @@ class ApiKey(BaseModel):
 
 
 class Settings(BaseSettings):
-    """All of offload's settings. The README has a table of them."""
+    """All of offload's settings. docs/configuration.md has a table of them."""
 
     # hide_input_in_errors: a bad value may be a secret; errors name the variable, not the value.
     model_config = SettingsConfigDict(

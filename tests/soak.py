@@ -186,8 +186,9 @@ def _soak(args: argparse.Namespace, valkey: ValkeyProcess, sink, stack: Stack) -
     out.mkdir(parents=True, exist_ok=True)
     (out / "soak.json").write_text(json.dumps(figures, indent=2) + "\n")
 
-    # A send_email whose worker died mid-transfer fails as DeliveryUnknown (at most once): a
-    # clear terminal state, counted above. Any other failure, a loss or a duplicate fails the soak.
+    # A send_email whose worker died between its message's end and the SMTP server's answer fails as
+    # DeliveryUnknown (at most once): a clear terminal state, counted above. Any other failure, a
+    # loss or a duplicate fails the soak.
     unexplained = sum(count for kind, count in failures.items() if kind != "DeliveryUnknown")
     ok = figures["lost"] == 0 and duplicated == 0 and unexplained == 0
     print("soak:", "PASS" if ok else "FAIL")

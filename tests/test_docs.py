@@ -148,3 +148,39 @@ def test_the_checker_finds_broken_links() -> None:
     ]
     outside = broken_links(source, None, "[up](../../shared/CONTRACT.md) [root](/README.md)")
     assert outside == ["docs/_probe.md:1: ../../shared/CONTRACT.md (points outside the repository)"]
+
+
+README = ROOT / "README.md"
+#: A file an example reads, as the examples write it: ``-F file=@path``, ``--FIELD @path`` (curl, the CLI),
+#: ``submit_text_file("path")`` and ``open("path")`` (Python). ``@-`` is stdin.
+EXAMPLE_FILE = re.compile(r"""(?:=@|--[\w-]+ @|submit_text_file\(["']|open\(["'])([^\s"'`)]+)""")
+
+
+def test_the_readme_opens_with_what_offload_is_the_two_commands_a_first_job_and_where_to_go_next() -> None:
+    """Issue 25: the quick start was lost among benchmark, HA and soak detail (~700 lines)."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    headings = [line for line in _without_code("\n".join(lines)).splitlines() if line.startswith("## ")]
+    assert headings[:4] == ["## The two commands", "## A first job", "## Where to go next", "## Write your own task"]
+    first_screen = "\n".join(lines[: lines.index("## Where to go next") + 1])
+    assert len(first_screen.splitlines()) <= 40, "what offload is, the two commands and a first job fit one screen"
+    for needed in ("make run", "make test", "curl -s -X POST localhost:8000/jobs", ".venv/bin/offload"):
+        assert needed in first_screen, needed
+    assert len(lines) < 250, "the reference belongs in docs/"
+
+
+def test_the_readme_leads_to_every_document() -> None:
+    targets = {target.split("#", 1)[0] for _, target in links(README.read_text(encoding="utf-8"))}
+    documents = {f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")}
+    assert documents - targets == set()
+
+
+@pytest.mark.parametrize("source", markdown_files(), ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_the_files_examples_read_ship_with_the_checkout(source: Path) -> None:
+    """Examples run from the checkout (offload's, or the example's own for its README): a file one
+    reads is there (issue 25: ``notes.txt`` was not, and ``curl -s`` printed nothing)."""
+    base = ROOT if source.parent in (ROOT, ROOT / "docs") else source.parent
+    text = source.read_text(encoding="utf-8")
+    # "@-" is stdin; "--FIELD @path" names the syntax, not a file (no file name has no extension here).
+    read = [match.group(1) for match in EXAMPLE_FILE.finditer(text) if "." in match.group(1).rsplit("/", 1)[-1]]
+    missing = [path for path in read if not (ROOT / path).is_file() and not (base / path).is_file()]
+    assert missing == [], f"{source.relative_to(ROOT)} reads files a checkout does not have"

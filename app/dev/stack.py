@@ -161,6 +161,18 @@ def _limits_banner(settings: Settings, anonymous: bool) -> str:
     return "off" + (" (anonymous local stack; RATE_LIMIT_ENABLED=1 turns them on)" if anonymous else "")
 
 
+def _cli_banner(root: Path, base: str) -> str:
+    """How to reach this stack with the ``offload`` command, which ``make run`` installs into the
+    virtualenv (not on ``PATH``): its path from the checkout, with ``OFFLOAD_URL`` if not the default."""
+    cli = Path(sys.executable).with_name("offload")
+    try:
+        shown = str(cli.relative_to(root))
+    except ValueError:
+        shown = str(cli)
+    url = "" if base == "http://127.0.0.1:8000" else f"OFFLOAD_URL={base} "
+    return f"{url}{shown} tasks   (or `. .venv/bin/activate`, then `offload`)"
+
+
 def _rq_prefix() -> str:
     from rq.defaults import RQ_KEY_PREFIX
 
@@ -209,6 +221,7 @@ def main() -> None:
         f"  page       {base}/\n"
         f"  dashboard  {base}/dashboard/\n"
         f"  docs       {base}/docs\n"
+        f"  CLI        {_cli_banner(root, base)}\n"
         f"  Redis      {_redis_banner(settings, embedded_redis)}\n"
         f"  SMTP       {settings.smtp.redacted()}{' (dev sink, mail in var/mail)' if embedded_smtp else ''}\n"
         f"  workers    {settings.worker_count}\n"

@@ -34,7 +34,7 @@ from .idempotency import IdempotencyClaim
 from .job import OffloadJob
 from .keys import BATCH_CALLBACKS_DUE_KEY, batch_key, batch_pending_key
 from .queue import OffloadQueue
-from .resource import describe, links, public_status, rfc3339
+from .resource import describe, public_status, rfc3339, with_links
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def submit(
             fields["metadata"] = json.dumps(metadata)
         pipe.hset(batch_key(batch_id), mapping=fields)
         pipe.sadd(batch_pending_key(batch_id), *ids)
-        jobs = {draft.index: {**describe(draft.job), "links": links(draft.job.id)} for draft in kept}
+        jobs = {draft.index: with_links(describe(draft.job)) for draft in kept}
         answer["batch"] = _resource(batch_id, fields, [job["status"] for job in jobs.values()])
         results = {index: {"index": index, "status": 422, "problem": body} for index, body in rejected.items()}
         results |= {index: {"index": index, "status": 422, "problem": problem(found)} for index, found in errors.items()}

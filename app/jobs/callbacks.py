@@ -21,7 +21,7 @@ from ..settings import Settings
 from . import catalog
 from .job import OffloadJob
 from .queue import OffloadQueue
-from .resource import describe, links, public_status
+from .resource import describe, public_status, with_links
 from .tracing import delivery_meta
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def enqueue_callback(connection: redis.Redis, job: Job, settings: Settings) -> J
     status = public_status(job.get_status(refresh=True))
     if not url or status not in ("finished", "failed"):
         return None
-    resource = {**describe(job), "links": links(job.id)}
+    resource = with_links(describe(job))
     delivery = queue_delivery(
         connection, settings, url=url, body=json.dumps(resource), event=f"job.{status}",
         meta={"owner": job.meta.get("owner"), "for_job": job.id, "trace": delivery_meta(job)},

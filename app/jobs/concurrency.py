@@ -18,7 +18,7 @@ Offload gives a job one of two limits (RQ allows one per job):
   of the first client's, whatever its backlog: round-robin between clients in effect.
 
 A share smaller than the number of worker processes keeps a lone client from using them all,
-which is why it is off unless set (the README has the trade-off). Public statuses show a
+which is why it is off unless set (docs/guide.md has the trade-off). Public statuses show a
 ``rate_limited`` job as ``queued`` (:func:`app.jobs.resource.public_status`).
 """
 

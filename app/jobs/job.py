@@ -62,7 +62,7 @@ class OffloadJob(Job):
         """RQ's, except for a job whose worker died: that failure was not the job's, so its retry
         is queued at once (at the front) instead of after the backoff meant for a failing task.
         Without this, a worker SIGKILLed mid-job cost its job the backoff on top of the heartbeat
-        lapse (issue 16: 62 s against the 35 s the README promises)."""
+        lapse (issue 16: 62 s against the 35 s docs/reliability.md promises)."""
         if not self.abandoned:
             super().retry(queue, pipeline)
             return

@@ -75,6 +75,19 @@ class QueueAdmin:
         every client's for an admin key, the caller's own for a client key."""
         return concurrency.overview(self.connection, owner=principal.name, everyone=principal.is_admin)
 
+    def held_back(self) -> dict:
+        """What offload holds back that RQ's own tools (``rq info``, rq-dashboard) cannot see:
+        the paused queues, and the jobs waiting for a concurrency slot (every client's), which
+        sit on no queue. ``waiting`` lists the keys with waiting jobs, most waiting first."""
+        waiting = [row for row in concurrency.overview(self.connection, owner=None, everyone=True) if row["waiting"]]
+        waiting.sort(key=lambda row: (-row["waiting"], row["kind"], row["owner"] or "", row["key"] or ""))
+        paused = self.paused()
+        return {
+            "paused": [name for name in self.queues if name in paused],
+            "waiting": waiting,
+            "waiting_total": sum(row["waiting"] for row in waiting),
+        }
+
     def paused(self) -> set[str]:
         return {member.decode() if isinstance(member, bytes) else member for member in self.connection.smembers(PAUSED_QUEUES_KEY)}
 

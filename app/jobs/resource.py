@@ -17,9 +17,27 @@ from .schemas import TERMINAL_STATUSES
 _EXCEPTION_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
 
 
-def links(job_id: str) -> dict[str, str]:
-    """The ``links`` of a job resource."""
-    return {"self": f"/jobs/{job_id}", "cancel": f"/jobs/{job_id}/cancel"}
+#: The public statuses ``POST /jobs/{id}/cancel`` and ``POST /jobs/{id}/retry`` accept
+#: (:meth:`app.jobs.store.JobQueue.cancel` and ``.retry``).
+CANCELABLE_STATUSES = frozenset({"queued", "scheduled", "deferred", "started"})
+RETRYABLE_STATUSES = frozenset({"failed", "stopped", "canceled"})
+
+
+def links(resource: dict) -> dict[str, str]:
+    """The ``links`` of a job resource (:func:`describe`'s): ``self``, and the action its status
+    allows, ``cancel`` or ``retry`` (a finished job has neither)."""
+    job_id, status = resource["id"], resource["status"]
+    found = {"self": f"/jobs/{job_id}"}
+    if status in CANCELABLE_STATUSES:
+        found["cancel"] = f"/jobs/{job_id}/cancel"
+    elif status in RETRYABLE_STATUSES:
+        found["retry"] = f"/jobs/{job_id}/retry"
+    return found
+
+
+def with_links(resource: dict) -> dict:
+    """The resource with its ``links``."""
+    return {**resource, "links": links(resource)}
 
 
 def describe(job: Job) -> dict:

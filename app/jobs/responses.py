@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from ..settings import QUEUE_NAMES
 
@@ -29,9 +30,27 @@ class JobError(BaseModel):
     message: str
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # an action the job's status does not allow is left out, never null
+
+
 class JobLinks(BaseModel):
-    self: str
-    cancel: str
+    """Where to act on the job, relative to the server. Only the actions the job's status allows
+    now are there: `cancel` while it is queued, scheduled, deferred or started, `retry` once it
+    is failed, stopped or canceled; a finished job has `self` alone."""
+
+    self: str = Field(description="The job: `GET` it.")
+    cancel: str | SkipJsonSchema[None] = Field(
+        None,
+        description="`POST` here to cancel the job (queued, scheduled or deferred) or stop it (started). Present only "
+        "in those statuses.",
+        json_schema_extra=_no_default,
+    )
+    retry: str | SkipJsonSchema[None] = Field(
+        None,
+        description="`POST` here to put the job back on its queue. Present only when it is failed, stopped or canceled.",
+        json_schema_extra=_no_default,
+    )
 
 
 class JobResource(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import smtplib
 import ssl
 from collections.abc import Callable
@@ -37,15 +38,17 @@ SPECIAL_USE_EMAIL_DOMAIN_PATTERN = (
 
 
 class DeliveryUnknown(PermanentFailure):
-    """An earlier attempt died while the SMTP server was receiving the message: it may have
-    been delivered, so it is not sent again (and the job is not retried)."""
+    """An earlier attempt died after handing the end of the message to the SMTP server and before
+    its answer: it may have been delivered, so it is not sent again (and the job is not retried).
+    An attempt that died any earlier (the server never had the whole message) is simply retried."""
 
 
 class SmtpError(RuntimeError):
     """Delivery failed; the message says which SMTP step failed and why.
 
-    ``in_doubt`` is true when the connection failed while the message itself was being
-    transferred, so the server may have accepted it; a server's error reply is never in doubt.
+    ``in_doubt`` is true when the connection failed after the end of the message was handed over
+    and before the server answered, so the server may have accepted it; a server's error reply,
+    or a failure before the message's end was sent, is never in doubt.
     """
 
     def __init__(self, message: str, in_doubt: bool = False) -> None:
@@ -72,8 +75,10 @@ def send_email(
     Message-ID stable across retries of the same job. ``on_sent(receipt)`` is called as
     soon as the server has accepted the message, before the connection is closed, so the
     caller can record the send before anything else can go wrong. ``on_sending()`` is called
-    once the server has accepted sender and recipient, just before the message itself goes:
-    from then until ``on_sent`` the outcome of a crash is unknown.
+    once the server has answered ``DATA`` with ``354`` and been given the message, just before
+    its end (the line with a lone ``.``) goes: from then until ``on_sent`` the outcome of a crash
+    is unknown; before then the server cannot have taken the message. If ``on_sending`` raises,
+    the connection is closed without the end, and the server drops what it had.
     """
     message = EmailMessage()
     message["From"] = mail_from
@@ -102,12 +107,28 @@ def send_email(
             code, reply = client.rcpt(to)
             if code not in (250, 251):
                 raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
-            if on_sending is not None:
-                on_sending()
-            transferring = True
-            code, reply = client.data(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
+            # smtplib's data() in steps, so that the message is in doubt only from the moment its
+            # end (a line with a lone ".") can reach the server until the server answers.
+            code, reply = client.docmd("DATA")
+            if code != 354:
+                raise smtplib.SMTPDataError(code, reply)
+            try:
+                client.send(_dot_stuffed(message.as_bytes(policy=message.policy.clone(linesep="\r\n"))))
+                # The server holds at most a message without its end: only the end confirms the
+                # transaction (RFC 5321 3.3), so the server drops it when the connection closes, as
+                # it does if this process dies anywhere up to here.
+                if on_sending is not None:
+                    on_sending()
+                transferring = True
+                client.send(b".\r\n")
+            except BaseException:
+                # Not QUIT: the server is reading the message and would take the command as more of
+                # it. Closed before its end, the message is dropped.
+                client.close()
+                raise
+            code, reply = client.getreply()
+            transferring = False  # the server answered: accepted or refused, nothing is in doubt
             if code != 250:
-                transferring = False  # the server answered: it did not take the message
                 raise smtplib.SMTPDataError(code, reply)
             refused: dict = {}
             receipt = {
@@ -132,6 +153,13 @@ def send_email(
         ) from None
 
     return receipt
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The message as DATA carries it, without its end (as smtplib's ``data()`` makes it): a line
+    that starts with "." gets another, and the last line ends with CRLF."""
+    stuffed = re.sub(rb"(?m)^\.", b"..", data)
+    return stuffed if stuffed.endswith(b"\r\n") else stuffed + b"\r\n"
 
 
 def _domain_of(address: str) -> str:
@@ -204,17 +232,22 @@ def send_email_job(args: SendEmailArgs, ctx: Context) -> dict:
     The receipt is kept in the job's state the moment the SMTP server accepts the message; an
     attempt that finds it (the previous attempt's worker died after sending) returns it instead
     of sending again. The one window left is between the server's 250 and that write, about a
-    millisecond."""
+    millisecond.
+
+    The claim "sending" is taken just before the end of the message goes to the server: an
+    attempt that died earlier (before the server's 354, or while the message was going) left no
+    claim and its retry sends the message; one that died after it may have been delivered
+    (:class:`DeliveryUnknown`)."""
     previous = ctx.state.get("sent")
     if previous is not None:
         ctx.logger.warning("message already sent by an earlier attempt; not sending it again")
         return json.loads(previous)
     if ctx.state.get("sending") is not None:
-        # An attempt died while the message itself was being transferred: it may have been
-        # delivered. Sending again could duplicate it, so say so and stop (no more retries).
+        # An attempt died after handing the message's end to the server, before its answer: it
+        # may have been delivered. Sending again could duplicate it, so say so and stop.
         raise DeliveryUnknown(
-            "an earlier attempt died while the SMTP server was receiving the message; it may or may not "
-            "have been delivered, and it is not sent again to avoid a duplicate"
+            "an earlier attempt died after the SMTP server was given the whole message and before it answered; "
+            "it may or may not have been delivered, and it is not sent again to avoid a duplicate"
         )
 
     def sending() -> None:

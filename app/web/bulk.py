@@ -17,7 +17,7 @@ from ..jobs.bulk_schemas import BulkRequest
 from . import auth
 from .context import job_queue, settings
 from .parsing import read_submission
-from .problems import ApiProblem, field_errors
+from .problems import ApiProblem, field_error
 from .ratelimit import limiter, submit_limit
 
 bp = Blueprint("bulk", __name__)
@@ -56,14 +56,20 @@ _ACTIONS = ("retry", "cancel", "delete")
 
 
 def _errors(exc: ValidationError) -> list[dict]:
-    """:func:`field_errors`, for a union told apart by ``action`` (not a job's ``type``): a missing
+    """:func:`field_error`s, for a union told apart by ``action`` (not a job's ``type``): a missing
     or unknown action names ``action``, and the action's tag is left out of the field paths."""
     errors = []
-    for error in field_errors(exc):
-        field = error["field"]
-        if field == "type":
-            error = {"field": "action", "message": f"required: one of {', '.join(_ACTIONS)}"}
-        elif field.split(".", 1)[0] in _ACTIONS:
-            error = {**error, "field": field.split(".", 1)[1] if "." in field else "body"}
-        errors.append(error)
+    for error in exc.errors(include_url=False):
+        if error["type"] == "union_tag_not_found":
+            errors.append({"field": "action", "message": f"required: one of {', '.join(_ACTIONS)}"})
+            continue
+        if error["type"] == "union_tag_invalid":
+            given = (error.get("ctx") or {}).get("tag", "")
+            message = f"{given!r} is not one of the actions: {', '.join(_ACTIONS)}"
+            errors.append({"field": "action", "message": message})
+            continue
+        loc = error["loc"]
+        if loc and loc[0] in _ACTIONS:  # the union's branch, named by its tag
+            error = {**error, "loc": loc[1:]}
+        errors.append(field_error(error))
     return errors

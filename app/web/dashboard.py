@@ -4,13 +4,20 @@ rq-dashboard keeps its serializer in a module-level ``config`` and its Redis con
 the app; both are set here. Every dashboard route, its JSON endpoints and its POST actions
 included, needs an admin key when keys are configured (HTTP Basic, any user name, so a
 browser can log in, or ``Authorization: Bearer``).
+
+rq-dashboard knows nothing of what offload holds back: it shows a paused queue's jobs as
+queued and its workers as idle, and jobs waiting for a concurrency slot are on no queue it
+lists. Each of its pages gets a banner (``templates/dashboard_banner.html``) naming the paused
+queues and the waiting jobs, with a link back to offload's page; ``static/dashboard_banner.js``
+keeps it current from ``/dashboard/offload-state.json``, as the dashboard keeps its tables.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, request
+import redis
+from flask import Blueprint, Flask, Response, json, render_template, request, url_for
 from rq import Worker
 from rq.serializers import JSONSerializer
 
@@ -21,6 +28,8 @@ from ..jobs.job import OffloadJob
 from ..settings import Settings
 
 URL_PREFIX = "/dashboard"
+#: What offload holds back, as the banner's script reads it (same guard as the dashboard).
+STATE_PATH = f"{URL_PREFIX}/offload-state.json"
 
 
 #: rq-dashboard routes that change state; it also serves requeue-all over GET, which we refuse.
@@ -73,6 +82,42 @@ class _JsonWorker(Worker):
         )
 
 
+def held_back() -> dict | None:
+    """The paused queues and the jobs waiting for a concurrency slot, or None when Redis is away."""
+    from .queues import admin
+
+    try:
+        return admin().held_back()
+    except (redis.RedisError, redis.exceptions.RedisClusterException):
+        return None
+
+
+state_bp = Blueprint("offload_dashboard", __name__)
+
+
+@state_bp.get(STATE_PATH)
+def offload_state() -> Response:
+    state = held_back()
+    if state is None:
+        return Response(json.dumps({"available": False}), status=503, mimetype="application/json", headers={"Retry-After": "5"})
+    return Response(json.dumps({"available": True, **state}), mimetype="application/json")
+
+
+def _with_banner(response: Response) -> Response:
+    """Put offload's banner at the top of an rq-dashboard page (after its navigation bar)."""
+    if request.blueprint != "rq_dashboard" or response.mimetype != "text/html" or response.status_code != 200:
+        return response
+    if response.direct_passthrough or response.is_streamed:
+        return response
+    page = response.get_data(as_text=True)
+    at = page.find('<div class="container">')
+    if at < 0:
+        return response  # not one of its pages as this version of rq-dashboard writes them
+    banner = render_template("dashboard_banner.html", state=held_back(), state_url=STATE_PATH, home=url_for("web.index"))
+    response.set_data(page[:at] + banner + page[at:])
+    return response
+
+
 def mount(app: Flask, settings: Settings) -> None:
     import rq_dashboard
     from rq_dashboard import web
@@ -89,10 +134,13 @@ def mount(app: Flask, settings: Settings) -> None:
     # An app-level hook runs before the blueprint's own, so nothing of the dashboard runs unauthenticated.
     @app.before_request
     def _guard() -> None:
-        if request.blueprint != "rq_dashboard":
+        if request.blueprint not in ("rq_dashboard", "offload_dashboard"):
             return
         auth.authenticate(request, settings, admin=True, basic=True)
         _refuse_unsafe_actions()
 
+    app.after_request(_with_banner)
     if "rq_dashboard" not in app.blueprints:
         app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
+    if "offload_dashboard" not in app.blueprints:
+        app.register_blueprint(state_bp)

@@ -61,7 +61,7 @@ import redis
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from ..jobs import JobNotFound, schemas
-from ..jobs.resource import links
+from ..jobs.resource import with_links
 from .context import job_queue, principal, settings
 from .jobs import _not_found
 from .parsing import seconds_query
@@ -172,7 +172,7 @@ def _events(updates: Iterator[dict], first_id: int, stop: Callable[[], bool], jo
 
     try:
         for resource in updates:
-            body = {**resource, "links": links(resource["id"])}
+            body = with_links(resource)
             chunk = ""
             if resource["status"] != status:
                 chunk = event("status", body)

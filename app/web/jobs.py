@@ -23,7 +23,7 @@ from ..jobs import (
     schemas,
 )
 from ..jobs.idempotency import IdempotencyClaim, valid_idempotency_key
-from ..jobs.resource import links
+from ..jobs.resource import with_links
 from ..tasks import webhook
 from .context import job_queue, principal, settings
 from .parsing import invalid_cursor, page_limit, read_submission, refuse_query, wait_seconds
@@ -192,7 +192,7 @@ def list_jobs() -> Response:
     except ValueError:
         raise invalid_cursor() from None
     body = {
-        "jobs": [_with_links(job) for job in jobs],
+        "jobs": [with_links(job) for job in jobs],
         "next": url_for("api.list_jobs", **{**args.to_dict(), "cursor": next_cursor}) if next_cursor else None,
     }
     return _json(body)
@@ -208,12 +208,8 @@ def _raise_validation(exc: ValidationError) -> None:
     raise ApiProblem(422, "the job is not valid", title="Validation Failed", errors=field_errors(exc))
 
 
-def _with_links(resource: dict) -> dict:
-    return {**resource, "links": links(resource["id"])}
-
-
 def _job_response(resource: dict, status: int = 200) -> Response:
-    body = _with_links(resource)
+    body = with_links(resource)
     response = _json(body, status)
     if status == 202:
         # Azure's long-running-operation convention names the status URL Operation-Location.

@@ -79,24 +79,35 @@ def problem(
     return response
 
 
-def field_errors(exc: ValidationError) -> list[dict]:
-    """Pydantic's errors as ``[{"field", "message"}]``, with the discriminator tag left out."""
-    errors = []
-    for error in exc.errors(include_url=False):
-        loc = list(error["loc"])
-        kind = error["type"]
-        if kind == "union_tag_not_found":
-            errors.append({"field": "type", "message": "required: the job type"})
-            continue
-        if kind == "union_tag_invalid":
-            expected = error.get("ctx", {}).get("expected_tags", "")
-            errors.append({"field": "type", "message": f"unknown job type; expected one of {expected}"})
-            continue
-        if loc and isinstance(loc[0], str) and _is_tag(loc[0]):
-            loc = loc[1:]
-        field = ".".join(str(part) for part in loc) or (error.get("ctx") or {}).get("field") or "body"
-        errors.append({"field": field, "message": error["msg"]})
-    return errors
+def field_errors(exc: ValidationError, *, within: str | None = None) -> list[dict]:
+    """Pydantic's errors as ``[{"field", "message"}]``, with the discriminator tag left out.
+
+    ``within`` names the member the validated object sits in (a schedule's ``job``): its fields
+    are ``job.<field>`` and an error of the object as a whole is ``job``. Without it, an error of
+    the whole request is ``body`` (which a field named ``body``, such as send_email's, can also
+    be: only ``within`` tells them apart)."""
+    return [field_error(error, within=within) for error in exc.errors(include_url=False)]
+
+
+def field_error(error: dict, *, within: str | None = None) -> dict:
+    """One of pydantic's errors (``ValidationError.errors()``) as ``{"field", "message"}``."""
+    loc = list(error["loc"])
+    kind = error["type"]
+    if kind == "union_tag_not_found":
+        return {"field": _within("type", within), "message": "required: the job type"}
+    if kind == "union_tag_invalid":
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        return {"field": _within("type", within), "message": f"unknown job type; expected one of {expected}"}
+    if loc and isinstance(loc[0], str) and _is_tag(loc[0]):
+        loc = loc[1:]
+    path = ".".join(str(part) for part in loc) or (error.get("ctx") or {}).get("field") or ""
+    return {"field": _within(path, within) if within else path or "body", "message": error["msg"]}
+
+
+def _within(path: str, within: str | None) -> str:
+    if not within:
+        return path
+    return f"{within}.{path}" if path else within
 
 
 def _is_tag(value: str) -> bool:

@@ -137,7 +137,7 @@ def _validated(payload: dict) -> ScheduleRequest:
             )
         except ValidationError as exc:
             too_large = any(error["type"] == schemas.TOO_LARGE for error in exc.errors())
-            errors += [{**error, "field": _in_job(error["field"])} for error in field_errors(exc)]
+            errors += field_errors(exc, within="job")
         else:
             if job_spec.callback_url is not None:
                 errors += _callback_errors(job_spec.callback_url)
@@ -147,10 +147,6 @@ def _validated(payload: dict) -> ScheduleRequest:
     if errors or spec is None:
         raise ApiProblem(422, "the schedule is not valid", title="Validation Failed", errors=errors)
     return spec
-
-
-def _in_job(field: str) -> str:
-    return "job" if field == "body" else f"job.{field}"
 
 
 def _callback_errors(url: str) -> list[dict]:

@@ -17,6 +17,7 @@ from rq.exceptions import AbandonedJobError, StopRequested
 from rq.group import Group
 from rq.registry import clean_registries
 from rq.utils import now
+from rq.worker import WorkerStatus
 
 from .. import logs, telemetry, tracing
 from ..jobs.batches import queue_due_callbacks
@@ -26,6 +27,7 @@ from ..jobs.counters import record_outcome, remember_failure
 from ..jobs.dependencies import fail_orphans
 from ..jobs.events import publish_job_event
 from ..jobs.job import OffloadJob
+from ..jobs.keys import PAUSED_QUEUES_KEY
 from ..jobs.queue import OffloadQueue, requeue_stranded
 from ..jobs.tracing import end_attempt, start_attempt
 from ..settings import Settings, get_settings
@@ -77,6 +79,31 @@ class OffloadWorkerMixin:
             finally:
                 self.scheduler.release_locks()
                 self.scheduler.register_death()
+
+    #: Which of this worker's queues offload has paused (POST /queues/{name}/pause), as last read.
+    _paused_here: tuple[str, ...] = ()
+
+    def set_state(self, state: str, pipeline=None) -> None:  # noqa: ANN001
+        """RQ's, except that an idle worker some of whose queues offload has paused says so: the
+        state is what ``rq info`` and rq-dashboard print for a worker, and a bare "idle" beside
+        queued jobs hides why they wait (issue 25)."""
+        if state == WorkerStatus.IDLE and self._paused_here:
+            state = idle_with_paused_queues(self._paused_here)
+        super().set_state(state, pipeline=pipeline)
+
+    def _note_paused_queues(self) -> None:
+        """Which of this worker's queues are paused, looked at on each maintenance pass (half a
+        heartbeat; see run_maintenance_tasks): an idle worker's state follows a pause or resume."""
+        try:
+            paused = {_text(name) for name in self.connection.smembers(PAUSED_QUEUES_KEY)}
+        except redis.RedisError:
+            return
+        here = tuple(queue.name for queue in self.queues if queue.name in paused)
+        if here != self._paused_here:
+            self._paused_here = here
+            state = self.get_state()
+            if (state.value if isinstance(state, WorkerStatus) else str(state)).startswith(WorkerStatus.IDLE.value):
+                self.set_state(WorkerStatus.IDLE)  # idle, with or without the paused queues now
 
     def execute_job(self, job, queue) -> None:  # noqa: ANN001
         """Run the job with its id (and the id of the request that submitted it) in every
@@ -227,10 +254,12 @@ class OffloadWorkerMixin:
 
     def run_maintenance_tasks(self) -> None:
         """RQ's, but not once a stop is asked for: it restarts a scheduler process it finds
-        dead, and the one that was just stopped counts, so a stopping worker forked a new one."""
+        dead, and the one that was just stopped counts, so a stopping worker forked a new one.
+        Then a look at which of this worker's queues are paused (:meth:`_note_paused_queues`)."""
         if self._stop_requested:
             return
         super().run_maintenance_tasks()
+        self._note_paused_queues()
 
     def stop_scheduler(self) -> None:
         """RQ's (SIGTERM, then wait), with the wait bounded: SCHEDULER_STOP_SECONDS, then SIGKILL."""
@@ -336,6 +365,15 @@ class OffloadWorkerMixin:
                 enqueue_callback(self.connection, job, self.offload_settings or get_settings())
             except redis.RedisError:
                 log.exception("could not queue the callback of job %s", job.id, extra={"job_id": job.id})
+
+
+def idle_with_paused_queues(names: tuple[str, ...]) -> str:
+    """The state of an idle worker some of whose queues are paused: RQ's word first, then why."""
+    return f"{WorkerStatus.IDLE.value} (offload paused: {', '.join(names)})"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _mark_abandoned(job, exc_type, exc_value, traceback) -> bool:  # noqa: ANN001 - RQ's handler signature

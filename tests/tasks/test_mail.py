@@ -11,6 +11,7 @@ from app.settings import SmtpTarget
 from app.tasks import mail
 
 from ..conftest import free_port
+from ..smtp_holding import start_holding_smtp
 
 
 def test_send_email_delivers_with_message_id(smtp):
@@ -22,6 +23,48 @@ def test_send_email_delivers_with_message_id(smtp):
     assert receipt["accepted"] == ["bob@example.com"]
     assert smtp.messages[-1]["Message-ID"] == "<id-1@t>"
     assert smtp.messages[-1]["Subject"] == "Hello"
+
+
+def test_the_message_is_in_doubt_only_from_after_the_servers_354():
+    """Issue 25: ``on_sending`` (where send_email_job claims the message as in doubt) runs once the
+    server has answered DATA and been given the message, not before DATA: an attempt that dies
+    before then has provably not sent it, and its retry may."""
+    controller, sink, url = start_holding_smtp("none")
+    try:
+        seen: list[tuple[int, int]] = []
+        receipt = mail.send_email(
+            "bob@example.com", "Hi", "line one\n.starts with a dot\n", smtp=SmtpTarget.parse(url),
+            mail_from="a@example.test", timeout=5, on_sending=lambda: seen.append((sink.data_commands, len(sink.messages))),
+        )  # fmt: skip
+        assert seen == [(1, 0)]  # DATA answered, the message not yet taken
+        assert len(sink.messages) == 1
+        assert sink.messages[0]["Message-ID"] == receipt["message_id"]
+        assert sink.messages[0].get_content().replace("\r\n", "\n") == "line one\n.starts with a dot\n"
+    finally:
+        sink.gate.set()
+        controller.stop()
+
+
+def test_a_claim_refused_before_the_end_of_the_message_delivers_nothing():
+    """When ``on_sending`` raises (another attempt holds the claim), the connection is closed
+    without the message's end and without QUIT, which the server would read as more message:
+    the server drops it, and a later send is the only message delivered."""
+    controller, sink, url = start_holding_smtp("none")
+    target = SmtpTarget.parse(url)
+    try:
+
+        def refuse() -> None:
+            raise mail.DeliveryUnknown("claimed by another attempt")
+
+        with pytest.raises(mail.DeliveryUnknown):
+            mail.send_email("bob@example.com", "", "first", smtp=target, mail_from="a@example.test", timeout=5,
+                            on_sending=refuse)  # fmt: skip
+        assert sink.data_commands == 1
+        mail.send_email("bob@example.com", "", "second", smtp=target, mail_from="a@example.test", timeout=5)
+        assert [m.get_content().strip() for m in sink.messages] == ["second"]
+    finally:
+        sink.gate.set()
+        controller.stop()
 
 
 def test_send_email_to_a_closed_port_raises_smtp_error():

@@ -68,6 +68,11 @@ def test_dashboard_needs_an_admin_key(keyed_client):
     # JSON endpoints and POST actions are guarded too.
     assert keyed_client.get("/dashboard/0/data/queues.json").status_code == 401
     assert keyed_client.post("/dashboard/requeue/default").status_code == 401
+    # So is what the dashboard's offload banner reads (the paused queues, every client's waiting keys).
+    assert keyed_client.get("/dashboard/offload-state.json").status_code == 401
+    assert keyed_client.get("/dashboard/offload-state.json", headers=bearer(CLIENT)).status_code == 403
+    state = keyed_client.get("/dashboard/offload-state.json", headers=bearer(ADMIN))
+    assert state.status_code == 200 and state.get_json()["available"] is True
 
 
 def test_secrets_never_appear_in_answers(keyed_client):

@@ -321,6 +321,53 @@ def test_failed_job_is_requeued_from_the_dashboard_and_runs_again(stack, smtp, p
     artifact(page, "finished-after-requeue")
 
 
+def test_cancel_and_retry_buttons_follow_the_jobs_links(stack, page, artifact):
+    """Issue 25: the page offers Cancel and Retry as the job's links do (app/jobs/resource.py)."""
+    finished = stack.post({"type": "count_words", "text": "done and dusted"}).json()["id"]
+    assert stack.wait_for(finished)["status"] == "finished"
+    page.goto(f"{stack.base}/#job={finished}")
+    expect(job_status(page)).to_have_text("finished")
+    expect(page.locator("#job-cancel")).to_be_hidden()
+    expect(page.locator("#job-retry")).to_be_hidden()
+
+    running = stack.post({"type": "sleep", "seconds": 60}).json()["id"]
+    page.goto(f"{stack.base}/#job={running}")
+    expect(job_status(page)).to_have_text(re.compile(r"^(queued|started)$"))
+    expect(page.locator("#job-cancel")).to_be_visible()
+    expect(page.locator("#job-retry")).to_be_hidden()
+    page.locator("#job-cancel").click()
+    expect(job_status(page)).to_have_text(re.compile(r"^(stopped|canceled)$"), timeout=JOB_TIMEOUT_MS)
+    expect(page.locator("#job-retry")).to_be_visible()
+    expect(page.locator("#job-cancel")).to_be_hidden()
+    artifact(page, "ended")
+    page.locator("#job-retry").click()
+    expect(job_status(page)).to_have_text(re.compile(r"^(queued|started)$"), timeout=JOB_TIMEOUT_MS)
+    expect(page.locator("#job-cancel")).to_be_visible()
+    expect(page.locator("#job-retry")).to_be_hidden()
+    assert stack.session_post(f"/jobs/{running}/cancel").status_code == 202
+
+
+def test_the_dashboard_banner_shows_a_pause_as_it_changes_and_leads_back(stack, page, artifact):
+    """Issue 25: rq-dashboard cannot tell a paused queue from an idle one, nor lead back to offload."""
+    assert stack.session_post("/queues/low/pause").status_code == 200
+    page.goto(f"{stack.base}/dashboard/")
+    banner = page.locator("#offload-banner")
+    expect(banner.locator("#offload-paused")).to_be_visible()
+    expect(banner.locator("#offload-paused")).to_contain_text("Paused by offload: low.")
+    expect(banner.locator("#offload-waiting")).to_be_hidden()
+    expect(page.locator("table#queues")).to_be_visible()  # the dashboard itself still works below
+    artifact(page, "paused")
+    # Resumed elsewhere: the banner follows within a refresh, as the dashboard's tables do.
+    assert stack.session_post("/queues/low/resume").status_code == 200
+    expect(banner.locator("#offload-paused")).to_be_hidden(timeout=10_000)
+    assert stack.session_post("/queues/high/pause").status_code == 200
+    expect(banner.locator("#offload-paused")).to_contain_text("Paused by offload: high.", timeout=10_000)
+    assert stack.session_post("/queues/high/resume").status_code == 200
+    page.get_by_role("link", name="Back to offload").click()
+    expect(page).to_have_url(f"{stack.base}/")
+    expect(page.locator("#job-form")).to_be_visible()
+
+
 def test_page_on_a_phone_sized_window(stack, new_page, artifact):
     page = new_page(viewport=PHONE, is_mobile=True, has_touch=True)
     page.goto(f"{stack.base}/")

@@ -101,6 +101,16 @@ def test_bad_bulk_requests_are_422_and_touch_nothing(client, job_queue, settings
     assert job_queue.get(job_id)["status"] == "failed"
 
 
+def test_a_missing_action_is_required_and_an_unknown_one_is_named_as_not_an_action(client):
+    """Issue 25: an unknown action was reported as "required" although it was given."""
+    missing = assert_problem(client.post("/jobs/bulk", json={"filter": {}}), 422)["errors"]
+    assert missing == [{"field": "action", "message": "required: one of retry, cancel, delete"}]
+    unknown = assert_problem(client.post("/jobs/bulk", json={"action": "explode"}), 422)["errors"]
+    assert unknown == [{"field": "action", "message": "'explode' is not one of the actions: retry, cancel, delete"}]
+    nested = assert_problem(client.post("/jobs/bulk", json={"action": "retry", "filter": {"status": "nope"}}), 422)
+    assert [error["field"] for error in nested["errors"]] == ["filter.status"]
+
+
 def test_an_integral_float_limit_is_an_integer_and_options_lists_post(client):
     answer = client.post("/jobs/bulk", json={"action": "delete", "limit": 412.0})
     assert answer.status_code == 200 and answer.get_json()["matched"] == 0

@@ -105,7 +105,8 @@ def check_sequence(events: list[Event], first_id: int = 1) -> None:
             assert set(event.data) == {"done", "total"} and 0 <= event.data["done"] <= event.data["total"]
         else:
             assert event.data["id"] == job_id
-            assert event.data["links"] == {"self": f"/jobs/{job_id}", "cancel": f"/jobs/{job_id}/cancel"}
+            action = {"finished": None, "failed": "retry", "stopped": "retry", "canceled": "retry"}.get(event.data["status"], "cancel")
+            assert event.data["links"] == {"self": f"/jobs/{job_id}"} | ({action: f"/jobs/{job_id}/{action}"} if action else {})
 
 
 # --- on real processes -----------------------------------------------------------------------

@@ -28,6 +28,41 @@ def test_submit_count_words_answers_202_with_location_and_retry_after(client, jo
     assert queued_count(job_queue) == 1
 
 
+def test_links_offer_only_the_actions_the_status_allows_and_the_server_agrees(client, job_queue):
+    """Issue 25: ``links`` offered ``cancel`` on ended jobs and never ``retry``. Each job's links
+    name exactly the actions its status allows, and the server accepts exactly those."""
+
+    def submit(**fields) -> str:
+        return client.post("/jobs", json={"max_retries": 0, **fields}).get_json()["id"]
+
+    finished = submit(type="count_words", text="done")
+    failed = submit(type="fail", message="x")
+    canceled = submit(type="noop")
+    assert client.post(f"/jobs/{canceled}/cancel").status_code == 202
+    run_jobs(job_queue)
+    queued = submit(type="noop")
+    scheduled = submit(type="noop", delay_seconds=600)
+    deferred = submit(type="noop", depends_on=[submit(type="noop", delay_seconds=600)])
+    expected = {
+        queued: ("queued", {"cancel"}), scheduled: ("scheduled", {"cancel"}), deferred: ("deferred", {"cancel"}),
+        finished: ("finished", set()), failed: ("failed", {"retry"}), canceled: ("canceled", {"retry"}),
+    }  # fmt: skip
+    listed = {job["id"]: job["links"] for job in client.get("/jobs?limit=200").get_json()["jobs"]}
+    for job_id, (status, actions) in expected.items():
+        body = client.get(f"/jobs/{job_id}").get_json()
+        assert body["status"] == status
+        wanted = {"self": f"/jobs/{job_id}"} | {action: f"/jobs/{job_id}/{action}" for action in actions}
+        assert body["links"] == listed[job_id] == wanted, status
+        for action in {"cancel", "retry"} - actions:  # not offered: the server refuses it
+            assert_problem(client.post(f"/jobs/{job_id}/{action}"), 409)
+    for job_id, (status, actions) in expected.items():
+        for action in actions:  # offered: the server takes it, and the answer's links follow
+            answer = client.post(f"/jobs/{job_id}/{action}")
+            assert answer.status_code == 202, (status, answer.get_data(as_text=True))
+            after = answer.get_json()
+            assert set(after["links"]) == {"self", "retry" if after["status"] == "canceled" else "cancel"}, after
+
+
 def test_job_runs_and_status_shows_result(client, job_queue):
     text = "alpha beta\ngamma  delta epsilon\n"
     job_id = client.post("/jobs", json={"type": "count_words", "text": text, "metadata": {"order": 7}}).get_json()["id"]

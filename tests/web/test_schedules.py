@@ -92,6 +92,7 @@ def test_pages_follow_next(client):
         ({"job": [], "every_seconds": 5}, {"job"}),
         ({"job": {"type": "nope"}, "every_seconds": 5}, {"job.type"}),
         ({"job": {"type": "send_email", "to": "not an address", "body": "x"}, "every_seconds": 5}, {"job.to"}),
+        ({"job": {"type": "send_email", "to": "a@example.com"}, "every_seconds": 5}, {"job.body"}),  # issue 25: not "job"
         ({"job": {**JOB, "delay_seconds": 5}, "every_seconds": 5}, {"job.delay_seconds"}),
         ({"job": {**JOB, "run_at": "2030-01-01T00:00:00Z"}, "every_seconds": 5}, {"job.run_at"}),
         ({"job": {**JOB, "callback_url": "https://example.com/hook"}, "every_seconds": 5}, {"job.callback_url"}),

@@ -1,7 +1,7 @@
 """How soon a worker's maintenance recovers the job of a worker that died (issue 16).
 
 A worker SIGKILLed mid-``send_email`` under ``make run`` defaults left its job running for 62 s
-against the 35 s the README promises. Two of the causes, each pinned here without timing anything
+against the 35 s docs/reliability.md promises. Two of the causes, each pinned here without timing anything
 (``test_faults.py`` measures the whole path on real processes):
 
 * an idle worker blocks on the queues for ``dequeue_timeout`` (RQ: ``worker_ttl - 15`` = 15 s)

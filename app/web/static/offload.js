@@ -15,7 +15,6 @@
   var AUTH = offload.auth;
   var WAIT = parseInt(document.body.dataset.wait, 10) || 10;
   var TERMINAL = ["finished", "failed", "canceled", "stopped"];
-  var RETRYABLE = ["failed", "canceled", "stopped"];
   var RECENT_LIMIT = 20;
 
   function $(id) { return document.getElementById(id); }
@@ -363,8 +362,9 @@
 
     var self = (job.links && job.links.self) || "/jobs/" + encodeURIComponent(job.id);
     $("job-json").href = self;
-    $("job-cancel").hidden = isTerminal(job.status);
-    $("job-retry").hidden = RETRYABLE.indexOf(job.status) < 0;
+    // The server's links name the actions the job's status allows now (app/jobs/resource.py links).
+    $("job-cancel").hidden = !(job.links && job.links.cancel);
+    $("job-retry").hidden = !(job.links && job.links.retry);
     $("job-raw").textContent = JSON.stringify(job, null, 2);
     markRecentRow(job);
   }
@@ -453,7 +453,8 @@
   function control(action) {
     if (!current) return;
     var job = current;
-    api("POST", "/jobs/" + encodeURIComponent(job.id) + "/" + action).then(function (answer) {
+    var url = (job.links && job.links[action]) || "/jobs/" + encodeURIComponent(job.id) + "/" + action;
+    api("POST", url).then(function (answer) {
       if (answer.status === 202 && answer.data) {
         watch(answer.data);
         refreshRecent();
