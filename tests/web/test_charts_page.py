@@ -49,14 +49,17 @@ def test_charts_draw_the_last_hour_per_queue(stack, new_page, artifact):  # noqa
     finished = charts.locator('figure[data-metric="finished"]')
     expect(finished.locator('polyline[data-queue="default"]')).to_have_attribute("data-total", "2")
     expect(finished.locator('polyline[data-queue="low"]')).to_have_attribute("data-total", "0")
-    expect(finished).to_have_attribute("data-max", "2")
+    # The two jobs end in one minute, or (rarely) one each side of a minute's turn.
+    busiest = max(stack.get("/stats/timeseries?minutes=60").json()["queues"]["default"]["finished"])
+    assert busiest in (1, 2)
+    expect(finished).to_have_attribute("data-max", str(busiest))
     failed = charts.locator('figure[data-metric="failed"]')
     expect(failed.locator('polyline[data-queue="low"]')).to_have_attribute("data-total", "1")
     # The run time chart's scale is the slowest minute: at least the 0.2 s the jobs slept.
     run_max = float(charts.locator('figure[data-metric="mean_run_seconds"]').get_attribute("data-max"))
     assert run_max >= 0.2
     # The minutes the jobs ended in are drawn above the time axis; every other point is on it,
-    # and the busiest minute (2 jobs, the top of the scale 0-1-2) at the top of the plot.
+    # and the busiest minute (the top of the scale: 0-1-2 or 0-1) at the top of the plot.
     svg = finished.locator("svg")
     bottom, top = float(svg.get_attribute("data-bottom")), float(svg.get_attribute("data-top"))
     heights = [float(p.split(",")[1]) for p in finished.locator('polyline[data-queue="default"]').get_attribute("points").split()]
@@ -119,12 +122,14 @@ def test_charts_say_the_time_in_local_time_and_their_units(stack, new_page, arti
     expect(finished.locator(".chart-table .hint")).to_have_text("Minutes not listed had none.")
     artifact(page, "axes")
     charts.screenshot(path=str(ARTIFACTS / "test_charts_say_the_time-charts.png"))
-    # The table stays open across the refresh (every 10 s, or the button).
-    before = charts.get_attribute("data-updated")
-    page.locator("#charts-refresh").click()
-    page.wait_for_timeout(500)
+    # Across a refresh (every 10 s, or the button) the table stays open, and the same table
+    # while its figures are the same (a screen reader reading it keeps its place).
+    table.evaluate("t => { t.dataset.seen = '1'; }")
+    with page.expect_response(lambda r: "/stats/timeseries" in r.url):
+        page.locator("#charts-refresh").click()
+    page.wait_for_timeout(300)
     expect(table).to_be_visible()
-    assert charts.get_attribute("data-updated") >= before
+    expect(table).to_have_attribute("data-seen", "1")
 
 
 def test_charts_fit_a_phone_and_redraw_for_a_new_width(stack, new_page, artifact):  # noqa: F811

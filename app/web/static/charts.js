@@ -25,6 +25,7 @@
   var TOP = 22, RIGHT = 10, BOTTOM = 38;   // room for the unit, the time labels and the axis title
   var TICK_MINUTES = [5, 10, 15, 20, 30, 60];
   var MIN_TICK_GAP_PX = 46;                // "00:00" is ~30 px at 11px: leave air between labels
+  var LABEL_GAP_PX = 10;                   // the least space between two time labels
   var MIN_LEFT = 30;                       // room for "0.5" or "100" beside the value axis
   var SVG = "http://www.w3.org/2000/svg";
 
@@ -180,12 +181,17 @@
 
     // The time axis: a tick and a label on round local times, the time zone below.
     var times = node("g", { "class": "x-axis" });
+    var free = -Infinity;  // where the next label may start, clear of the one before
     timeTicks(dates, step).forEach(function (index) {
       var at = x(index);
       times.appendChild(node("line", { "class": "tick", x1: at, x2: at, y1: bottom, y2: bottom + 4 }));
       var text = clock(dates[index]);
-      var half = text.length * CHAR_PX / 2;
+      var size = text.length * CHAR_PX, half = size / 2;
+      // Kept inside the chart; a label pushed against the one before it is left out (its tick stays).
       var anchor = at - half < 0 ? "start" : at + half > width ? "end" : "middle";
+      var start = anchor === "start" ? at : anchor === "end" ? at - size : at - half;
+      if (start < free) return;
+      free = start + size + LABEL_GAP_PX;
       var label = node("text", { x: at, y: bottom + 6 + FONT_PX, "text-anchor": anchor }, text);
       label.dataset.time = data.times[index];
       times.appendChild(label);
@@ -245,11 +251,15 @@
       row.forEach(function (v) { tr.appendChild(html("td", v == null ? "none" : format(v), "num")); });
       body.appendChild(tr);
     });
+    var note = html("p", body.rows.length ? "Minutes not listed had none." : "None in the last " + dates.length + " minutes.", "hint");
+    // Replaced only when its figures change, not on every refresh: a screen reader in the table
+    // keeps its place.
+    var figures = t.textContent + note.textContent;
+    if (holder.dataset.figures === figures) return;
+    holder.dataset.figures = figures;
     holder.textContent = "";
     holder.appendChild(t);
-    holder.appendChild(html("p", body.rows.length
-      ? "Minutes not listed had none."
-      : "None in the last " + dates.length + " minutes.", "hint"));
+    holder.appendChild(note);
   }
 
   // --- refresh -------------------------------------------------------------------------------
