@@ -40,11 +40,12 @@ def test_charts_draw_the_last_hour_per_queue(stack, new_page, artifact):  # noqa
     charts = page.locator("#charts")
     expect(charts.locator("#charts-wrap")).to_be_visible()
     for metric in ("finished", "failed", "mean_run_seconds"):
-        lines = charts.locator(f'figure[data-metric="{metric}"] svg polyline')
+        lines = charts.locator(f'figure[data-metric="{metric}"] svg .series')
         expect(lines).to_have_count(3)
         for index in range(3):
             expect(lines.nth(index)).to_have_attribute("data-points", "60")
-            assert len(lines.nth(index).get_attribute("points").split()) == 60
+            if metric != "mean_run_seconds":
+                assert len(lines.nth(index).get_attribute("points").split()) == 60
 
     finished = charts.locator('figure[data-metric="finished"]')
     expect(finished.locator('polyline[data-queue="default"]')).to_have_attribute("data-total", "2")
@@ -65,6 +66,13 @@ def test_charts_draw_the_last_hour_per_queue(stack, new_page, artifact):  # noqa
     heights = [float(p.split(",")[1]) for p in finished.locator('polyline[data-queue="default"]').get_attribute("points").split()]
     assert 1 <= sum(1 for y in heights if y < bottom) <= 2 and min(heights) == pytest.approx(top, abs=0.1)
     assert sum(1 for y in heights if y == pytest.approx(bottom, abs=0.1)) >= 58
+    # A run time exists only for the minutes in which jobs ended: no line elsewhere, and none at
+    # "0 seconds" for the minutes in which nothing ran.
+    run = charts.locator('figure[data-metric="mean_run_seconds"]')
+    expect(run.locator('path[data-queue="high"]')).to_have_attribute("d", "")
+    d = run.locator('path[data-queue="default"]').get_attribute("d")
+    ys = [float(y) for y in re.findall(r"[ML][-\d.]+,([\d.]+)", d)]
+    assert 1 <= len(ys) <= 2 and all(y < bottom - 20 for y in ys), d
     artifact(page, "charts")
 
 

@@ -2,8 +2,9 @@
  *
  * Plain JavaScript drawing inline SVG (no library, nothing from a CDN, no inline script: the CSP
  * forbids them), from GET /stats/timeseries?minutes=60, the same API any client may call. One
- * polyline per queue and chart, one point per minute (the minute's start); colours come from
- * charts.css classes. The key and the call are api.js's.
+ * line per queue and chart, one point per minute (the minute's start); a run time's line breaks
+ * at the minutes in which no job ended. Colours come from charts.css classes. The key and the
+ * call are api.js's.
  *
  * Each chart has its axes: the time along the bottom, in the browser's local time with the
  * offset from UTC said ("Local time (UTC+02:00)"), a tick every 5 to 60 minutes as the width
@@ -203,12 +204,9 @@
     names.forEach(function (name) {
       var series = data.queues[name][metric];
       var total = 0;
-      var points = series.map(function (v, i) {
-        var value = v == null ? 0 : v;
-        total += value;
-        return x(i).toFixed(1) + "," + y(value).toFixed(1);
-      });
-      var line = node("polyline", { "class": "q-" + name, points: points.join(" ") });
+      series.forEach(function (v) { total += v || 0; });
+      var line = spec.counts ? countLine(series, x, y) : meanLine(series, x, y, step);
+      line.setAttribute("class", "series q-" + name);
       line.dataset.queue = name;
       line.dataset.points = String(series.length);
       line.dataset.total = format(total);
@@ -220,6 +218,28 @@
     figure.dataset.max = format(max);
     figure.dataset.scaleTop = labels[labels.length - 1];
     table(figure, spec, names, data, dates);
+  }
+
+  /* A count per minute: a polyline through every minute (a minute with none is a true 0). */
+  function countLine(series, x, y) {
+    return node("polyline", { points: series.map(function (v, i) {
+      return x(i).toFixed(1) + "," + y(v || 0).toFixed(1);
+    }).join(" ") });
+  }
+
+  /* A mean per minute: a minute in which no job ended has no mean, so the line breaks there
+   * instead of falling to "0 seconds"; a minute alone between gaps is a dash its width. */
+  function meanLine(series, x, y, step) {
+    var d = [];
+    series.forEach(function (v, i) {
+      if (v == null) return;
+      var alone = series[i - 1] == null && series[i + 1] == null;
+      var at = x(i).toFixed(1) + "," + y(v).toFixed(1);
+      var dash = Math.max(step, 6);
+      if (alone) d.push("M" + (x(i) - dash / 2).toFixed(1) + "," + y(v).toFixed(1) + "h" + dash.toFixed(1));
+      else d.push((series[i - 1] == null ? "M" : "L") + at);
+    });
+    return node("path", { d: d.join(" ") });
   }
 
   /* The same figures as a table (in the figure's "Table" disclosure), one row per minute that
