@@ -156,7 +156,8 @@ def test_state_and_action_side_by_side_on_a_phone_and_a_desktop(stack, new_page)
             expect(button).to_have_text(action)
             b, t = badge.bounding_box(), button.bounding_box()
             # On one line, the state first, then its action; both within the screen.
-            assert b["x"] + b["width"] <= t["x"] and abs((b["y"] + b["height"] / 2) - (t["y"] + t["height"] / 2)) < 4, (name, b, t)
+            middle = lambda box: box["y"] + box["height"] / 2  # noqa: E731
+            assert b["x"] + b["width"] <= t["x"] and abs(middle(b) - middle(t)) < 4, (name, b, t)
             assert t["x"] + t["width"] <= viewport["width"], (name, t)
         # The create form keeps its space from the list above it (its rule was lost to a stray brace).
         assert page.evaluate("getComputedStyle(document.querySelector('#schedule-form')).marginTop") == "16px"

@@ -271,7 +271,8 @@
       row.forEach(function (v) { tr.appendChild(html("td", v == null ? "none" : format(v), "num")); });
       body.appendChild(tr);
     });
-    var note = html("p", body.rows.length ? "Minutes not listed had none." : "None in the last " + dates.length + " minutes.", "hint");
+    var note = html("p", body.rows.length ? "Minutes not listed had none."
+      : "None in the last " + dates.length + " minutes.", "hint");
     // Replaced only when its figures change, not on every refresh: a screen reader in the table
     // keeps its place.
     var figures = t.textContent + note.textContent;
