@@ -1,9 +1,15 @@
-/* The page's schedules block: list schedules, enable or disable one, delete one, create one.
+/* The page's schedules block: list schedules, pause or resume one, delete one, create one.
  *
  * Plain JavaScript like offload.js, and the same public API any client uses: GET /schedules,
  * POST /schedules, PATCH and DELETE /schedules/{id}. The API key, the calls and the
  * messages are api.js's. The list refreshes every few seconds while the tab is visible, so
  * "next run" and "last job" follow the ticks.
+ *
+ * A schedule's state and what to do about it are two things, as the queues block shows them:
+ * a badge says the state ("active" or "paused") and a button says the action ("Pause" or
+ * "Resume", named "Pause <schedule>" for assistive technology). The list is drawn again on
+ * every refresh; the control that had the focus gets it back in the new row, so a keyboard
+ * user can pause, resume and delete without being sent to the top of the page.
  */
 (function () {
   "use strict";
@@ -43,7 +49,7 @@
       time.title = schedule.next_run_at;
       next.appendChild(time);
     } else {
-      next.textContent = "paused";
+      next.textContent = "none";
     }
     tr.appendChild(next);
 
@@ -58,28 +64,61 @@
     if (schedule.last_error) last.appendChild(document.createTextNode(" ⚠ " + schedule.last_error.message));
     tr.appendChild(last);
 
-    var toggleCell = cell("");
-    var toggle = document.createElement("button");
-    toggle.type = "button";
-    toggle.className = "secondary schedule-toggle";
-    toggle.setAttribute("role", "switch");
-    toggle.setAttribute("aria-checked", schedule.enabled ? "true" : "false");
-    toggle.setAttribute("aria-label", (schedule.enabled ? "Disable " : "Enable ") + label);
-    toggle.textContent = schedule.enabled ? "On" : "Off";
-    toggle.addEventListener("click", function () { change(schedule, { enabled: !schedule.enabled }, toggle); });
-    toggleCell.appendChild(toggle);
-    tr.appendChild(toggleCell);
+    // The state, then the action that changes it.
+    var stateCell = cell("", "c-state");
+    var badge = document.createElement("span");
+    badge.className = "status schedule-state " + (schedule.enabled ? "status-finished" : "status-canceled");
+    badge.textContent = schedule.enabled ? "active" : "paused";
+    stateCell.appendChild(badge);
+    var toggle = control("toggle", schedule.enabled ? "Pause" : "Resume", label);
+    toggle.addEventListener("click", function () { change(schedule, label, toggle); });
+    stateCell.appendChild(toggle);
+    tr.appendChild(stateCell);
 
     var removeCell = cell("");
-    var remove = document.createElement("button");
-    remove.type = "button";
-    remove.className = "secondary schedule-delete";
-    remove.textContent = "Delete";
-    remove.setAttribute("aria-label", "Delete " + label);
-    remove.addEventListener("click", function () { destroy(schedule, remove); });
+    var remove = control("delete", "Delete", label);
+    remove.addEventListener("click", function () { destroy(schedule, label, remove); });
     removeCell.appendChild(remove);
     tr.appendChild(removeCell);
     return tr;
+  }
+
+  /* A row's button: its text the action, its name the action and the schedule ("Pause heartbeat"). */
+  function control(kind, action, label) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary schedule-" + kind;
+    button.dataset.control = kind;
+    button.textContent = action;
+    button.setAttribute("aria-label", action + " " + label);
+    return button;
+  }
+
+  /* A control that is busy keeps the focus (a disabled button would drop it): aria-disabled says
+   * so, and a second press is ignored. The focus itself survives the redraw (restoreFocus). */
+  function busy(button, on) {
+    if (on) button.setAttribute("aria-disabled", "true");
+    else button.removeAttribute("aria-disabled");
+  }
+
+  function isBusy(button) { return button.getAttribute("aria-disabled") === "true"; }
+
+  // --- the focus across redraws --------------------------------------------------------------
+
+  function focusedControl() {
+    var el = document.activeElement;
+    var tr = el && el.dataset && el.dataset.control && el.closest("#schedules-body tr");
+    if (!tr) return null;
+    return { id: tr.dataset.scheduleId, control: el.dataset.control };
+  }
+
+  /* The same control in the same schedule's new row; when the schedule is gone (deleted), the
+   * block's heading: not the next row's button, where a second Enter would delete another. */
+  function restoreFocus(where) {
+    if (!where) return;
+    var tr = $("schedules-body").querySelector('tr[data-schedule-id="' + CSS.escape(where.id) + '"]');
+    var target = tr ? tr.querySelector('[data-control="' + where.control + '"]') : $("schedules-heading");
+    if (target) target.focus();
   }
 
   function refresh() {
@@ -100,31 +139,43 @@
       }
       var schedules = answer.data.schedules || [];
       var body = $("schedules-body");
+      var focus = focusedControl();
       body.textContent = "";
       schedules.forEach(function (schedule) { body.appendChild(row(schedule)); });
       $("schedules-wrap").hidden = !schedules.length;
       message(schedules.length ? "" : "No schedules yet.");
+      restoreFocus(focus);
     }).catch(function (err) {
       if (mine === seq) message("Could not reach offload: " + err.message);
     });
   }
 
-  function change(schedule, patch, button) {
-    button.disabled = true;
-    api("PATCH", "/schedules/" + encodeURIComponent(schedule.id), patch).then(function (answer) {
-      if (!answer.ok) message("Could not change the schedule: " + detail(answer));
-      return refresh();
-    }).catch(function (err) { message("Could not reach offload: " + err.message); })
-      .then(function () { button.disabled = false; });
+  /* Pause an active schedule or resume a paused one; the outcome is said on the status line. */
+  function change(schedule, label, button) {
+    if (isBusy(button)) return;
+    var enabled = !schedule.enabled;
+    act(button, "PATCH", schedule, { enabled: enabled }, "Could not change the schedule: ",
+      enabled ? label + " resumed: its next run is shown." : label + " paused: no job until it is resumed.");
   }
 
-  function destroy(schedule, button) {
-    button.disabled = true;
-    api("DELETE", "/schedules/" + encodeURIComponent(schedule.id)).then(function (answer) {
-      if (!answer.ok) message("Could not delete the schedule: " + detail(answer));
+  function destroy(schedule, label, button) {
+    if (isBusy(button)) return;
+    act(button, "DELETE", schedule, undefined, "Could not delete the schedule: ", label + " deleted.");
+  }
+
+  function act(button, method, schedule, patch, failed, done) {
+    busy(button, true);
+    var ok = false, outcome = "";
+    api(method, "/schedules/" + encodeURIComponent(schedule.id), patch).then(function (answer) {
+      ok = answer.ok;
+      outcome = ok ? done : failed + detail(answer);
       return refresh();
-    }).catch(function (err) { message("Could not reach offload: " + err.message); })
-      .then(function () { button.disabled = false; });
+    }).catch(function (err) { outcome = "Could not reach offload: " + err.message; })
+      .then(function () {
+        busy(button, false);
+        // Said after the refresh (which clears the line); "No schedules yet." stays when it is true.
+        if (outcome && (!ok || $("schedules-message").hidden)) message(outcome);
+      });
   }
 
   // --- the form ------------------------------------------------------------------------------
