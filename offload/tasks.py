@@ -43,6 +43,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, SecretStr
 
+from .models import TaskDefaults
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ENV_VAR",
@@ -228,14 +230,14 @@ class Task:
     def upload_fields(self) -> tuple[str, ...]:
         return _fields_marked(self.args, UPLOAD_KEY)
 
-    def defaults(self) -> dict[str, Any]:
+    def defaults(self) -> TaskDefaults:
         """The options a submission of this type gets when it does not set them (None: the
-        server's setting applies)."""
-        return {
-            "queue": self.queue, "timeout_seconds": self.timeout_seconds, "max_retries": self.max_retries,
-            "result_ttl_seconds": self.result_ttl_seconds, "concurrency_key": self.concurrency_key,
-            "concurrency_limit": self.concurrency_limit,
-        }  # fmt: skip
+        server's setting applies): what ``GET /tasks`` says, and a client reads back."""
+        return TaskDefaults(
+            queue=self.queue, timeout_seconds=self.timeout_seconds, max_retries=self.max_retries,
+            result_ttl_seconds=self.result_ttl_seconds, concurrency_key=self.concurrency_key,
+            concurrency_limit=self.concurrency_limit,
+        )  # fmt: skip
 
     def concurrency_key_for(self, args: Mapping[str, Any]) -> str | None:
         """The default ``concurrency_key`` of a job with these arguments."""

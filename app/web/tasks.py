@@ -9,6 +9,7 @@ the same tasks): the page shows its forms before a key is entered.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from typing import Any
@@ -78,7 +79,7 @@ def describe(task: Task) -> dict:
     """A task as ``GET /tasks`` shows it (:class:`TaskInfo`): its defaults
     with this server's settings where the task leaves them open."""
     app_settings = settings()
-    defaults = task.defaults()
+    defaults = dataclasses.asdict(task.defaults())
     for name, setting in (
         ("timeout_seconds", app_settings.default_timeout_seconds),
         ("max_retries", app_settings.default_max_retries),

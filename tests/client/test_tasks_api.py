@@ -66,7 +66,7 @@ def test_a_type_registered_twice_names_both_functions():
 def test_the_description_is_the_models_docstring_and_defaults_are_kept():
     made = task("thing", args=Args, queue="high", max_retries=4, concurrency_key="n:{name}", into=Registry())(_noop)
     assert made.description == "Do a thing."
-    assert made.defaults()["queue"] == "high" and made.defaults()["max_retries"] == 4
+    assert made.defaults().queue == "high" and made.defaults().max_retries == 4
     assert made.concurrency_key_for({"name": "ada"}) == "n:ada"
     assert made(Args(name="x"), None) == {}  # still a plain function
 

@@ -319,10 +319,7 @@ def test_the_model_describes_the_task_and_marks_the_upload() -> None:
 
 def test_registered_with_its_defaults() -> None:
     assert offload.tasks.registry.get("csv_report") is csv_report
-    assert csv_report.defaults() == {
-        "queue": "low", "timeout_seconds": 300, "max_retries": 1, "result_ttl_seconds": None,
-        "concurrency_key": None, "concurrency_limit": None,
-    }  # fmt: skip
+    assert csv_report.defaults() == offload.TaskDefaults(queue="low", timeout_seconds=300, max_retries=1)
 
 
 def test_the_distribution_names_the_module_in_the_entry_point_group() -> None:
