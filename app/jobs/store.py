@@ -26,7 +26,7 @@ from rq.serializers import JSONSerializer
 
 from .. import connections
 from ..settings import QUEUE_NAMES, Settings
-from . import batches, concurrency, dashboard, dependencies, endings, schemas, submission
+from . import batches, concurrency, dashboard, dependencies, endings, keys, schemas, submission
 from .access import ANONYMOUS, Principal
 from .bulk import BulkActions, BulkOutcome
 from .bulk_schemas import BulkAction
@@ -36,7 +36,7 @@ from .errors import InvalidSubmission, JobNotFound, JobStateConflict
 from .events import REREAD_SECONDS, JobEvents, follow
 from .idempotency import IdempotencyClaim, claim_idempotency_key
 from .job import OffloadJob
-from .keys import METRICS_KEY, cancel_key, rate_limit_prefix
+from .keys import METRICS_KEY, cancel_key
 from .listing import list_jobs
 from .queue import OffloadQueue
 from .queues_admin import QueueAdmin
@@ -56,7 +56,7 @@ class JobQueue:
 
     serializer = JSONSerializer
     #: Flask-Limiter's key prefix: the rate limits' counters are kept beside offload's own keys.
-    rate_limit_prefix = rate_limit_prefix()
+    rate_limit_prefix = keys.rate_limit_prefix()
 
     def __init__(self, connection: redis.Redis, settings: Settings) -> None:
         self.connection = connection
