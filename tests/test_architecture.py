@@ -10,7 +10,10 @@ is imported):
 * the layers' directions (:data:`NEVER`): web -> jobs -> tasks, worker -> jobs; jobs never imports
   web or worker, tasks never import jobs, web or worker, web and worker never import each other,
   the modules below the layers (:data:`FOUNDATION`) import none of them, nothing but dev/ imports
-  dev/, and offload/ (the client and the task API a team's own tasks import) never imports app/.
+  dev/, and offload/ (the client and the task API a team's own tasks import) never imports app/;
+* one door into jobs (:data:`WEB_SEES_OF_JOBS`): app/web imports from ``app.jobs`` itself (the
+  package's ``__init__``, its public API) the names listed there and nothing else, never one of
+  its modules; and it never imports redis or RQ, which are the job layer's.
 
 Module size follows cohesion: there is no line cap.
 """
@@ -40,6 +43,23 @@ NEVER: dict[str, tuple[str, ...]] = {
     "offload": ("app",),
 }
 
+#: All that app/web may import of the job layer: these names, from ``app.jobs`` itself (the
+#: package's ``__init__``: its public API, each name re-exported there explicitly), never from
+#: one of its modules. The job service (made once in ``create_app``), who is asking and the
+#: idempotency claim the service hands back; the contract (its models, patterns and limits) and
+#: the job types; the errors the web answers with a 4xx, and those of Redis not answering (a 503).
+WEB_SEES_OF_JOBS = frozenset(
+    {
+        "JobQueue", "Principal", "ANONYMOUS", "IdempotencyClaim",
+        "schemas", "responses", "batch_schemas", "bulk_schemas", "schedule_schemas", "catalog",
+        "JobNotFound", "BatchNotFound", "ScheduleNotFound", "UnknownQueue", "JobStateConflict", "InvalidSubmission",
+        "QueueFull", "IdempotencyConflict", "IdempotencyInFlight", "ScheduleLimitReached", "STORE_UNAVAILABLE",
+    }
+)  # fmt: skip
+#: Packages app/web never imports: Redis and RQ are the job layer's. (rq-dashboard, which the web
+#: mounts, is a package of its own; the job service tells it how offload stores jobs.)
+WEB_NEVER = ("redis", "rq")
+
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
@@ -61,6 +81,16 @@ def _is_project(name: str) -> bool:
     return any(name == package or name.startswith(f"{package}.") for package in PACKAGES)
 
 
+def _base(module: str, path: Path, node: ast.ImportFrom) -> str:
+    """The absolute name of the module a ``from ... import`` statement imports from."""
+    if not node.level:
+        return node.module or ""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for _ in range(node.level - 1):  # relative: from the module's package, up level - 1 packages
+        package = package.rpartition(".")[0]
+    return f"{package}.{node.module}" if node.module else package
+
+
 def _targets(module: str, path: Path, node: ast.Import | ast.ImportFrom, modules: dict[str, Path]) -> set[str]:
     """The project's modules an import statement names: ``from app.x import y`` names app.x.y when
     it is a module, else app.x (the package's ``__init__``)."""
@@ -70,15 +100,9 @@ def _targets(module: str, path: Path, node: ast.Import | ast.ImportFrom, modules
             if _is_project(alias.name):
                 found.add(alias.name)
         return {name for name in found if name in modules}
-    if node.level:  # relative: from the module's package, up level - 1 packages
-        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-        for _ in range(node.level - 1):
-            package = package.rpartition(".")[0]
-        base = f"{package}.{node.module}" if node.module else package
-    else:
-        if not node.module or not _is_project(node.module):
-            return set()
-        base = node.module
+    base = _base(module, path, node)
+    if not _is_project(base):
+        return set()
     for alias in node.names:
         candidate = f"{base}.{alias.name}"
         found.add(candidate if candidate in modules else base)
@@ -171,6 +195,49 @@ def wrong_way(graph: dict[str, set[str]]) -> list[str]:
     return found
 
 
+def around_the_door(module: str, path: Path, tree: ast.Module) -> list[str]:
+    """Every import of a web module that goes round the job layer's public API
+    (:data:`WEB_SEES_OF_JOBS`), or to Redis or RQ, as ``line: statement``; wherever it is written."""
+    found = []
+    for node in _imports(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.partition(".")[0] in WEB_NEVER or alias.name == "app.jobs" or alias.name.startswith("app.jobs."):
+                    found.append(f"{node.lineno}: import {alias.name}")
+            continue
+        base = _base(module, path, node)
+        for alias in node.names:
+            if base == "app.jobs":
+                wrong = alias.name not in WEB_SEES_OF_JOBS
+            else:
+                wrong = (
+                    base.startswith("app.jobs.")
+                    or base.partition(".")[0] in WEB_NEVER
+                    or (base == "app" and alias.name == "jobs")
+                )
+            if wrong:
+                found.append(f"{node.lineno}: from {base} import {alias.name}")
+    return found
+
+
+def _exported(init: Path) -> tuple[list[str], set[str]]:
+    """A package's ``__all__``, and the names its ``__init__`` re-exports explicitly
+    (``from .x import Y as Y``, ``from . import x as x``)."""
+    tree = ast.parse(init.read_text(), filename=str(init))
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(target, ast.Name) and target.id == "__all__" for target in node.targets):
+            names = [element.value for element in node.value.elts]  # type: ignore[attr-defined]
+    explicit = {
+        alias.asname
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.asname == alias.name
+    }
+    return names, explicit
+
+
 def test_the_checker_finds_cycles_and_reads_every_import_of_the_project():
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert find_cycles({"a": {"b"}, "b": set()}) == []
@@ -231,3 +298,56 @@ def test_imports_point_the_layers_way(layer):
     assert graph, f"no module in {layer}"
     found = wrong_way(graph)
     assert not found, f"{layer} never imports {', '.join(NEVER[layer])}:\n" + "\n".join(found)
+
+
+def test_the_door_checker_reads_every_way_round():
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "import redis, json\n"
+        "import rq.job\n"
+        "import rq_dashboard\n"
+        "import app.jobs.store\n"
+        "from rq import Worker\n"
+        "from ..jobs import JobQueue, schemas\n"
+        "from ..jobs import keys\n"
+        "from ..jobs.resource import links\n"
+        "from .. import jobs\n"
+        "from app.jobs import catalog\n"
+        "from app.jobs.search import JobFilter\n"
+        "from .problems import problem\n"
+        "if TYPE_CHECKING:\n    from ..jobs.store import JobQueue\n"
+        "def f():\n    from redis.exceptions import RedisError\n"
+    )
+    found = around_the_door("app.web.views", APP / "web" / "views.py", ast.parse(source))
+    assert found == [
+        "2: import redis",
+        "3: import rq.job",
+        "5: import app.jobs.store",
+        "6: from rq import Worker",
+        "8: from app.jobs import keys",
+        "9: from app.jobs.resource import links",
+        "10: from app import jobs",
+        "12: from app.jobs.search import JobFilter",
+        "15: from app.jobs.store import JobQueue",
+        "17: from redis.exceptions import RedisError",
+    ]
+
+
+def test_the_web_sees_jobs_only_through_their_public_api():
+    modules = {module: path for module, path in _modules().items() if layer_of(module) == "app.web"}
+    assert "app.web.jobs" in modules and "app.web.openapi.document" in modules, sorted(modules)
+    found = []
+    for module, path in sorted(modules.items()):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        found += [f"{path.relative_to(ROOT)}:{line}" for line in around_the_door(module, path, tree)]
+    assert not found, (
+        "app/web imports of the job layer only its public API (from app.jobs import one of WEB_SEES_OF_JOBS), "
+        "and never redis or rq:\n" + "\n".join(found)
+    )
+
+
+def test_the_public_api_of_jobs_names_what_the_web_sees():
+    names, explicit = _exported(APP / "jobs" / "__init__.py")
+    assert len(names) == len(set(names))
+    assert WEB_SEES_OF_JOBS <= set(names), sorted(WEB_SEES_OF_JOBS - set(names))
+    assert set(names) <= explicit, f"re-export explicitly (from .x import Y as Y): {sorted(set(names) - explicit)}"

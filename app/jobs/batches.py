@@ -34,7 +34,8 @@ from .idempotency import IdempotencyClaim
 from .job import OffloadJob
 from .keys import BATCH_CALLBACKS_DUE_KEY, batch_key, batch_pending_key
 from .queue import OffloadQueue
-from .resource import describe, public_status, rfc3339, with_links
+from .resource import describe, public_status, rfc3339
+from .responses import with_links
 
 log = logging.getLogger(__name__)
 

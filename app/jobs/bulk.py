@@ -1,7 +1,7 @@
 """Bulk actions by filter: retry failed jobs, cancel queued ones, delete finished ones.
 
 One request walks the job index (:func:`app.jobs.search.scan_index`) in batches of
-:data:`~app.jobs.search.BATCH` entries and acts on each batch's matches in one Redis round trip,
+:data:`~app.jobs.schemas.SEARCH_BATCH` entries and acts on each batch's matches in one Redis round trip,
 never one transaction per job (RQ's ``FailedJobRegistry.requeue`` is one per job). It stops after
 ``limit`` matches or :data:`SCAN_BUDGET` index entries and answers a cursor to go on from, so one
 request never holds a thread for minutes, whatever the index holds.
@@ -33,6 +33,7 @@ from rq.utils import current_timestamp, now, utcformat
 from ..settings import QUEUE_NAMES
 from . import concurrency, dependencies, endings
 from .access import Principal
+from .bulk_schemas import DEFAULT_LIMIT
 from .job import OffloadJob, apart_fields
 from .keys import EVENTS_CHANNEL, JOB_INDEX_KEY, text_key
 from .queue import OffloadQueue, wake
@@ -47,8 +48,6 @@ ACTIONS = {
     "cancel": (frozenset({"queued"}), frozenset({"queued"})),
     "delete": (frozenset({"finished", "failed", "canceled", "stopped"}), frozenset({"finished"})),
 }
-MAX_LIMIT = 10_000
-DEFAULT_LIMIT = 1_000
 #: Index entries one request scans at most.
 SCAN_BUDGET = 50_000
 _WATCH_ATTEMPTS = 8

@@ -11,10 +11,13 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter
 from pydantic_core import PydanticCustomError
 
-from .bulk import DEFAULT_LIMIT, MAX_LIMIT
-from .listing import CURSOR_PATTERN
-from .schemas import _INTEGRAL, JOB_ID_PATTERN, QueueName
+from .schemas import _INTEGRAL, CURSOR_PATTERN, JOB_ID_PATTERN, QueueName
 from .search import JobFilter
+
+#: Jobs one bulk request acts on at most, and when it does not say.
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 1_000
+
 
 def _rfc3339_text(value: object) -> object:
     """A time must come as RFC 3339 text, as the schema says: pydantic would also take a number."""
@@ -116,8 +119,10 @@ class BulkDelete(_BulkPage):
     filter: DeleteFilter = Field(default_factory=DeleteFilter)
 
 
+#: One page of an action, as a validated request.
+BulkAction = BulkRetry | BulkCancel | BulkDelete
 #: A bulk request: one page of an action, after ``cursor``, newest jobs first.
-BulkRequest = TypeAdapter(Annotated[BulkRetry | BulkCancel | BulkDelete, Field(discriminator="action")])
+BulkRequest = TypeAdapter(Annotated[BulkAction, Field(discriminator="action")])
 
 
 class BulkResult(BaseModel):

@@ -21,7 +21,8 @@ from ..settings import Settings
 from . import catalog
 from .job import OffloadJob
 from .queue import OffloadQueue
-from .resource import describe, public_status, with_links
+from .resource import describe, public_status
+from .responses import with_links
 from .tracing import delivery_meta
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,13 @@
 """The exceptions of the job layer.
 
-The HTTP layer turns the first seven into problem+json answers; the others end a job
-``failed`` with their name as ``error.type``, so a client can tell them apart.
+The HTTP layer turns the first ten into problem+json answers, and :data:`STORE_UNAVAILABLE`
+into a 503; the others end a job ``failed`` with their name as ``error.type``, so a client can
+tell them apart.
 """
 
 from __future__ import annotations
+
+import redis
 
 from offload.tasks import PermanentFailure
 
@@ -44,6 +47,26 @@ class BatchNotFound(Exception):
     """No such batch, or not one the caller may see (404)."""
 
 
+class ScheduleNotFound(Exception):
+    """No such schedule, or not one the caller may see (404)."""
+
+
+class ScheduleLimitReached(Exception):
+    """The service holds MAX_SCHEDULES schedules already (409)."""
+
+
+class UnknownQueue(LookupError):
+    """No queue of this name (offload's queues are fixed: ``high``, ``default``, ``low``)."""
+
+
+#: What the job layer raises when Redis does not answer: redis-py's errors, and the Redis Cluster
+#: troubles (SlotNotCoveredError, "no node for slot", too many redirections) it raises as
+#: RedisClusterException, which is not a RedisError. The same outage to a client (503). A tuple,
+#: for ``except`` and for one error handler each: they come from RQ and redis-py (and from
+#: rq-dashboard's own views) as they are, not wrapped.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (redis.RedisError, redis.exceptions.RedisClusterException)
+
+
 class DependencyFailed(Exception):
     """A job's dependency ended failed, canceled or stopped, so the job never runs."""
 
@@ -65,9 +88,6 @@ class ResultTooLarge(PermanentFailure):
 
 class InvalidResult(PermanentFailure):
     """The task returned something that is not JSON (a set, bytes, an object)."""
-
-
-
 
 
 class InvalidArgumentsError(Exception):

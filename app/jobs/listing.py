@@ -3,7 +3,7 @@
 The index is a sorted set of job ids by creation time (:data:`~app.jobs.keys.JOB_INDEX_KEY`);
 a cursor is ``<score>:<job id>``, the position of the last job of a page (its creation time as
 Unix seconds, as the index keeps it, and its id). Any string of that form is a position (the page
-starts after it), so the OpenAPI document declares :data:`CURSOR_PATTERN` and means it. Ids of
+starts after it), so the OpenAPI document declares :data:`~app.jobs.schemas.CURSOR_PATTERN` and means it. Ids of
 expired jobs are dropped from the index as a page meets them.
 """
 
@@ -19,9 +19,8 @@ from .catalog import is_offload_job
 from .job import OffloadJob
 from .keys import JOB_INDEX_KEY
 from .resource import describe
-from .schemas import JOB_ID_FORM
+from .schemas import CURSOR_PATTERN
 
-CURSOR_PATTERN = rf"^[0-9]{{1,16}}(\.[0-9]{{1,16}})?:{JOB_ID_FORM}$"
 _CURSOR = re.compile(CURSOR_PATTERN)
 
 

@@ -16,12 +16,12 @@ import redis
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from .. import connections
-from ..settings import QUEUE_NAMES
+from ..settings import QUEUE_NAMES, Settings
 from . import concurrency
 from .access import Principal
+from .errors import UnknownQueue
 from .keys import PAUSED_QUEUES_KEY
-from .queue import wake
-from .store import JobQueue
+from .queue import OffloadQueue, wake
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +29,17 @@ log = logging.getLogger(__name__)
 _REGISTRIES = ("scheduled", "started", "deferred", "failed")
 
 
-class UnknownQueue(LookupError):
-    """No queue of this name (offload's queues are fixed: ``high``, ``default``, ``low``)."""
-
-
 def queue_links(name: str) -> dict[str, str]:
     return {"self": f"/queues/{name}", "pause": f"/queues/{name}/pause", "resume": f"/queues/{name}/resume"}
 
 
 class QueueAdmin:
-    """Pause, resume and describe offload's queues, on a :class:`JobQueue`'s connection."""
+    """Pause, resume and describe offload's queues (those of :class:`~app.jobs.store.JobQueue`)."""
 
-    def __init__(self, job_queue: JobQueue) -> None:
-        self.connection: redis.Redis = job_queue.connection
-        self.settings = job_queue.settings
-        self.queues = job_queue.queues
+    def __init__(self, connection: redis.Redis, settings: Settings, queues: dict[str, OffloadQueue]) -> None:
+        self.connection = connection
+        self.settings = settings
+        self.queues = queues
 
     def _check(self, name: str) -> None:
         if name not in self.queues:

@@ -1,7 +1,7 @@
 """The job resource: what a client sees of a job, from what RQ stores.
 
 :func:`describe` maps RQ's job to the contract's resource (statuses, timestamps, the error
-of the last attempt); :func:`links` are the resource's links, built here and only here.
+of the last attempt); its links are the contract's (:func:`app.jobs.responses.links`).
 """
 
 from __future__ import annotations
@@ -17,32 +17,9 @@ from .schemas import TERMINAL_STATUSES
 _EXCEPTION_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
 
 
-#: The public statuses ``POST /jobs/{id}/cancel`` and ``POST /jobs/{id}/retry`` accept
-#: (:meth:`app.jobs.store.JobQueue.cancel` and ``.retry``).
-CANCELABLE_STATUSES = frozenset({"queued", "scheduled", "deferred", "started"})
-RETRYABLE_STATUSES = frozenset({"failed", "stopped", "canceled"})
-
-
-def links(resource: dict) -> dict[str, str]:
-    """The ``links`` of a job resource (:func:`describe`'s): ``self``, and the action its status
-    allows, ``cancel`` or ``retry`` (a finished job has neither)."""
-    job_id, status = resource["id"], resource["status"]
-    found = {"self": f"/jobs/{job_id}"}
-    if status in CANCELABLE_STATUSES:
-        found["cancel"] = f"/jobs/{job_id}/cancel"
-    elif status in RETRYABLE_STATUSES:
-        found["retry"] = f"/jobs/{job_id}/retry"
-    return found
-
-
-def with_links(resource: dict) -> dict:
-    """The resource with its ``links``."""
-    return {**resource, "links": links(resource)}
-
-
 def describe(job: Job) -> dict:
     """The job resource (``JobResource`` in :mod:`app.jobs.schemas`), without ``links``:
-    the HTTP layer adds those with :func:`links`."""
+    each answer adds those (:func:`app.jobs.responses.with_links`)."""
     status = public_status(job.get_status(refresh=False))
     meta = job.meta
     attempts = getattr(job, "attempts", 0)

@@ -1,4 +1,4 @@
-"""The contract's response models: the job resource and RFC 9457 problems.
+"""The contract's response models: the job resource (and its links) and RFC 9457 problems.
 
 They describe what the API answers (the OpenAPI document is generated from them and tests
 validate answers against them); :mod:`app.jobs.schemas` holds the request side.
@@ -51,6 +51,30 @@ class JobLinks(BaseModel):
         description="`POST` here to put the job back on its queue. Present only when it is failed, stopped or canceled.",
         json_schema_extra=_no_default,
     )
+
+
+#: The public statuses ``POST /jobs/{id}/cancel`` and ``POST /jobs/{id}/retry`` accept
+#: (:meth:`app.jobs.store.JobQueue.cancel` and ``.retry``).
+CANCELABLE_STATUSES = frozenset({"queued", "scheduled", "deferred", "started"})
+RETRYABLE_STATUSES = frozenset({"failed", "stopped", "canceled"})
+
+
+def links(resource: dict) -> dict[str, str]:
+    """The ``links`` of a job resource (:class:`JobLinks`), built here and only here: ``self``, and
+    the action its status allows, ``cancel`` or ``retry`` (a finished job has neither). The job
+    layer describes a job without them (:func:`app.jobs.resource.describe`); each answer adds them."""
+    job_id, status = resource["id"], resource["status"]
+    found = {"self": f"/jobs/{job_id}"}
+    if status in CANCELABLE_STATUSES:
+        found["cancel"] = f"/jobs/{job_id}/cancel"
+    elif status in RETRYABLE_STATUSES:
+        found["retry"] = f"/jobs/{job_id}/retry"
+    return found
+
+
+def with_links(resource: dict) -> dict:
+    """The resource with its ``links``."""
+    return {**resource, "links": links(resource)}
 
 
 class JobResource(BaseModel):

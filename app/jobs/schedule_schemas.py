@@ -24,7 +24,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .cadence import MAX_CRON_LENGTH, MAX_EVERY_SECONDS, check_cron
+# The cadence's bounds are this contract's too (the OpenAPI document states CRON_PATTERN and
+# MAX_EVERY_SECONDS, from here); they are defined beside the code that reads cron and intervals.
+from .cadence import CRON_PATTERN, MAX_CRON_LENGTH, MAX_EVERY_SECONDS, check_cron  # noqa: F401 - CRON_PATTERN
 from .schemas import _INTEGRAL, JobError
 
 #: Fields of a job submission that make no sense in a schedule: the schedule says when.

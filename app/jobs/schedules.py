@@ -27,6 +27,7 @@ from .. import connections
 from ..settings import Settings
 from .access import Principal
 from .cadence import Cadence
+from .errors import ScheduleLimitReached, ScheduleNotFound
 from .keys import SCHEDULE_DUE_KEY, SCHEDULE_INDEX_KEY, schedule_key
 from .listing import _decode_cursor, _encode_cursor  # the same opaque (score, id) cursors as GET /jobs
 from .resource import rfc3339
@@ -35,14 +36,6 @@ from .schedule_schemas import SchedulePatch, ScheduleRequest
 SCHEDULE_ID = re.compile(r"^[0-9a-f]{32}$")
 #: Attempts at a WATCHed transaction before giving up (a RedisError: 503 to a client).
 _ATTEMPTS = 20
-
-
-class ScheduleNotFound(Exception):
-    """No such schedule, or not one the caller may see (404)."""
-
-
-class ScheduleLimitReached(Exception):
-    """The service holds MAX_SCHEDULES schedules already (409)."""
 
 
 _TIME_LUA = "local now = redis.call('TIME') return {now[1], now[2]}"

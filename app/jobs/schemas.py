@@ -61,6 +61,23 @@ JobReference = Annotated[StrictStr, Field(pattern=rf"^(?:{JOB_ID_FORM}|\$[0-9]{{
 #: A ``concurrency_key``: printable ASCII without spaces (it becomes part of a Redis key name).
 ConcurrencyKey = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[!-~]+$")]
 
+#: A page's ``cursor`` (``GET /jobs``, ``GET /schedules``, bulk actions): ``<score>:<id>``, the
+#: position of the last entry of a page in its index (:mod:`app.jobs.listing`). Any string of this
+#: form is a position (the page starts after it), so the OpenAPI document declares it and means it.
+CURSOR_PATTERN = rf"^[0-9]{{1,16}}(\.[0-9]{{1,16}})?:{JOB_ID_FORM}$"
+#: ``Idempotency-Key``: 1 to 255 printable ASCII characters, spaces only inside (HTTP strips them
+#: at the ends), as the IETF draft's sf-string. The API refuses any other value with 400, and the
+#: OpenAPI document declares this same pattern, so the two cannot disagree.
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+#: ``GET /jobs`` with a search parameter walks the job index newest first, this many entries a
+#: round trip, and one request looks at :data:`SEARCH_SCAN_BUDGET` entries at most: a page may then
+#: be short, even empty, and still have a ``next`` (:mod:`app.jobs.search`).
+SEARCH_BATCH = 500
+SEARCH_SCAN_BUDGET = 20_000
+#: ``GET /stats/timeseries?minutes=``: at most this many minutes (:mod:`app.jobs.timeseries`).
+MAX_TIMESERIES_MINUTES = 120
+
 
 _settings = settings_of
 

@@ -2,7 +2,8 @@
 
 ``GET /jobs`` with a search parameter and every bulk action (:mod:`app.jobs.bulk`) walk the job
 index (:data:`~app.jobs.keys.JOB_INDEX_KEY`, ids by creation time) newest first, in batches of
-:data:`BATCH` entries, each batch one ZREVRANGEBYSCORE and one pipelined HGETALL per candidate:
+:data:`~app.jobs.schemas.SEARCH_BATCH` entries, each batch one ZREVRANGEBYSCORE and one pipelined
+HGETALL per candidate:
 
 * an id prefix is tested on the index entries themselves, so a job that does not match costs no
   read of its hash;
@@ -11,9 +12,10 @@ index (:data:`~app.jobs.keys.JOB_INDEX_KEY`, ids by creation time) newest first,
 * a time range (``created_after``/``created_before``, bulk only) is a score range of the index:
   jobs outside it are never read.
 
-A request scans at most ``scan_budget`` index entries. A rare match over a long index then
-answers a short (even empty) page with a ``next`` cursor to go on from, instead of holding a
-thread for the whole index: the cursor is the position of the last entry scanned, in the
+A request scans at most ``scan_budget`` index entries (a search
+:data:`~app.jobs.schemas.SEARCH_SCAN_BUDGET`, as the OpenAPI document says). A rare match over a
+long index then answers a short (even empty) page with a ``next`` cursor to go on from, instead of
+holding a thread for the whole index: the cursor is the position of the last entry scanned, in the
 listing's ``<score>:<id>`` form (:mod:`app.jobs.listing`).
 
 Positions move by score, not offset (the listing's ``start=offset`` costs O(offset) per batch):
@@ -37,12 +39,7 @@ from .job import ATTEMPTS_FIELD, OffloadJob
 from .keys import JOB_INDEX_KEY
 from .listing import _decode_cursor, _encode_cursor
 from .resource import describe, describe_exception, public_status
-
-#: Index entries (and so job hashes, at most) read per round trip.
-BATCH = 500
-#: Index entries one search request scans at most before it answers with a cursor.
-SCAN_BUDGET = 20_000
-
+from .schemas import SEARCH_BATCH, SEARCH_SCAN_BUDGET
 
 _FIELDS = ("status", "origin", "meta", "timeout", ATTEMPTS_FIELD, "rate_limit_key", "rate_limit_concurrency")
 
@@ -167,7 +164,7 @@ def scan_index(
     cursor: str | None = None,
     newest: float | None = None,
     oldest: float | None = None,
-    batch: int = BATCH,
+    batch: int = SEARCH_BATCH,
 ) -> Iterator[list[tuple[str, float]]]:
     """Batches of ``(job id, score)`` from the index, newest first, after ``cursor`` (ValueError
     if malformed) and within ``[oldest, newest)``."""
@@ -273,7 +270,7 @@ def search_jobs(
     *,
     limit: int = 50,
     cursor: str | None = None,
-    scan_budget: int = SCAN_BUDGET,
+    scan_budget: int = SEARCH_SCAN_BUDGET,
 ) -> tuple[list[dict], str | None]:
     """A page of matching job resources, newest first, and the cursor to go on from (None when
     the index is exhausted). The page may be short, even empty, with a cursor: the request met

@@ -1,7 +1,12 @@
-"""The job store: submit, look up, wait on, cancel, retry and list offload jobs.
+"""The job service: everything the HTTP layer may ask of jobs, and its one door into RQ and Redis.
 
-:class:`JobQueue` is the one door the HTTP layer has into RQ and Redis: views ask it to act
-and render what it answers; they never touch Redis themselves.
+:class:`JobQueue` is made once per app (``create_app`` keeps it in ``app.extensions``). Views parse
+and check a request, ask it to act and render what it answers; they never touch Redis or RQ, and
+see nothing of this package but its public API (:mod:`app.jobs`: this class, the contract
+models, the errors, the catalog). A job's own life (submit, look up, wait, cancel, retry) is
+written here; the rest is handed to the module that owns it, made once here too: listing and
+search, batches, bulk actions (:mod:`~app.jobs.bulk`), queues (:mod:`~app.jobs.queues_admin`),
+schedules (:mod:`~app.jobs.schedules`), the figures of /metrics and of the page's charts.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import redis
@@ -20,27 +26,37 @@ from rq.serializers import JSONSerializer
 
 from .. import connections
 from ..settings import QUEUE_NAMES, Settings
-from . import batches, concurrency, dependencies, endings, schemas, submission
+from . import batches, concurrency, dashboard, dependencies, endings, keys, schemas, submission
 from .access import ANONYMOUS, Principal
+from .bulk import BulkActions, BulkOutcome
+from .bulk_schemas import BulkAction
 from .catalog import is_offload_job
-from .errors import JobNotFound, JobStateConflict
+from .counters import RUNTIME_BUCKETS
+from .errors import InvalidSubmission, JobNotFound, JobStateConflict
 from .events import REREAD_SECONDS, JobEvents, follow
-from .errors import InvalidSubmission
 from .idempotency import IdempotencyClaim, claim_idempotency_key
 from .job import OffloadJob
 from .keys import METRICS_KEY, cancel_key
 from .listing import list_jobs
 from .queue import OffloadQueue
+from .queues_admin import QueueAdmin
 from .resource import describe as describe_job
 from .resource import public_status
+from .schedule_schemas import SchedulePatch, ScheduleRequest
+from .schedules import ScheduleStore
+from .search import JobFilter, search_jobs
+from .timeseries import read as read_timeseries
 
 log = logging.getLogger(__name__)
 
 
 class JobQueue:
-    """Submit, look up, wait on, cancel, retry and list offload jobs."""
+    """What the HTTP layer may ask of jobs: submit, look up, wait on, follow, cancel, retry, list
+    and search them; batches, bulk actions, queues, schedules, figures; readiness."""
 
     serializer = JSONSerializer
+    #: Flask-Limiter's key prefix: the rate limits' counters are kept beside offload's own keys.
+    rate_limit_prefix = keys.rate_limit_prefix()
 
     def __init__(self, connection: redis.Redis, settings: Settings) -> None:
         self.connection = connection
@@ -50,6 +66,9 @@ class JobQueue:
             for name in QUEUE_NAMES
         }
         self._events = JobEvents(connection)
+        self._bulk = BulkActions(connection)
+        self._admin = QueueAdmin(connection, settings, self.queues)
+        self._schedules = ScheduleStore(connection, settings)
 
     # -- health --
 
@@ -111,26 +130,6 @@ class JobQueue:
         connections.wait_for_replicas(self.connection, self.settings)
         log.info("job submitted", extra={"job_id": item.job.id, "job_type": answer["type"], "queue": item.queue.name})
         return answer
-
-    def stats(self) -> dict:
-        """Counters and gauges for /metrics, read from Redis so that every web process
-        reports the same figures for jobs run by any worker on any host."""
-        from rq import Worker
-
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.hgetall(METRICS_KEY)
-            for queue in self.queues.values():
-                pipe.llen(queue.key)
-                pipe.zcard(queue.scheduled_job_registry.key)
-                pipe.zcard(queue.started_job_registry.key)
-            replies = pipe.execute()
-        counters = {key.decode(): float(value) for key, value in replies[0].items()}
-        depth = {}
-        for index, name in enumerate(self.queues):
-            queued, scheduled, started = replies[1 + 3 * index : 4 + 3 * index]
-            depth[name] = {"queued": queued, "scheduled": scheduled, "started": started}
-        workers = Worker.all(connection=self.connection, serializer=self.serializer)
-        return {"counters": counters, "queues": depth, "workers": len(workers)}
 
     def claim_idempotency_key(self, owner: str | None, key: str, payload: dict, queue: str | None = None) -> IdempotencyClaim:
         """Claim ``key``; with ``queue``, the claim also carries that queue's depth, read in the
@@ -256,6 +255,8 @@ class JobQueue:
     def get_batch(self, batch_id: str, principal: Principal = ANONYMOUS) -> dict:
         return batches.get(self.connection, batch_id, principal)
 
+    # -- list, search, bulk actions --
+
     def list(
         self,
         principal: Principal,
@@ -271,3 +272,126 @@ class JobQueue:
             self.connection, principal, status=status, type=type, queue=queue, limit=limit, cursor=cursor
         )
 
+    def search(
+        self,
+        principal: Principal,
+        *,
+        status: str | None = None,
+        type: str | None = None,  # noqa: A002 - the query parameter's name
+        queue: str | None = None,
+        id_prefix: str | None = None,
+        metadata_key: str | None = None,
+        metadata_value: str | None = None,
+        error_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict], str | None]:
+        """The jobs ``GET /jobs`` finds with search parameters, newest first, and the cursor to go on
+        from (ValueError for a bad cursor); a page may be short, even empty, with a cursor
+        (:mod:`app.jobs.search`). ``metadata_key`` and ``metadata_value`` together: that key with
+        that value; alone: has that key, or some key has that value."""
+        job_filter = JobFilter(
+            statuses=frozenset([status]) if status else frozenset(),
+            type=type,
+            queue=queue,
+            id_prefix=id_prefix,
+            metadata={metadata_key: metadata_value} if metadata_key is not None and metadata_value is not None else {},
+            metadata_key=metadata_key if metadata_value is None else None,
+            metadata_value=metadata_value if metadata_key is None else None,
+            error_type=error_type,
+        )
+        return search_jobs(self.connection, principal, job_filter, limit=limit, cursor=cursor)
+
+    def bulk(self, request: BulkAction, principal: Principal) -> BulkOutcome:
+        """One page of a bulk action (``POST /jobs/bulk``; :mod:`app.jobs.bulk`): ValueError for a
+        bad cursor."""
+        job_filter = request.filter.job_filter()
+        return self._bulk.run(request.action, principal, job_filter, limit=request.limit, cursor=request.cursor)
+
+    # -- queues (app.jobs.queues_admin) --
+
+    @property
+    def queue_names(self) -> list[str]:
+        return list(self.queues)
+
+    def list_queues(self) -> list[dict]:
+        """Each queue's counts, paused state and live workers."""
+        return self._admin.overview()
+
+    def describe_queue(self, name: str) -> dict:
+        """One queue as :meth:`list_queues` shows it; :class:`UnknownQueue` if offload has none so named."""
+        return self._admin.describe(name)
+
+    def pause_queue(self, name: str) -> dict:
+        """Stop workers taking jobs from the queue (idempotent); answers the queue as it now is."""
+        return self._admin.pause(name)
+
+    def resume_queue(self, name: str) -> dict:
+        """Let workers take jobs from the queue again (idempotent); answers the queue as it now is."""
+        return self._admin.resume(name)
+
+    def concurrency(self, principal: Principal) -> list[dict]:
+        """The concurrency keys and fair shares in use: everyone's for an admin, else the caller's."""
+        return self._admin.concurrency(principal)
+
+    def held_back(self) -> dict:
+        """What offload holds back that RQ's own tools cannot see: the paused queues, and the
+        jobs waiting for a concurrency slot (:meth:`app.jobs.queues_admin.QueueAdmin.held_back`)."""
+        return self._admin.held_back()
+
+    # -- schedules (app.jobs.schedules; the workers' tickers run them) --
+
+    def create_schedule(self, request: ScheduleRequest, owner: str | None) -> dict:
+        """Store a schedule (its job validated by the caller); :class:`ScheduleLimitReached` at
+        MAX_SCHEDULES."""
+        return self._schedules.create(request, owner)
+
+    def get_schedule(self, schedule_id: str, principal: Principal) -> dict:
+        return self._schedules.get(schedule_id, principal)
+
+    def update_schedule(self, schedule_id: str, patch: SchedulePatch, principal: Principal) -> dict:
+        return self._schedules.update(schedule_id, patch, principal)
+
+    def delete_schedule(self, schedule_id: str, principal: Principal) -> None:
+        self._schedules.delete(schedule_id, principal)
+
+    def list_schedules(
+        self, principal: Principal, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[dict], str | None]:
+        """Schedules newest first, and the cursor of the next page (ValueError for a bad cursor)."""
+        return self._schedules.list(principal, limit=limit, cursor=cursor)
+
+    # -- figures --
+
+    def stats(self) -> dict:
+        """Counters and gauges for /metrics, read from Redis so that every web process
+        reports the same figures for jobs run by any worker on any host; ``runtime_buckets`` are
+        the upper bounds (seconds) the run-time counters are kept in."""
+        from rq import Worker
+
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hgetall(METRICS_KEY)
+            for queue in self.queues.values():
+                pipe.llen(queue.key)
+                pipe.zcard(queue.scheduled_job_registry.key)
+                pipe.zcard(queue.started_job_registry.key)
+            replies = pipe.execute()
+        counters = {key.decode(): float(value) for key, value in replies[0].items()}
+        depth = {}
+        for index, name in enumerate(self.queues):
+            queued, scheduled, started = replies[1 + 3 * index : 4 + 3 * index]
+            depth[name] = {"queued": queued, "scheduled": scheduled, "started": started}
+        workers = Worker.all(connection=self.connection, serializer=self.serializer)
+        return {"counters": counters, "queues": depth, "workers": len(workers), "runtime_buckets": RUNTIME_BUCKETS}
+
+    def timeseries(self, minutes: int) -> dict:
+        """Per-minute counts per queue over the last ``minutes`` minutes, for the page's charts
+        (:mod:`app.jobs.timeseries`)."""
+        return read_timeseries(self.connection, list(self.queues), minutes)
+
+    # -- rq-dashboard --
+
+    @staticmethod
+    def prepare_rq_dashboard(web: ModuleType) -> None:
+        """Tell rq-dashboard's ``web`` module how offload stores jobs (:mod:`app.jobs.dashboard`)."""
+        dashboard.prepare(web)

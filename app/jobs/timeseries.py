@@ -24,7 +24,6 @@ from .keys import timeseries_key
 BUCKET_SECONDS = 60
 #: How long a minute's hash is kept: the longest window :func:`read` serves, and some slack.
 RETENTION_SECONDS = 2 * 3600
-MAX_MINUTES = 120
 EVENTS = ("enqueued", "finished", "failed")
 
 
@@ -79,7 +78,8 @@ def series(minutes: list[int], buckets: list[dict], queues: list[str]) -> dict:
 
 
 def read(connection: redis.Redis, queues: list[str], minutes: int, now: float | None = None) -> dict:
-    """The last ``minutes`` minutes (at most :data:`MAX_MINUTES`) per queue, in one round trip."""
+    """The last ``minutes`` minutes (the API takes at most
+    :data:`~app.jobs.schemas.MAX_TIMESERIES_MINUTES`) per queue, in one round trip."""
     span = window(time.time() if now is None else now, minutes)
     with connection.pipeline(transaction=False) as pipe:
         for minute in span:

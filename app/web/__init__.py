@@ -1,8 +1,9 @@
 """The HTTP layer: the application factory and the blueprints it registers.
 
 :func:`create_app` is the factory; ``wsgi.py`` calls it for gunicorn and the tests call it
-with their own settings. Views parse and check a request, ask
-:class:`~app.jobs.store.JobQueue` to act and render its answer; they never touch Redis.
+with their own settings. Views parse and check a request, ask the job service
+(:class:`~app.jobs.JobQueue`, made here once and kept in ``app.extensions``) to act and render its
+answer; they never touch Redis or RQ, and see nothing of :mod:`app.jobs` but its public API.
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["offload.settings"] = settings
-    app.extensions["offload.queue"] = job_queue or JobQueue(connect(settings), settings)
+    service = app.extensions["offload.queue"] = job_queue or JobQueue(connect(settings), settings)
 
     _install_request_ids(app)
     tracing.install(app)  # traceparent on the submissions' answers; their spans exported if configured
     telemetry.configure(settings, "offload-web")
     problems.register(app)
     metrics.install(app)
-    ratelimit.install(app, settings, rate_limit_storage)
+    ratelimit.install(app, settings, service.rate_limit_prefix, rate_limit_storage)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(tasks.bp)
@@ -61,7 +62,7 @@ def create_app(
     app.register_blueprint(queues_bp)
     app.register_blueprint(stats_bp)
     app.register_blueprint(bulk_bp)
-    dashboard.mount(app, settings)
+    dashboard.mount(app, settings, service)
     return app
 
 

@@ -1,7 +1,7 @@
 """``POST /jobs/batch`` and ``GET /batches/{id}``: many jobs in one request, counted together.
 
 Each item of ``jobs`` is validated as ``POST /jobs`` validates a body; the valid ones are written
-in one Redis transaction with the batch's record (:meth:`~app.jobs.store.JobQueue.submit_batch`),
+in one Redis transaction with the batch's record (:meth:`~app.jobs.JobQueue.submit_batch`),
 and each invalid one gets its own 422 problem in ``results`` (no job is made for it). When no item
 is valid the answer is a 422 and nothing is written; so it is when a queue would go over its depth
 limit (503) or the body is over the server's size limit (413).
@@ -14,8 +14,7 @@ import json
 from flask import Blueprint, Response, g, request
 from pydantic import ValidationError
 
-from ..jobs import BatchNotFound, InvalidSubmission, QueueFull, catalog, schemas
-from ..jobs.batch_schemas import BatchRequest
+from ..jobs import BatchNotFound, InvalidSubmission, QueueFull, batch_schemas, catalog, schemas
 from .context import job_queue, principal, settings
 from .jobs import POLL_AFTER, QUEUE_FULL_RETRY_AFTER, _check_callback, _claim_idempotency_key
 from .parsing import read_submission
@@ -38,7 +37,7 @@ def submit_batch() -> Response:
         raise ApiProblem(415, "send the batch as application/json", headers={"Accept-Post": "application/json"})
     payload = read_submission()
     try:
-        batch = BatchRequest.model_validate(payload, context={"settings": settings()})
+        batch = batch_schemas.BatchRequest.model_validate(payload, context={"settings": settings()})
     except ValidationError as exc:
         raise ApiProblem(422, "the batch is not valid", title="Validation Failed", errors=field_errors(exc)) from None
     if batch.callback_url is not None:

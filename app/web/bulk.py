@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
-from ..jobs.bulk import BulkActions
-from ..jobs.bulk_schemas import BulkRequest
+from ..jobs import bulk_schemas
 from . import auth
 from .context import job_queue, settings
 from .parsing import read_submission
@@ -21,13 +20,6 @@ from .problems import ApiProblem, field_error
 from .ratelimit import limiter, submit_limit
 
 bp = Blueprint("bulk", __name__)
-
-
-def actions() -> BulkActions:
-    found = current_app.extensions.get("offload.bulk")
-    if found is None:
-        found = current_app.extensions["offload.bulk"] = BulkActions(job_queue().connection)
-    return found
 
 
 @bp.route("/jobs/bulk", methods=["OPTIONS"], provide_automatic_options=False)
@@ -44,10 +36,10 @@ def bulk_action() -> Response:
         raise ApiProblem(415, "send application/json", headers={"Accept-Post": "application/json"})
     payload = read_submission()
     try:
-        spec = BulkRequest.validate_python(payload)
+        spec = bulk_schemas.BulkRequest.validate_python(payload)
     except ValidationError as exc:
         raise ApiProblem(422, "the bulk request is not valid", title="Validation Failed", errors=_errors(exc)) from None
-    outcome = actions().run(spec.action, who, spec.filter.job_filter(), limit=spec.limit, cursor=spec.cursor)
+    outcome = job_queue().bulk(spec, who)
     body = {"action": spec.action, **outcome.as_dict(), "next": outcome.next}
     return Response(json.dumps(body), status=200, mimetype="application/json")
 

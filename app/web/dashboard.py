@@ -1,7 +1,8 @@
 """rq-dashboard, mounted at ``/dashboard`` in the same app and reading jobs as JSON.
 
 rq-dashboard keeps its serializer in a module-level ``config`` and its Redis connection on
-the app; both are set here. Every dashboard route, its JSON endpoints and its POST actions
+the app; the job service tells it how offload stores jobs (``JobQueue.prepare_rq_dashboard``)
+and its connection is set here. Every dashboard route, its JSON endpoints and its POST actions
 included, needs an admin key when keys are configured (HTTP Basic, any user name, so a
 browser can log in, or ``Authorization: Bearer``).
 
@@ -16,16 +17,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-import redis
 from flask import Blueprint, Flask, Response, json, render_template, request, url_for
-from rq import Worker
-from rq.serializers import JSONSerializer
 
 from . import auth
 from ..connections import dashboard_connection
-from .problems import ApiProblem
-from ..jobs.job import OffloadJob
+from ..jobs import STORE_UNAVAILABLE, JobQueue
 from ..settings import Settings
+from .context import job_queue
+from .problems import ApiProblem
 
 URL_PREFIX = "/dashboard"
 #: What offload holds back, as the banner's script reads it (same guard as the dashboard).
@@ -70,25 +69,11 @@ def _refuse_unsafe_actions() -> None:
     raise ApiProblem(403, "dashboard actions need a same-origin Origin or Referer header")
 
 
-class _JsonWorker(Worker):
-    @classmethod
-    def all(cls, connection=None, job_class=None, queue_class=None, queue=None, serializer=None):  # noqa: ANN001, ANN206
-        return super().all(
-            connection=connection,
-            job_class=job_class or OffloadJob,
-            queue_class=queue_class,
-            queue=queue,
-            serializer=serializer or JSONSerializer,
-        )
-
-
 def held_back() -> dict | None:
     """The paused queues and the jobs waiting for a concurrency slot, or None when Redis is away."""
-    from .queues import admin
-
     try:
-        return admin().held_back()
-    except (redis.RedisError, redis.exceptions.RedisClusterException):
+        return job_queue().held_back()
+    except STORE_UNAVAILABLE:
         return None
 
 
@@ -118,14 +103,13 @@ def _with_banner(response: Response) -> Response:
     return response
 
 
-def mount(app: Flask, settings: Settings) -> None:
+def mount(app: Flask, settings: Settings, service: JobQueue) -> None:
     import rq_dashboard
     from rq_dashboard import web
 
-    web.config.serializer = JSONSerializer
-    # Its worker views call Worker.all() without a serializer, so reading a busy worker's
-    # current job would unpickle JSON (a 500); give the module a Worker that reads JSON.
-    web.Worker = _JsonWorker
+    # JSON, not pickle; its worker views call Worker.all() without a serializer, so reading a busy
+    # worker's current job would unpickle JSON (a 500): the job service gives it a Worker that reads JSON.
+    service.prepare_rq_dashboard(web)
     app.config["RQ_DASHBOARD_REDIS_URL"] = dashboard_connection(app, settings)
     app.config["RQ_DASHBOARD_POLL_INTERVAL"] = 2500
     with app.app_context():

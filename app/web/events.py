@@ -57,11 +57,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import redis
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
-from ..jobs import JobNotFound, schemas
-from ..jobs.resource import with_links
+from ..jobs import STORE_UNAVAILABLE, JobNotFound, responses, schemas
 from .context import job_queue, principal, settings
 from .jobs import _not_found
 from .parsing import seconds_query
@@ -172,7 +170,7 @@ def _events(updates: Iterator[dict], first_id: int, stop: Callable[[], bool], jo
 
     try:
         for resource in updates:
-            body = with_links(resource)
+            body = responses.with_links(resource)
             chunk = ""
             if resource["status"] != status:
                 chunk = event("status", body)
@@ -194,7 +192,7 @@ def _events(updates: Iterator[dict], first_id: int, stop: Callable[[], bool], jo
                 return
     except JobNotFound:
         pass  # deleted or expired meanwhile: a reconnect gets the 404
-    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+    except STORE_UNAVAILABLE as exc:
         log.warning("event stream of job %s lost Redis (%s); closing it", job_id, exc.__class__.__name__)
     finally:
         updates.close()  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """``/jobs``: submit, get (and wait on), cancel, retry and list jobs.
 
-Views parse and check the request (:mod:`.parsing`), ask :class:`~app.jobs.store.JobQueue`
-to act, and render its answer. They never touch Redis themselves.
+Views parse and check the request (:mod:`.parsing`), ask the job service
+(:class:`~app.jobs.JobQueue`) to act, and render its answer. They never touch Redis themselves.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from flask import Blueprint, Response, g, request, url_for
 from pydantic import ValidationError
 
 from ..jobs import (
+    IdempotencyClaim,
     IdempotencyConflict,
     IdempotencyInFlight,
     InvalidSubmission,
@@ -20,16 +21,15 @@ from ..jobs import (
     Principal,
     QueueFull,
     catalog,
+    responses,
     schemas,
 )
-from ..jobs.idempotency import IdempotencyClaim, valid_idempotency_key
-from ..jobs.resource import with_links
 from ..tasks import webhook
 from .context import job_queue, principal, settings
 from .parsing import invalid_cursor, page_limit, read_submission, refuse_query, wait_seconds
 from .problems import ApiProblem, field_errors, problem
 from .ratelimit import limiter, read_limit, submit_limit
-from .search import run_search, search_filter
+from .search import search_parameters
 from .tracing import begin as begin_trace
 from .tracing import note as note_trace
 
@@ -104,7 +104,7 @@ def _claim_idempotency_key(who: Principal, payload: dict, queue: str) -> Idempot
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not valid_idempotency_key(key):
+    if not schemas.IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiProblem(
             400,
             "Idempotency-Key must be 1 to 255 printable ASCII characters (spaces only inside)",
@@ -179,20 +179,19 @@ def list_jobs() -> Response:
     if queue is not None and queue not in schemas.QueueName.__args__:  # type: ignore[attr-defined]
         errors.append({"field": "queue", "message": "not a queue"})
     limit = page_limit(args.get("limit", "50"), errors)
-    found, search_errors = search_filter(args, status=status, type=args.get("type"), queue=queue)  # app/web/search.py
+    found, search_errors = search_parameters(args)  # app/web/search.py
     errors += search_errors
     refuse_query(errors)
+    filters = {"status": status, "type": args.get("type"), "queue": queue}
     try:
         if found is not None:
-            jobs, next_cursor = run_search(who, found, limit=limit, cursor=args.get("cursor"))
+            jobs, next_cursor = job_queue().search(who, **filters, **found, limit=limit, cursor=args.get("cursor"))
         else:
-            jobs, next_cursor = job_queue().list(
-                who, status=status, type=args.get("type"), queue=queue, limit=limit, cursor=args.get("cursor")
-            )
+            jobs, next_cursor = job_queue().list(who, **filters, limit=limit, cursor=args.get("cursor"))
     except ValueError:
         raise invalid_cursor() from None
     body = {
-        "jobs": [with_links(job) for job in jobs],
+        "jobs": [responses.with_links(job) for job in jobs],
         "next": url_for("api.list_jobs", **{**args.to_dict(), "cursor": next_cursor}) if next_cursor else None,
     }
     return _json(body)
@@ -209,7 +208,7 @@ def _raise_validation(exc: ValidationError) -> None:
 
 
 def _job_response(resource: dict, status: int = 200) -> Response:
-    body = with_links(resource)
+    body = responses.with_links(resource)
     response = _json(body, status)
     if status == 202:
         # Azure's long-running-operation convention names the status URL Operation-Location.

@@ -27,7 +27,6 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from . import auth
-from ..jobs.counters import RUNTIME_BUCKETS
 
 bp = Blueprint("metrics", __name__)
 
@@ -43,7 +42,7 @@ _JOB_EVENTS = ("enqueued", "started", "finished", "failed", "retried", "stopped"
 
 
 class JobCollector:
-    """Reads the job figures from Redis (through JobQueue) at scrape time."""
+    """Reads the job figures from Redis (through the job service) at scrape time."""
 
     def __init__(self, job_queue) -> None:  # noqa: ANN001
         self.job_queue = job_queue
@@ -61,7 +60,7 @@ class JobCollector:
         runtime = HistogramMetricFamily("offload_job_run_seconds", "Job run time by type", labels=["type"])
         for job_type in sorted({key.split(":")[1] for key in counters if key.startswith("runtime_bucket:")}):
             cumulative, buckets = 0.0, []
-            for le in [*map(str, RUNTIME_BUCKETS), "+Inf"]:
+            for le in [*map(str, stats["runtime_buckets"]), "+Inf"]:
                 cumulative += counters.get(f"runtime_bucket:{job_type}:{le}", 0.0)
                 buckets.append((le, cumulative))
             runtime.add_metric([job_type], buckets, counters.get(f"runtime_sum:{job_type}", 0.0))

@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 
-import redis
 from flask import Flask, Response, has_request_context, json, request
 from markupsafe import escape
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from ..jobs import catalog
+from ..jobs import STORE_UNAVAILABLE, catalog
 from ..logs import request_id_var
 from .headers import content_security_policy
 
@@ -131,11 +130,6 @@ def register(app: Flask) -> None:
             detail = "the request body is larger than this server accepts"
         return problem(exc.code or 500, detail, headers=headers)
 
-    # redis-py raises some Redis Cluster troubles (SlotNotCoveredError, "no node for slot",
-    # too many redirections) as RedisClusterException, which is not a RedisError: they are
-    # the same outage to a client.
-    @app.errorhandler(redis.RedisError)
-    @app.errorhandler(redis.exceptions.RedisClusterException)
     def _redis_down(exc: Exception) -> Response:
         log.error("Redis unavailable: %s", exc.__class__.__name__)
         return problem(
@@ -144,6 +138,11 @@ def register(app: Flask) -> None:
             title="Service Unavailable",
             headers={"Retry-After": str(REDIS_RETRY_AFTER)},
         )
+
+    # Redis not answering, however it shows (a RedisError, a Redis Cluster trouble): the same
+    # outage to a client, whether a view, /metrics or the dashboard met it.
+    for unavailable in STORE_UNAVAILABLE:
+        app.register_error_handler(unavailable, _redis_down)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

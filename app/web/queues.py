@@ -3,16 +3,17 @@
 
 Reading is for any key: a client whose jobs wait needs to see that their queue is paused (the
 figures are counts, never another client's jobs). Pausing and resuming are for admin keys
-only (403 for a client key). The Redis side is :mod:`app.jobs.queues_admin`.
+only (403 for a client key). The job service does the work (the Redis side is
+:mod:`app.jobs.queues_admin`).
 """
 
 from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from ..jobs.queues_admin import QueueAdmin, UnknownQueue
+from ..jobs import UnknownQueue
 from . import auth
 from .context import job_queue, principal, settings
 from .problems import problem
@@ -21,24 +22,17 @@ from .ratelimit import limiter, read_limit, submit_limit
 bp = Blueprint("queues", __name__)
 
 
-def admin() -> QueueAdmin:
-    queues = current_app.extensions.get("offload.queues_admin")
-    if queues is None:
-        queues = current_app.extensions["offload.queues_admin"] = QueueAdmin(job_queue())
-    return queues
-
-
 @bp.get("/queues")
 @limiter.limit(read_limit)
 def list_queues() -> Response:
     principal()
-    return _json({"queues": admin().overview()})
+    return _json({"queues": job_queue().list_queues()})
 
 
 @bp.get("/concurrency")
 @limiter.limit(read_limit)
 def list_concurrency() -> Response:
-    return _json({"keys": admin().concurrency(principal())})
+    return _json({"keys": job_queue().concurrency(principal())})
 
 
 @bp.get("/queues/<name>")
@@ -46,7 +40,7 @@ def list_concurrency() -> Response:
 def get_queue(name: str) -> Response:
     principal()
     try:
-        return _json(admin().describe(name))
+        return _json(job_queue().describe_queue(name))
     except UnknownQueue:
         return _not_found()
 
@@ -56,7 +50,7 @@ def get_queue(name: str) -> Response:
 def pause_queue(name: str) -> Response:
     auth.authenticate(request, settings(), admin=True)
     try:
-        return _json(admin().pause(name))
+        return _json(job_queue().pause_queue(name))
     except UnknownQueue:
         return _not_found()
 
@@ -66,13 +60,13 @@ def pause_queue(name: str) -> Response:
 def resume_queue(name: str) -> Response:
     auth.authenticate(request, settings(), admin=True)
     try:
-        return _json(admin().resume(name))
+        return _json(job_queue().resume_queue(name))
     except UnknownQueue:
         return _not_found()
 
 
 def _not_found() -> Response:
-    names = ", ".join(admin().queues)
+    names = ", ".join(job_queue().queue_names)
     return problem(404, f"no queue of this name (offload's queues are {names})")
 
 

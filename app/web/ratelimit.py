@@ -33,7 +33,6 @@ from limits.strategies import FixedWindowRateLimiter
 from . import auth
 from ..connections import limiter_storage_options, limiter_storage_uri
 from .problems import problem
-from ..jobs.keys import rate_limit_prefix
 from ..settings import Settings
 
 
@@ -108,11 +107,12 @@ def _headers(limit: RequestLimit, window: tuple[int, int]) -> dict[str, str]:
 limiter = Limiter(key_func=_client_identity, headers_enabled=False, swallow_errors=True, on_breach=_breached)
 
 
-def install(app: Flask, settings: Settings, storage_uri: str | None = None) -> None:
+def install(app: Flask, settings: Settings, key_prefix: str, storage_uri: str | None = None) -> None:
+    """The limits on ``app``; their counters under ``key_prefix`` (``JobQueue.rate_limit_prefix``)."""
     app.config["RATELIMIT_ENABLED"] = settings.rate_limit_enabled
     app.config["RATELIMIT_STORAGE_URI"] = storage_uri or limiter_storage_uri(settings)
     app.config["RATELIMIT_STORAGE_OPTIONS"] = limiter_storage_options(settings)
-    app.config["RATELIMIT_KEY_PREFIX"] = rate_limit_prefix()
+    app.config["RATELIMIT_KEY_PREFIX"] = key_prefix
     app.config["RATELIMIT_STRATEGY"] = settings.rate_limit_strategy
     # The Limiter is shared by every app of the process (the views' decorators name it) and
     # keeps the strategy of the first init_app otherwise; each app gets the one it asks for.

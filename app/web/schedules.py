@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, request, url_for
 from pydantic import ValidationError
 
-from ..jobs import catalog, schemas
-from ..jobs.schedule_schemas import TIMING_FIELDS, SchedulePatch, ScheduleRequest
-from ..jobs.schedules import ScheduleLimitReached, ScheduleNotFound, ScheduleStore
+from ..jobs import ScheduleLimitReached, ScheduleNotFound, catalog, schedule_schemas, schemas
 from ..tasks import webhook
 from .context import job_queue, principal, settings
 from .parsing import invalid_cursor, page_limit, read_submission, refuse_query
@@ -29,21 +27,13 @@ JSON_TYPES = "application/json"
 PATCH_TYPES = "application/json, application/merge-patch+json"
 
 
-def store() -> ScheduleStore:
-    schedules = current_app.extensions.get("offload.schedules")
-    if schedules is None:
-        schedules = ScheduleStore(job_queue().connection, settings())
-        current_app.extensions["offload.schedules"] = schedules
-    return schedules
-
-
 @bp.post("/schedules")
 @limiter.limit(submit_limit)
 def create_schedule() -> Response:
     who = principal()
     spec = _validated(_read_json("Accept-Post", JSON_TYPES))
     try:
-        resource = store().create(spec, owner=who.name)
+        resource = job_queue().create_schedule(spec, owner=who.name)
     except ScheduleLimitReached:
         return problem(409, f"this service holds its limit of {settings().max_schedules} schedules; delete one first")
     response = _json(resource, 201)
@@ -60,7 +50,7 @@ def list_schedules() -> Response:
     limit = page_limit(args.get("limit", "50"), errors)
     refuse_query(errors)
     try:
-        page, next_cursor = store().list(who, limit=limit, cursor=args.get("cursor"))
+        page, next_cursor = job_queue().list_schedules(who, limit=limit, cursor=args.get("cursor"))
     except ValueError:
         raise invalid_cursor() from None
     next_url = url_for("schedules.list_schedules", **{**args.to_dict(), "cursor": next_cursor}) if next_cursor else None
@@ -72,7 +62,7 @@ def list_schedules() -> Response:
 def get_schedule(schedule_id: str) -> Response:
     who = principal()
     try:
-        return _json(store().get(schedule_id, who))
+        return _json(job_queue().get_schedule(schedule_id, who))
     except ScheduleNotFound:
         return _not_found()
 
@@ -82,16 +72,16 @@ def get_schedule(schedule_id: str) -> Response:
 def update_schedule(schedule_id: str) -> Response:
     who = principal()
     try:
-        store().get(schedule_id, who)  # an unknown id is 404 whatever the body
+        job_queue().get_schedule(schedule_id, who)  # an unknown id is 404 whatever the body
     except ScheduleNotFound:
         return _not_found()
     payload = _read_json("Accept-Patch", PATCH_TYPES)
     try:
-        patch = SchedulePatch.model_validate(payload, context={"settings": settings()})
+        patch = schedule_schemas.SchedulePatch.model_validate(payload, context={"settings": settings()})
     except ValidationError as exc:
         raise ApiProblem(422, "the change is not valid", title="Validation Failed", errors=field_errors(exc)) from None
     try:
-        return _json(store().update(schedule_id, patch, who))
+        return _json(job_queue().update_schedule(schedule_id, patch, who))
     except ScheduleNotFound:  # deleted meanwhile
         return _not_found()
 
@@ -101,7 +91,7 @@ def update_schedule(schedule_id: str) -> Response:
 def delete_schedule(schedule_id: str) -> Response:
     who = principal()
     try:
-        store().delete(schedule_id, who)
+        job_queue().delete_schedule(schedule_id, who)
     except ScheduleNotFound:
         return _not_found()
     return Response(status=204)
@@ -118,19 +108,19 @@ def _read_json(accept_header: str, accepted: str) -> dict:
     return read_submission()
 
 
-def _validated(payload: dict) -> ScheduleRequest:
+def _validated(payload: dict) -> schedule_schemas.ScheduleRequest:
     """The schedule, its job validated as POST /jobs validates one; all the errors at once."""
     errors: list[dict] = []
     too_large = False
     spec = None
     try:
-        spec = ScheduleRequest.model_validate(payload, context={"settings": settings()})
+        spec = schedule_schemas.ScheduleRequest.model_validate(payload, context={"settings": settings()})
     except ValidationError as exc:
         errors += field_errors(exc)
     job = payload.get("job")
     if isinstance(job, dict):
         message = "not allowed in a schedule's job: the schedule says when it runs"
-        errors += [{"field": f"job.{name}", "message": message} for name in TIMING_FIELDS if name in job]
+        errors += [{"field": f"job.{name}", "message": message} for name in schedule_schemas.TIMING_FIELDS if name in job]
         try:
             job_spec = catalog.request_adapter(settings()).validate_python(
                 job, context={"settings": settings()}

@@ -1,6 +1,7 @@
 """The search parameters of ``GET /jobs``: ``id_prefix``, ``metadata_key`` and ``metadata_value``
 (together: that key with that value; alone: has that key, or some key has that value), and
-``error_type`` (the walk and its cost: :mod:`app.jobs.search`).
+``error_type``, checked here and handed to ``JobQueue.search`` (the walk and its cost:
+:mod:`app.jobs.search`).
 
 Without any of them ``GET /jobs`` is the plain listing, unchanged; with one, the listing's own
 filters (``status``, ``type``, ``queue``), ``limit`` and ``cursor`` apply as before, and a page
@@ -13,21 +14,18 @@ import re
 
 from werkzeug.datastructures import MultiDict
 
-from ..jobs import Principal
-from ..jobs.schemas import JOB_ID_PATTERN
-from ..jobs.search import JobFilter, search_jobs
-from .context import job_queue
+from ..jobs import schemas
 
 SEARCH_PARAMETERS = ("id_prefix", "metadata_key", "metadata_value", "error_type")
-ID_PREFIX_PATTERN = JOB_ID_PATTERN  # a prefix of an id has an id's form
+ID_PREFIX_PATTERN = schemas.JOB_ID_PATTERN  # a prefix of an id has an id's form
 METADATA_KEY_PATTERN = r"^[^\x00-\x1f]{1,64}$"
 METADATA_VALUE_MAX = 256
 ERROR_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
 
 
-def search_filter(args: MultiDict, *, status: str | None, type: str | None, queue: str | None) -> tuple[JobFilter | None, list[dict]]:
-    """The filter the query asks for (None: no search parameter, the plain listing), and the
-    errors of its search parameters."""
+def search_parameters(args: MultiDict) -> tuple[dict[str, str | None] | None, list[dict]]:
+    """The search parameters the query gives, for ``JobQueue.search`` (None: no search parameter,
+    the plain listing), and their errors."""
     if not any(name in args for name in SEARCH_PARAMETERS):
         return None, []
     errors = []
@@ -42,19 +40,5 @@ def search_filter(args: MultiDict, *, status: str | None, type: str | None, queu
     error_type = args.get("error_type")
     if error_type is not None and not re.fullmatch(ERROR_TYPE_PATTERN, error_type):
         errors.append({"field": "error_type", "message": "an error type such as ValueError or JobTimeout"})
-    job_filter = JobFilter(
-        statuses=frozenset([status]) if status else frozenset(),
-        type=type,
-        queue=queue,
-        id_prefix=id_prefix,
-        metadata={key: value} if key is not None and value is not None else {},
-        metadata_key=key if value is None else None,  # alone: has this key
-        metadata_value=value if key is None else None,  # alone: some key has this value
-        error_type=error_type,
-    )
-    return job_filter, errors
-
-
-def run_search(who: Principal, job_filter: JobFilter, *, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
-    """A page of matches and the next cursor; ValueError for a bad cursor."""
-    return search_jobs(job_queue().connection, who, job_filter, limit=limit, cursor=cursor)
+    found = {"id_prefix": id_prefix, "metadata_key": key, "metadata_value": value, "error_type": error_type}
+    return found, errors

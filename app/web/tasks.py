@@ -17,9 +17,9 @@ from typing import Any
 from flask import Blueprint, Response
 from pydantic import BaseModel, Field
 
-from ..jobs import catalog
-from ..jobs.catalog import Task
-from ..jobs.schemas import QueueName
+from offload.tasks import Task
+
+from ..jobs import catalog, schemas
 from .context import settings
 from .problems import problem
 from .ratelimit import limiter, read_limit
@@ -30,7 +30,7 @@ bp = Blueprint("tasks", __name__)
 class TaskDefaults(BaseModel):
     """What a submission of the task gets when it does not set these options."""
 
-    queue: QueueName
+    queue: schemas.QueueName
     timeout_seconds: int
     max_retries: int
     result_ttl_seconds: int

@@ -7,7 +7,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ...jobs import catalog, schemas
-from ...jobs.listing import CURSOR_PATTERN
 from ...settings import Settings
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -122,7 +121,7 @@ def page_parameters(cursor_description: str) -> list[dict[str, Any]]:
             "name": "cursor",
             "in": "query",
             "description": cursor_description,
-            "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+            "schema": {"type": "string", "pattern": schemas.CURSOR_PATTERN},
         },
     ]
 

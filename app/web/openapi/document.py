@@ -9,7 +9,6 @@ from typing import Any
 from offload.tasks import LONG_TEXT_KEY, Task
 
 from ...jobs import catalog, schemas
-from ...jobs.idempotency import IDEMPOTENCY_KEY_PATTERN
 from ...settings import Settings
 from .components import (
     _DESCRIPTION,
@@ -260,7 +259,7 @@ class _Builder(PathsMixin, EventsPathsMixin, BatchPathsMixin):
                 "first answer again (the same job); with a different body it is 422; while the first request "
                 "is still being handled it is 409. Keys are kept at least 24 hours. 1 to 255 printable ASCII "
                 "characters, spaces only inside (the IETF Idempotency-Key draft's string); anything else is 400.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY_PATTERN},
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": schemas.IDEMPOTENCY_KEY_PATTERN},
             },
             "RequestId": {
                 "name": "X-Request-ID",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ...jobs.batch_schemas import BatchAnswer, BatchRequest, BatchResource
+from ...jobs import batch_schemas
 from .components import PROBLEM_JSON, example_jobs, header, ref
 
 _BATCH_URL = "^/batches/[A-Za-z0-9_-]+$"
@@ -23,13 +23,13 @@ class BatchPathsMixin:
     def _batch_paths(self, request_ref: dict) -> dict[str, Any]:
         """Add the batch schemas to the components; return the batch paths."""
         components = self.components
-        request_schema = BatchRequest.model_json_schema(mode="validation")
+        request_schema = batch_schemas.BatchRequest.model_json_schema(mode="validation")
         request_schema["properties"]["jobs"]["items"] = request_ref
         request_schema["properties"]["jobs"]["maxItems"] = self.settings.max_batch_jobs
         self._callback_url(request_schema["properties"])  # as a job's: none at all without WEBHOOK_SECRET
         batch_request_ref = components.add("BatchRequest", request_schema)
-        answer_ref = components.model(BatchAnswer, "serialization")
-        resource_ref = components.model(BatchResource, "serialization")
+        answer_ref = components.model(batch_schemas.BatchAnswer, "serialization")
+        resource_ref = components.model(batch_schemas.BatchResource, "serialization")
         return {
             "/jobs/batch": {"post": self._submit_batch(batch_request_ref, answer_ref)},
             "/batches/{batch_id}": {

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...jobs import bulk_schemas
-from ...jobs.bulk import MAX_LIMIT
-from ...jobs.search import BATCH, SCAN_BUDGET
+from ...jobs import bulk_schemas, schemas
 from ..search import (
     ERROR_TYPE_PATTERN,
     ID_PREFIX_PATTERN,
@@ -50,8 +48,9 @@ _SEARCH_PARAMETERS = [
 
 _SEARCH_NOTE = (
     f" With a search parameter (`id_prefix`, `metadata_key`, `metadata_value`, `error_type`) the server walks "
-    f"the job index newest first, {BATCH} entries a round trip, and one request looks at {SCAN_BUDGET} entries at "
-    "most: a page may then be short, even empty, and still have a `next` to go on from."
+    f"the job index newest first, {schemas.SEARCH_BATCH} entries a round trip, and one request looks at "
+    f"{schemas.SEARCH_SCAN_BUDGET} entries at most: a page may then be short, even empty, and still have a `next` "
+    "to go on from."
 )
 
 
@@ -61,13 +60,13 @@ def add_bulk(builder: Any, document: dict[str, Any]) -> None:
     listing["parameters"][-1:-1] = _SEARCH_PARAMETERS  # before X-Request-ID
     listing["description"] += _SEARCH_NOTE
 
-    schemas = builder.components
-    request_ref = schemas.add(
+    models = builder.components
+    request_ref = models.add(
         "BulkRequest", bulk_schemas.BulkRequest.json_schema(ref_template=REF_TEMPLATE, mode="validation")
     )
-    result_ref = schemas.model(bulk_schemas.BulkResult, "serialization")
+    result_ref = models.model(bulk_schemas.BulkResult, "serialization")
     components = document["components"]
-    components["schemas"] = dict(sorted({**components["schemas"], **schemas.schemas}.items()))
+    components["schemas"] = dict(sorted({**components["schemas"], **models.schemas}.items()))
     responses = {
         "200": {
             "description": "What this request did. Follow `next` (send the same body with `cursor`) for the rest.",
@@ -94,8 +93,8 @@ def add_bulk(builder: Any, document: dict[str, Any]) -> None:
         "summary": "Retry, cancel or delete jobs by filter (admin)",
         "description": "Act on every job matching `filter`, newest first, in batches: `retry` puts failed (or "
         "stopped, canceled) jobs back on their queues, `cancel` cancels queued ones, `delete` deletes ended ones "
-        f"(finished by default). One request acts on at most `limit` jobs (at most {MAX_LIMIT}) and looks at a "
-        "bounded part of the job index; send the same body again with `cursor` set to the answer's `next` until "
+        f"(finished by default). One request acts on at most `limit` jobs (at most {bulk_schemas.MAX_LIMIT}) and "
+        "looks at a bounded part of the job index; send the same body again with `cursor` set to the answer's `next` until "
         "`next` is null. Safe while workers run: each job is checked and changed atomically, so a job being run "
         "is never touched, none is queued twice and none is lost (those that changed meanwhile count as "
         "`skipped`). Needs an admin key.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...jobs.timeseries import MAX_MINUTES
+from ...jobs import schemas
 from ...settings import QUEUE_NAMES
 from .components import PROBLEM_JSON, ref
 
@@ -98,7 +98,7 @@ _SCHEMAS["Timeseries"] = {
     "title": "Timeseries",
     "type": "object",
     "properties": {
-        "minutes": {"type": "integer", "minimum": 1, "maximum": MAX_MINUTES},
+        "minutes": {"type": "integer", "minimum": 1, "maximum": schemas.MAX_TIMESERIES_MINUTES},
         "step_seconds": {"type": "integer", "const": 60},
         "times": {
             "type": "array",
@@ -188,8 +188,8 @@ _STATS_TEXT = (
 _MINUTES = {
     "name": "minutes",
     "in": "query",
-    "description": f"How many minutes, ending with the current one (at most {MAX_MINUTES}).",
-    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_MINUTES, "default": 60},
+    "description": f"How many minutes, ending with the current one (at most {schemas.MAX_TIMESERIES_MINUTES}).",
+    "schema": {"type": "integer", "minimum": 1, "maximum": schemas.MAX_TIMESERIES_MINUTES, "default": 60},
 }
 _RESUME_TEXT = "Admin keys only. Workers take jobs from the queue again. Resuming a running queue changes nothing."
 

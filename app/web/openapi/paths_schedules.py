@@ -10,7 +10,6 @@ import copy
 from typing import Any
 
 from ...jobs import schedule_schemas
-from ...jobs.cadence import CRON_PATTERN, MAX_EVERY_SECONDS
 from .components import PROBLEM_JSON, example_jobs, header, page_parameters, ref
 
 _TAG = {
@@ -94,11 +93,11 @@ def _tune(schemas: dict[str, Any], settings: Any) -> None:
         cron = schemas[name]["properties"]["cron"]
         for branch in cron.get("anyOf", [cron]):
             if branch.get("type") == "string":
-                branch["pattern"] = CRON_PATTERN
+                branch["pattern"] = schedule_schemas.CRON_PATTERN
         every = schemas[name]["properties"]["every_seconds"]
         for branch in every.get("anyOf", [every]):
             if branch.get("type") == "integer":
-                branch.update(minimum=settings.min_schedule_seconds, maximum=MAX_EVERY_SECONDS)
+                branch.update(minimum=settings.min_schedule_seconds, maximum=schedule_schemas.MAX_EVERY_SECONDS)
 
 
 class _Operations:
