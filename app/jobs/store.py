@@ -141,7 +141,7 @@ class JobQueue:
     # -- look up --
 
     def fetch(self, job_id: str, principal: Principal = ANONYMOUS) -> Job:
-        if not schemas.JOB_ID.match(job_id):
+        if not schemas.JOB_ID.fullmatch(job_id):  # fullmatch: "$" takes a trailing newline
             raise JobNotFound(job_id)
         try:
             job = OffloadJob.fetch(job_id, connection=self.connection, serializer=self.serializer)
