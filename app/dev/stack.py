@@ -73,6 +73,8 @@ def supervisor_config(settings: Settings, root: Path, env: dict[str, str], embed
     programs: list[tuple[str, list[str], dict[str, str]]] = []
     if embedded_redis:
         valkey = valkey_command(DEV_REDIS_PORT, var / "valkey", config=var / "valkey.conf")
+        # Its log lines as the stack's JSON lines (app/dev/jsonlog.py execs it: same pid, title).
+        valkey = [python, "-m", "app.dev.jsonlog", "--process", "valkey", "--", *valkey]
         programs.append(("valkey", valkey, {"priority": "10"}))
     if embedded_smtp:
         smtp = [python, "-m", "app.dev.smtp_sink", "--port", str(DEV_SMTP_PORT), "--maildir", str(var / "mail")]
@@ -103,6 +105,9 @@ def supervisor_config(settings: Settings, root: Path, env: dict[str, str], embed
     lines = [
         "[supervisord]",
         "nodaemon=true",
+        # Its own plain-text lines go to its log file only; the listener below says what it
+        # does as JSON lines (app/dev/watch.py), and stops the stack when a program cannot start.
+        "silent=true",
         f"logfile={var / 'supervisord.log'}",
         f"pidfile={var / 'supervisord.pid'}",
         f"childlogdir={var}",
@@ -128,7 +133,10 @@ def supervisor_config(settings: Settings, root: Path, env: dict[str, str], embed
             "autostart=true",
             "autorestart=true",
             "startsecs=1",
-            "startretries=100",
+            # A program that cannot start (its port taken, a bad setting) is given up after three
+            # tries (~6 s), and the listener then stops the stack; one that crashes later is
+            # started again however often.
+            "startretries=3",
             "stopsignal=TERM",
             "stopasgroup=true",
             "killasgroup=true",
@@ -138,6 +146,19 @@ def supervisor_config(settings: Settings, root: Path, env: dict[str, str], embed
         ]
         lines += [f"{key}={value}" for key, value in options.items()]
         lines.append("")
+    lines += [
+        "[eventlistener:watch]",
+        f"command={shlex.quote(python)} -m app.dev.watch",
+        f"directory={root}",
+        f"environment={environment}",
+        "events=PROCESS_STATE",
+        "priority=1",
+        "autorestart=true",
+        "stdout_logfile=NONE",  # the listener protocol
+        "stderr_logfile=/dev/stdout",  # its JSON lines
+        "stderr_logfile_maxbytes=0",
+        "",
+    ]
     return "\n".join(lines)
 
 
