@@ -18,12 +18,13 @@ from .devstack import DevStack
 
 pytestmark = pytest.mark.integration
 
-#: Measured on the shared 2-core test machine: 3.5-6.5 s from SIGINT to the last process gone,
-#: with jobs, schedules, a live-event stream and a ?wait=30 in flight (web ~2.5 s, the workers
-#: ~1 s, then the sink and Valkey). Twice that, and under the 15 s the issue watched for. Every
-#: program must also leave by itself: one that supervisord had to SIGKILL at its stopwaitsecs
-#: (a worker that forgot its stop) fails the test whatever the time.
-STOP_BOUND_SECONDS = 12
+#: Measured on the shared 2-core test machine: 3.5-6.5 s from SIGINT to the last process gone
+#: (7.3 s at a load average of 9), with jobs, schedules, a live-event stream and a ?wait=30 in
+#: flight (web ~2.5 s, the workers ~1 s, then the sink and Valkey); 31 s before (a ?wait held
+#: the web server to its end). The bound is the 15 s the issue watched for. Every program must
+#: also leave by itself: one that supervisord had to SIGKILL at its stopwaitsecs (a worker that
+#: forgot its stop) fails the test whatever the time.
+STOP_BOUND_SECONDS = 15
 
 
 def _alive(pid: int) -> bool:
