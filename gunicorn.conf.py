@@ -9,8 +9,8 @@ variable            gunicorn setting                                          de
 HOST, PORT          ``bind`` (an IPv6 host is bracketed)                      127.0.0.1:8000
 WEB_CONCURRENCY     ``workers`` (processes)                                   2
 WEB_THREADS         ``threads`` per process, ``worker_class = "gthread"``     16
-MAX_WAIT_SECONDS    ``graceful_timeout`` = MAX_WAIT_SECONDS + 5, so a request 30 (so 35 s)
-                    held by ``?wait=`` still gets its answer on SIGTERM
+MAX_WAIT_SECONDS    ``graceful_timeout`` = MAX_WAIT_SECONDS + 5 (a ``?wait=`` 30 (so 35 s)
+                    in flight answers at once on SIGTERM: app/web/jobs.py)
 LOG_LEVEL           ``loglevel``                                              INFO
 ==================  ========================================================  =============
 
@@ -94,10 +94,29 @@ graceful_timeout = _settings.max_wait_seconds + 5
 keepalive = 5
 
 # The app logs every request itself (with its request id); gunicorn's access log would
-# only duplicate it. Gunicorn's own messages go to stderr.
+# only duplicate it. Gunicorn's own messages ("Booting worker", "Handling signal") are JSON
+# lines like everything else the service writes (issue 25, item 7), on stdout.
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+
+
+def _json_logger_class():  # noqa: ANN202
+    from gunicorn.glogging import Logger
+
+    class JsonLogger(Logger):
+        """gunicorn's logger, its error log written as offload's JSON lines (app/logs.py)."""
+
+        def setup(self, cfg):  # noqa: ANN001, ANN202 - gunicorn's signature
+            super().setup(cfg)
+            from app import logs
+
+            self.error_log.handlers[:] = [logs.json_handler("web")]
+
+    return JsonLogger
+
+
+logger_class = _json_logger_class()
 
 # No runtime control socket (gunicorn 25.1+): it would go to $HOME/.gunicorn, which is not
 # writable for the image's user, and two servers on one host would fight over it.

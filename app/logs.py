@@ -68,9 +68,9 @@ class RqPerJobLinesToDebug(logging.Filter):
         return True
 
 
-def configure(level: str = "INFO", process: str = "web") -> None:
-    """Send every logger (ours, RQ's, gunicorn's) to stdout as JSON lines."""
-    handler = logging.StreamHandler(sys.stdout)
+def json_handler(process: str, stream=None) -> logging.Handler:  # noqa: ANN001 - a text stream
+    """A handler writing offload's JSON lines (``"process": process``) to ``stream`` (stdout)."""
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(
         JsonFormatter(
             "{asctime}{levelname}{name}{message}",
@@ -81,6 +81,12 @@ def configure(level: str = "INFO", process: str = "web") -> None:
         )
     )
     handler.addFilter(ContextFilter())
+    return handler
+
+
+def configure(level: str = "INFO", process: str = "web", stream=None) -> None:  # noqa: ANN001
+    """Send every logger (ours, RQ's, gunicorn's) to stdout (or ``stream``) as JSON lines."""
+    handler = json_handler(process, stream)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -73,8 +73,17 @@ def main() -> None:
 
     from .. import logs
 
-    logs.configure("INFO", process="smtp")
-    controller, _ = start(args.host, args.port, args.maildir)
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    logs.configure(level, process="smtp")
+    # aiosmtpd writes six INFO lines a connection (peer, EHLO, MAIL, RCPT, DATA, close): a third
+    # of make run's log. The sink's own line per message is kept; aiosmtpd's only when debugging.
+    if level != "DEBUG":
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+    try:
+        controller, _ = start(args.host, args.port, args.maildir)
+    except OSError as exc:  # e.g. the port in use: one clear line, not a traceback
+        log.error("SMTP sink cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
+        raise SystemExit(1) from None
     log.info("SMTP sink listening on %s:%d, keeping mail in %s", args.host, args.port, args.maildir)
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -20,8 +20,17 @@ from pathlib import Path
 from ..jobs import catalog
 from ..settings import Settings, get_settings
 
-DEV_REDIS_PORT = int(os.environ.get("DEV_REDIS_PORT", "6390"))
-DEV_SMTP_PORT = int(os.environ.get("DEV_SMTP_PORT", "8025"))
+
+def _port_setting(name: str, default: int) -> int:
+    """A port from the environment; 0 when it is not a number (main() then says so and exits)."""
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() else (default if not value else 0)
+
+
+DEV_REDIS_PORT = _port_setting("DEV_REDIS_PORT", 6390)
+DEV_SMTP_PORT = _port_setting("DEV_SMTP_PORT", 8025)
+#: How long Ctrl-C waits for the web server's requests and the workers' jobs in hand.
+DEV_STOP_SECONDS = 10
 
 
 def valkey_binary() -> str:
@@ -30,10 +39,13 @@ def valkey_binary() -> str:
     return str(get_binary_path())
 
 
-def valkey_command(port: int, data_dir: Path, *, host: str = "127.0.0.1") -> list[str]:
-    """Valkey with AOF on and fsynced before each reply: a job that got a 202 survives a crash of the server."""
+def valkey_command(port: int, data_dir: Path, *, host: str = "127.0.0.1", config: Path | None = None) -> list[str]:
+    """Valkey with AOF on and fsynced before each reply: a job that got a 202 survives a crash of the server.
+
+    ``config``: a configuration file read first (``make run`` keeps its password there, out of ``ps``)."""
     return [
         valkey_binary(),
+        *([str(config)] if config is not None else []),
         "--bind", host,
         "--port", str(port),
         "--dir", str(data_dir),
@@ -60,7 +72,10 @@ def supervisor_config(settings: Settings, root: Path, env: dict[str, str], embed
     python = sys.executable
     programs: list[tuple[str, list[str], dict[str, str]]] = []
     if embedded_redis:
-        programs.append(("valkey", valkey_command(DEV_REDIS_PORT, var / "valkey"), {"priority": "10"}))
+        valkey = valkey_command(DEV_REDIS_PORT, var / "valkey", config=var / "valkey.conf")
+        # Its log lines as the stack's JSON lines (app/dev/jsonlog.py execs it: same pid, title).
+        valkey = [python, "-m", "app.dev.jsonlog", "--process", "valkey", "--", *valkey]
+        programs.append(("valkey", valkey, {"priority": "10"}))
     if embedded_smtp:
         smtp = [python, "-m", "app.dev.smtp_sink", "--port", str(DEV_SMTP_PORT), "--maildir", str(var / "mail")]
         programs.append(("smtp", smtp, {"priority": "20"}))
@@ -68,8 +83,10 @@ def supervisor_config(settings: Settings, root: Path, env: dict[str, str], embed
         "priority": "30",
         "numprocs": str(settings.worker_count),
         "process_name": "%(program_name)s-%(process_num)d",
-        # Warm shutdown: the job in hand may take up to its timeout to finish.
-        "stopwaitsecs": str(settings.max_timeout_seconds + 30),
+        # Warm shutdown: the job in hand finishes if it can within DEV_STOP_SECONDS; a longer one
+        # is killed (with its horse) and retried when the stack starts again (its heartbeat
+        # lapses). Ctrl-C stops make run in bounded time, not after the longest job's timeout.
+        "stopwaitsecs": str(DEV_STOP_SECONDS),
     }
     programs.append(("worker", [python, str(root / "worker.py")], worker_options))
     gunicorn = [
@@ -78,15 +95,19 @@ def supervisor_config(settings: Settings, root: Path, env: dict[str, str], embed
         "--workers", str(settings.web_concurrency),
         "--threads", str(settings.web_threads),
         "--worker-class", "gthread",
-        "--graceful-timeout", "35",
+        # Requests in flight (a ?wait=30 included) get DEV_STOP_SECONDS to finish on Ctrl-C.
+        "--graceful-timeout", str(DEV_STOP_SECONDS),
         "wsgi:app",
     ]  # fmt: skip
-    programs.append(("web", gunicorn, {"priority": "40", "stopwaitsecs": "40"}))
+    programs.append(("web", gunicorn, {"priority": "40", "stopwaitsecs": str(DEV_STOP_SECONDS + 5)}))
 
     environment = ",".join(f'{key}="{_escape(value)}"' for key, value in sorted(env.items()))
     lines = [
         "[supervisord]",
         "nodaemon=true",
+        # Its own plain-text lines go to its log file only; the listener below says what it
+        # does as JSON lines (app/dev/watch.py), and stops the stack when a program cannot start.
+        "silent=true",
         f"logfile={var / 'supervisord.log'}",
         f"pidfile={var / 'supervisord.pid'}",
         f"childlogdir={var}",
@@ -112,7 +133,10 @@ def supervisor_config(settings: Settings, root: Path, env: dict[str, str], embed
             "autostart=true",
             "autorestart=true",
             "startsecs=1",
-            "startretries=100",
+            # A program that cannot start (its port taken, a bad setting) is given up after three
+            # tries (~6 s), and the listener then stops the stack; one that crashes later is
+            # started again however often.
+            "startretries=3",
             "stopsignal=TERM",
             "stopasgroup=true",
             "killasgroup=true",
@@ -122,6 +146,19 @@ def supervisor_config(settings: Settings, root: Path, env: dict[str, str], embed
         ]
         lines += [f"{key}={value}" for key, value in options.items()]
         lines.append("")
+    lines += [
+        "[eventlistener:watch]",
+        f"command={shlex.quote(python)} -m app.dev.watch",
+        f"directory={root}",
+        f"environment={environment}",
+        "events=PROCESS_STATE",
+        "priority=1",
+        "autorestart=true",
+        "stdout_logfile=NONE",  # the listener protocol
+        "stderr_logfile=/dev/stdout",  # its JSON lines
+        "stderr_logfile_maxbytes=0",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -129,11 +166,11 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
 
 
-def _dev_webhook_secret(var: Path) -> str:
-    """A signing secret for callbacks, made once and kept in var/ (mode 0600)."""
+def _dev_secret(var: Path, name: str) -> str:
+    """A secret made once and kept in var/ (mode 0600): the callbacks' signing key, Valkey's password."""
     import secrets
 
-    path = var / "webhook_secret"
+    path = var / name
     if not path.exists():
         var.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
@@ -141,12 +178,70 @@ def _dev_webhook_secret(var: Path) -> str:
     return path.read_text().strip()
 
 
+def _dev_webhook_secret(var: Path) -> str:
+    return _dev_secret(var, "webhook_secret")
+
+
+#: The embedded Valkey's only user (its default user is off): see _valkey_config.
+DEV_VALKEY_USER = "offload"
+
+
+def _valkey_config(var: Path) -> str:
+    """The embedded Valkey's user and password, in the config file it reads first (mode 0600).
+
+    The password is this checkout's own (var/valkey_password), and the stack's web server and
+    workers hold it in REDIS_URL with the user name: so they can use no Valkey but the one this
+    stack started. Any other server on the port refuses them (WRONGPASS): a plain one has no such
+    user (a password alone would not do: a server without one accepts any), another stack's has
+    another password."""
+    password = _dev_secret(var, "valkey_password")
+    path = var / "valkey.conf"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(
+        "# written by make run (app/dev/stack.py) at each start\n"
+        "user default off\n"
+        f"user {DEV_VALKEY_USER} on >{password} ~* &* +@all\n"
+    )
+    return password
+
+
+def _listeners(settings: Settings, embedded_redis: bool, embedded_smtp: bool) -> list:
+    from .ports import Listener
+
+    listeners = [Listener("web server", "PORT", settings.host, settings.port)]
+    if embedded_redis:
+        listeners.append(Listener("embedded Valkey", "DEV_REDIS_PORT", "127.0.0.1", DEV_REDIS_PORT))
+    if embedded_smtp:
+        listeners.append(Listener("SMTP sink", "DEV_SMTP_PORT", "127.0.0.1", DEV_SMTP_PORT))
+    return listeners
+
+
+def _refuse_to_share(settings: Settings, var: Path, embedded_redis: bool, embedded_smtp: bool) -> None:
+    """Exit, saying why, when another stack runs from this var/ or a port the stack needs is taken."""
+    from .ports import busy, refusal, running_stack
+
+    for name, port in (("DEV_REDIS_PORT", DEV_REDIS_PORT), ("DEV_SMTP_PORT", DEV_SMTP_PORT)):
+        if not 1 <= port <= 65535:
+            sys.exit(f"offload: {name}={os.environ.get(name)!r} is not a port number (1-65535)")
+    pid = running_stack(var)
+    if pid is not None:
+        sys.exit(
+            f"offload: the dev stack did not start: another one (supervisord pid {pid}) runs from {var}.\n"
+            "Stop it (Ctrl-C in its terminal), or start this one with a folder of its own: VAR_DIR=var2 make run"
+        )
+    listeners = _listeners(settings, embedded_redis, embedded_smtp)
+    taken = busy(listeners)
+    if taken:
+        sys.exit(refusal(listeners, taken))
+
+
 def _redis_banner(settings: Settings, embedded: bool) -> str:
     """Where the stack's Redis is, as the banner says it (no secrets)."""
     from ..connections import describe
 
     if embedded:
-        return f"{settings.redis_url_redacted()} (embedded Valkey, data in var/valkey)"
+        return f"{settings.redis_url_redacted()} (embedded Valkey, data in var/valkey, password in var/valkey_password)"
     if settings.redis_sentinels:
         count = len(settings.redis_sentinels)
         return f"{describe(settings)} (the primary named {settings.redis_sentinel_master!r} by {count} sentinel{'s' if count != 1 else ''}; no embedded Valkey)"
@@ -186,12 +281,14 @@ def main() -> None:
     embedded_redis = "REDIS_URL" not in os.environ and not os.environ.get("REDIS_SENTINELS", "").strip()
     embedded_smtp = "SMTP_URL" not in os.environ
     env = {"PYTHONUNBUFFERED": "1"}
+    var = root / os.environ.get("VAR_DIR", "var")
     if embedded_redis:
-        env["REDIS_URL"] = f"redis://127.0.0.1:{DEV_REDIS_PORT}/0"
+        password = _dev_secret(var, "valkey_password")
+        env["REDIS_URL"] = f"redis://{DEV_VALKEY_USER}:{password}@127.0.0.1:{DEV_REDIS_PORT}/0"
     if embedded_smtp:
         env["SMTP_URL"] = f"smtp://127.0.0.1:{DEV_SMTP_PORT}"
     if "WEBHOOK_SECRET" not in os.environ:
-        env["WEBHOOK_SECRET"] = _dev_webhook_secret(root / os.environ.get("VAR_DIR", "var"))
+        env["WEBHOOK_SECRET"] = _dev_webhook_secret(var)
     # Rate limits protect a shared service from a runaway client. An anonymous stack serves
     # loopback only (one developer): it does not throttle them unless asked to.
     anonymous = not os.environ.get("API_KEYS", "").strip()
@@ -208,8 +305,11 @@ def main() -> None:
     # imported stops `make run` with its name, instead of every process failing under supervisord.
     loaded = catalog.load_or_exit(worker=True)
     var = root / settings.var_dir
+    _refuse_to_share(settings, var, embedded_redis, embedded_smtp)
     for sub in ("valkey", "mail"):
         (var / sub).mkdir(parents=True, exist_ok=True)
+    if embedded_redis:
+        _valkey_config(var)
     config = var / "supervisord.conf"
     config.write_text(supervisor_config(settings, root, env, embedded_redis, embedded_smtp))
     config.chmod(0o600)

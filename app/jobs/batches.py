@@ -113,7 +113,7 @@ def submit(
 
 def get(connection: redis.Redis, batch_id: str, principal: Principal) -> dict:
     """The batch resource, with its jobs' counts by status as they are now."""
-    raw = connection.hgetall(batch_key(batch_id)) if schemas.JOB_ID.match(batch_id) else {}
+    raw = connection.hgetall(batch_key(batch_id)) if schemas.JOB_ID.fullmatch(batch_id) else {}
     fields = {key.decode(): value.decode() for key, value in raw.items()}
     if not fields or not principal.may_see(fields.get("owner")):
         raise BatchNotFound(batch_id)

@@ -129,7 +129,7 @@ def _concurrency_key_of(task: Task):  # noqa: ANN202 - a pydantic validator
     def apply(request: schemas.JobOptions) -> schemas.JobOptions:
         if request.concurrency_key is None:
             key = task.concurrency_key_for(request.task_arguments())
-            if not _KEY.match(key):
+            if not _KEY.fullmatch(key):
                 raise PydanticCustomError(
                     "concurrency_key", "the task's concurrency key made from these fields ({key!r}) must be 1 to 200 "
                     "printable ASCII characters without spaces", {"key": key, "field": "concurrency_key"},

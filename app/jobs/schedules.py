@@ -147,7 +147,7 @@ class ScheduleStore:
     def _fields(
         self, connection: redis.Redis | redis.client.Pipeline, schedule_id: str, principal: Principal
     ) -> dict[str, str]:
-        if not SCHEDULE_ID.match(schedule_id):
+        if not SCHEDULE_ID.fullmatch(schedule_id):
             raise ScheduleNotFound(schedule_id)
         fields = decode(connection.hgetall(schedule_key(schedule_id)))
         if not fields or not principal.may_see(_owner(fields)):

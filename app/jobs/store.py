@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -140,7 +140,7 @@ class JobQueue:
     # -- look up --
 
     def fetch(self, job_id: str, principal: Principal = ANONYMOUS) -> Job:
-        if not schemas.JOB_ID.match(job_id):
+        if not schemas.JOB_ID.fullmatch(job_id):  # fullmatch: "$" takes a trailing newline
             raise JobNotFound(job_id)
         try:
             job = OffloadJob.fetch(job_id, connection=self.connection, serializer=self.serializer)
@@ -153,8 +153,9 @@ class JobQueue:
     def get(self, job_id: str, principal: Principal = ANONYMOUS) -> dict:
         return self.describe(self.fetch(job_id, principal))
 
-    def wait(self, job_id: str, principal: Principal, timeout: float) -> dict:
-        """The job once it is terminal, or as it is after ``timeout`` seconds.
+    def wait(self, job_id: str, principal: Principal, timeout: float, stop: Callable[[], bool] | None = None) -> dict:
+        """The job once it is terminal, or as it is after ``timeout`` seconds (or once ``stop()``
+        says the server is stopping: a wait must not hold its graceful shutdown up).
 
         Waiting is event driven: workers publish a job's id when it starts, reports progress
         and ends, and one listener thread per process wakes the waiters, which read the job
@@ -165,7 +166,7 @@ class JobQueue:
             while True:
                 resource = self.get(job_id, principal)
                 remaining = deadline - time.monotonic()
-                if resource["status"] in schemas.TERMINAL_STATUSES or remaining <= 0:
+                if resource["status"] in schemas.TERMINAL_STATUSES or remaining <= 0 or (stop is not None and stop()):
                     return resource
                 event.wait(min(remaining, REREAD_SECONDS))
                 event.clear()

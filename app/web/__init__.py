@@ -72,7 +72,7 @@ def _install_request_ids(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         supplied = request.headers.get("X-Request-ID", "")
-        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        g.request_id = supplied if _REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
         g.started = time.perf_counter()
         g.log_token = logs.request_id_var.set(g.request_id)
 

@@ -34,7 +34,7 @@ def _presented_secret(request: Request) -> str | None:
     if scheme == "basic" and value.strip():
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, UnicodeDecodeError, ValueError):  # ValueError: not ASCII ("Basic é")
             return None
         return decoded.partition(":")[2] or None
     return None

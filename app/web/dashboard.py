@@ -64,9 +64,18 @@ def _refuse_unsafe_actions() -> None:
             return
         raise ApiProblem(403, "dashboard actions are refused from other sites")
     source = request.headers.get("Origin") or request.headers.get("Referer")
-    if source and urlsplit(source).netloc == request.host:
+    if source and same_origin(source, request.host):
         return
     raise ApiProblem(403, "dashboard actions need a same-origin Origin or Referer header")
+
+
+def same_origin(source: str, host: str) -> bool:
+    """Whether an Origin or Referer names this host. One that cannot be parsed (``http://[::1``,
+    a bad port) names no host: False, never a ValueError (a 500)."""
+    try:
+        return urlsplit(source).netloc == host
+    except ValueError:
+        return False
 
 
 def held_back() -> dict | None:

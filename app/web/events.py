@@ -217,7 +217,7 @@ def _first_id(last_event_id: str) -> int:
     sends (ids go on counting across reconnections); 1 for a new stream or an id that is not
     one of ours (it is only a hint: nothing is replayed, the job's status comes first anyway)."""
     last_event_id = last_event_id.strip()
-    return int(last_event_id) + 1 if _LAST_EVENT_ID.match(last_event_id) else 1
+    return int(last_event_id) + 1 if _LAST_EVENT_ID.fullmatch(last_event_id) else 1
 
 
 def _always() -> bool:

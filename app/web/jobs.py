@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, g, request, url_for
+from flask import Blueprint, Response, current_app, g, request, url_for
 from pydantic import ValidationError
 
 from ..jobs import (
@@ -134,10 +134,17 @@ def get_job(job_id: str) -> Response:
         if wait is None:
             resource = job_queue().get(job_id, who)
         else:
-            resource = job_queue().wait(job_id, who, wait_seconds(wait))
+            resource = job_queue().wait(job_id, who, wait_seconds(wait), stop=_server_stopping)
     except JobNotFound:
         return _not_found()
     return _job_response(resource)
+
+
+def _server_stopping() -> bool:
+    """gunicorn is stopping this process (gunicorn.conf.py tells the app): a ``?wait=`` answers
+    now rather than hold the graceful shutdown, and so Ctrl-C on make run, up to its end."""
+    alive = current_app.extensions.get("offload.server_alive")
+    return alive is not None and not alive()
 
 
 @bp.post("/jobs/<job_id>/cancel")

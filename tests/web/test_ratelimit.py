@@ -79,6 +79,12 @@ def test_anonymous_make_run_does_not_throttle_its_developer(monkeypatch):
     for name in ("API_KEYS", "RATE_LIMIT_ENABLED", "REDIS_URL", "SMTP_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("VAR_DIR", str(__import__("tempfile").mkdtemp()))
+    # Ports of its own: main() refuses to start on a port in use (another stack's, say).
+    from ..conftest import free_port
+
+    monkeypatch.setenv("PORT", str(free_port()))
+    monkeypatch.setattr(stack, "DEV_REDIS_PORT", free_port())
+    monkeypatch.setattr(stack, "DEV_SMTP_PORT", free_port())
     stack.main()
     assert stack.os.environ["RATE_LIMIT_ENABLED"] == "0"
     config = (stack.Path(stack.os.environ["VAR_DIR"]) / "supervisord.conf").read_text()
