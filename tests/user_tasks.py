@@ -68,8 +68,8 @@ class OutcomeArgs(BaseModel):
     after: float = 1.0
 
 
-@task("outcome", args=OutcomeArgs, max_retries=2)
-def outcome(args: OutcomeArgs, ctx) -> dict:
+@task("finish_as", args=OutcomeArgs, max_retries=2)
+def finish_as(args: OutcomeArgs, ctx) -> dict:
     if args.outcome == "permanent":
         raise PermanentFailure("the partner said 404: no retry can mend it")
     if args.outcome == "retry_later" and ctx.attempt == 1:

@@ -82,7 +82,7 @@ def test_the_file_of_a_user_tasks_upload_field_comes_as_a_form_part(client, job_
     [("permanent", "PermanentFailure", 1), ("raise", "RuntimeError", 3), ("big_result", "ResultTooLarge", 1), ("not_json", "InvalidResult", 1)],
 )
 def test_how_a_task_ends_decides_its_retries(client, job_queue, outcome, error_type, attempts):
-    job_id = client.post("/jobs", json={"type": "outcome", "outcome": outcome}).get_json()["id"]
+    job_id = client.post("/jobs", json={"type": "finish_as", "outcome": outcome}).get_json()["id"]
     for _ in range(attempts):
         _run_retries_now(job_queue)
     done = client.get(f"/jobs/{job_id}").get_json()
@@ -91,7 +91,7 @@ def test_how_a_task_ends_decides_its_retries(client, job_queue, outcome, error_t
 
 
 def test_retry_later_sets_the_next_retrys_delay(client, job_queue):
-    job_id = client.post("/jobs", json={"type": "outcome", "outcome": "retry_later", "after": 42}).get_json()["id"]
+    job_id = client.post("/jobs", json={"type": "finish_as", "outcome": "retry_later", "after": 42}).get_json()["id"]
     run_jobs(job_queue)
     job = OffloadJob.fetch(job_id, connection=job_queue.connection, serializer=job_queue.serializer)
     assert job.get_status() == "scheduled"
@@ -188,14 +188,14 @@ def test_a_tasks_concurrency_key_is_made_from_its_fields_unless_the_submission_g
 
 def test_dependencies_search_and_bulk_actions_take_user_tasks(client, job_queue):
     batch = client.post("/jobs/batch", json={"jobs": [
-        {"type": "outcome", "outcome": "permanent"}, {"type": "reverse_text", "text": "ab", "depends_on": ["$0"]},
+        {"type": "finish_as", "outcome": "permanent"}, {"type": "reverse_text", "text": "ab", "depends_on": ["$0"]},
     ]}).get_json()  # fmt: skip
     failing, dependent = (item["job"]["id"] for item in batch["results"])
     run_jobs(job_queue)
     assert client.get(f"/jobs/{dependent}").get_json()["error"]["type"] == "DependencyFailed"
-    found = client.get("/jobs?type=outcome&status=failed&error_type=PermanentFailure").get_json()["jobs"]
+    found = client.get("/jobs?type=finish_as&status=failed&error_type=PermanentFailure").get_json()["jobs"]
     assert [job["id"] for job in found] == [failing]
-    retried = client.post("/jobs/bulk", json={"action": "retry", "filter": {"type": "outcome", "status": "failed"}})
+    retried = client.post("/jobs/bulk", json={"action": "retry", "filter": {"type": "finish_as", "status": "failed"}})
     assert retried.status_code == 200 and retried.get_json()["done"] == 1, retried.get_json()
     assert client.get(f"/jobs/{failing}").get_json()["status"] == "queued"
 

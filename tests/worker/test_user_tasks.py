@@ -106,8 +106,8 @@ def test_tasks_of_an_installed_distribution_are_found_by_its_entry_point(stack_f
 @pytest.mark.deployments("default", "forking")
 def test_a_user_tasks_timeout_and_exceptions_end_as_the_built_ins_do(stack):
     timed_out = stack.post({"type": "crunch", "seconds": 30, "timeout_seconds": 1, "max_retries": 0}).json()["id"]
-    permanent = stack.post({"type": "outcome", "outcome": "permanent"}).json()["id"]
-    big = stack.post({"type": "outcome", "outcome": "big_result"}).json()["id"]
+    permanent = stack.post({"type": "finish_as", "outcome": "permanent"}).json()["id"]
+    big = stack.post({"type": "finish_as", "outcome": "big_result"}).json()["id"]
     assert stack.wait_for(timed_out, timeout=30)["error"]["type"] == "JobTimeout"
     failed = stack.wait_for(permanent)
     assert failed["error"]["type"] == "PermanentFailure" and failed["attempts"] == 1
