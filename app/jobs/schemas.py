@@ -113,10 +113,14 @@ def _integral_float_to_int(value: object) -> object:
 _INTEGRAL = BeforeValidator(_integral_float_to_int)
 
 
+#: RFC 3339's date-time (section 5.6), what the document's ``format: date-time`` means.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
 def _text_only(value: object) -> object:
     """A time is an RFC 3339 string, as the document says: pydantic would also take a number
-    (as Unix seconds), which the document does not allow."""
-    if not isinstance(value, str):
+    (as Unix seconds), or a string of one ("0.0", as a form sends it), which it does not allow."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise PydanticCustomError("datetime_type", "must be an RFC 3339 date-time string")
     return value
 

@@ -46,6 +46,7 @@ def create_app(
     service = app.extensions["offload.queue"] = job_queue or JobQueue(connect(settings), settings)
 
     _install_request_ids(app)
+    _refuse_repeated_query(app)
     tracing.install(app)  # traceparent on the submissions' answers; their spans exported if configured
     telemetry.configure(settings, "offload-web")
     problems.register(app)
@@ -64,6 +65,22 @@ def create_app(
     app.register_blueprint(bulk_bp)
     dashboard.mount(app, settings, service)
     return app
+
+
+def _refuse_repeated_query(app: Flask) -> None:
+    """Each query parameter of the API takes one value (the document declares none a list): one
+    given twice (``?limit=5&limit=x``) is a 422 naming it, rather than the first silently winning."""
+
+    @app.before_request
+    def _once() -> None:
+        if request.path.startswith("/dashboard"):
+            return  # rq-dashboard's pages, its own parameters
+        repeated = sorted(name for name, values in request.args.lists() if len(values) > 1)
+        if repeated:
+            raise problems.ApiProblem(
+                422, "the query is not valid", title="Validation Failed",
+                errors=[{"field": name, "message": "given more than once"} for name in repeated],
+            )  # fmt: skip
 
 
 def _install_request_ids(app: Flask) -> None:

@@ -165,6 +165,47 @@ def test_what_the_fuzzers_found(client, method, path, headers, status):
     assert answer.mimetype == "application/problem+json"
 
 
+# --- where the document and the server disagreed (st run --checks all, negative data accepted) ---
+
+
+@pytest.mark.parametrize("query", ["limit=5&limit=x", "limit=5&limit=7", "status=queued&status=failed", "cursor=a&cursor=b"])
+def test_a_query_parameter_given_twice_is_refused_naming_it(client, query):
+    """Every query parameter is declared with one value; the first of two silently won."""
+    answer = client.get(f"/jobs?{query}", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert answer.status_code == 422, answer.get_data(as_text=True)
+    name = query.split("=", 1)[0]
+    assert answer.get_json()["errors"] == [{"field": name, "message": "given more than once"}]
+
+
+@pytest.mark.parametrize("moment", ["0.0", "1700000000", "2026-12-07", "2026-12-07 10:00:00Z", "2026-12-07T10:00:00+0000"])
+def test_run_at_is_an_rfc_3339_date_time_in_json_and_in_a_form(client, moment):
+    """``format: date-time``; pydantic also took a number of seconds written as text ("0.0")."""
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    as_json = client.post("/jobs", json={"type": "count_words", "text": "a", "run_at": moment}, headers=auth)
+    as_form = client.post("/jobs", data={"text": "a", "run_at": moment}, headers=auth, content_type="multipart/form-data")
+    for answer in (as_json, as_form):
+        assert answer.status_code == 422, answer.get_data(as_text=True)
+        assert answer.get_json()["errors"][0]["field"] == "run_at"
+    fine = client.post("/jobs", json={"type": "count_words", "text": "a", "run_at": "2026-12-07T10:00:00.5+01:00"}, headers=auth)
+    assert fine.status_code == 202, fine.get_data(as_text=True)
+
+
+def test_a_file_part_of_any_content_type_is_read_as_text_and_the_document_declares_none(client):
+    """The document declared the file parts' content types, so a fuzzer took a part as a typed
+    value and called the text of a mutated number an invalid file accepted (ST201)."""
+    import io
+
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    for content_type in ("text/plain", "application/octet-stream", "image/png"):
+        upload = (io.BytesIO(b"one two three"), "notes.txt", content_type)
+        answer = client.post("/jobs", data={"file": upload}, headers=auth, content_type="multipart/form-data")
+        assert answer.status_code == 202, (content_type, answer.get_data(as_text=True))
+    encoding = client.get("/openapi.json").get_json()["paths"]["/jobs"]["post"]["requestBody"]["content"][
+        "multipart/form-data"
+    ]["encoding"]
+    assert encoding == {"metadata": {"contentType": "application/json"}}
+
+
 # --- the URL parsers themselves ---------------------------------------------------------------
 
 URLISH = st.builds(

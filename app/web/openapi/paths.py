@@ -141,6 +141,7 @@ class PathsMixin:
                         "content": {"application/json": {"schema": job_ref}},
                     },
                     "404": ref("NotFound", "responses"),
+                    "405": ref("NotAJob", "responses"),
                     "422": ref("ValidationFailed", "responses"),
                 },
             }
