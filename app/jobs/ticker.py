@@ -124,7 +124,10 @@ class ScheduleTicker:
                 pipe.multi()
                 started = None
                 if already:
-                    log.warning("schedule %s: the job of tick %s exists already", schedule_id, tick)
+                    # Another ticker started it and this one read the schedule before its advance:
+                    # the race is settled by the job's id (one job a tick), so INFO, not WARNING
+                    # (113 of 585 lines of a make run with 20 one-second schedules were this).
+                    log.info("schedule %s: the job of tick %s exists already; moving on", schedule_id, tick)
                 elif error is None:
                     try:
                         self.jobs.submit(
