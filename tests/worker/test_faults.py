@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -151,10 +152,14 @@ def test_redis_killed_and_restarted_on_its_aof_loses_no_accepted_job(stack_facto
 
 
 def test_smtp_down_retries_then_fails_naming_the_smtp_failure(stack_factory):
-    dead = f"smtp://127.0.0.1:{free_port()}"
-    stack = stack_factory(SMTP_URL=dead, RETRY_BACKOFF_BASE_SECONDS="1", RETRY_BACKOFF_MAX_SECONDS="1")
-    job_id = stack.post({"type": "send_email", "to": "a@example.com", "body": "x", "max_retries": 2}).json()["id"]
-    done = stack.wait_for(job_id, timeout=40)
+    # A port held bound but not listening: connections are refused, and no other test running
+    # beside this one (make test runs three processes) can start a server on it meanwhile.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        dead = f"smtp://127.0.0.1:{held.getsockname()[1]}"
+        stack = stack_factory(SMTP_URL=dead, RETRY_BACKOFF_BASE_SECONDS="1", RETRY_BACKOFF_MAX_SECONDS="1")
+        job_id = stack.post({"type": "send_email", "to": "a@example.com", "body": "x", "max_retries": 2}).json()["id"]
+        done = stack.wait_for(job_id, timeout=40)
     assert done["status"] == "failed"
     assert done["attempts"] == 3
     assert done["error"]["type"] == "SmtpError"
