@@ -6,6 +6,7 @@ validation of the job itself, so a bad body can never reach the job layer.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -104,7 +105,14 @@ FORM_DEFAULT_TYPE = "count_words"
 
 def _field_types(task: Task) -> dict[str, str]:
     """Each field's JSON type, from the submission's model (the options' and the task's)."""
-    schema = catalog.request_model(task).model_json_schema()
+    return _types_of(catalog.request_model(task))
+
+
+@functools.cache
+def _types_of(model: type) -> dict[str, str]:
+    """Once a model (the catalog makes one a task while the registry is unchanged): its JSON
+    Schema costs milliseconds, which every form submission paid before."""
+    schema = model.model_json_schema()
     found = {}
     for name, field in schema.get("properties", {}).items():
         kinds = [option.get("type") for option in field.get("anyOf", [field]) if option.get("type") != "null"]
