@@ -1,7 +1,7 @@
 """Pausing and resuming a queue, and the per-queue overview ``GET /queues`` shows.
 
 A paused queue still takes jobs (``POST /jobs``, schedules and RQ's scheduler put them on it as
-before) but no worker takes one off it: both dequeue scripts (``app/worker/fast/dequeue.lua`` and
+before) but no worker takes one off it: both dequeue scripts (``app/jobs/engine/lua/dequeue.lua`` and
 :data:`app.jobs.queue._DEQUEUE_SCRIPT`) skip a queue whose name is in
 :data:`~app.jobs.keys.PAUSED_QUEUES_KEY`. The state is that one Redis set, so it outlives every
 worker and web process, and (written like a job: replicated before the answer) a failover.

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import redis
 from pydantic import ValidationError
@@ -38,6 +37,7 @@ from pydantic import ValidationError
 from .. import connections, tracing
 from ..settings import Settings
 from . import catalog, schemas
+from .engine import scripts
 from .errors import InvalidSubmission, QueueFull
 from .job import OffloadJob
 from .keys import SCHEDULE_DUE_KEY, schedule_key
@@ -46,7 +46,6 @@ from .store import JobQueue
 
 log = logging.getLogger(__name__)
 
-_DUE_LUA = Path(__file__).with_name("due_schedules.lua").read_text()
 #: Due schedules claimed per poll; more are taken on the next poll, at once.
 BATCH = 100
 #: The longest a ticker sleeps between polls: a schedule created or enabled meanwhile waits no longer.
@@ -67,7 +66,7 @@ class ScheduleTicker:
         self.connection = connection
         self.settings = settings
         self.jobs = JobQueue(connection, settings)
-        self._due = connection.register_script(_DUE_LUA)
+        self._due = scripts.register(connection, "due_schedules")
 
     def tick(self) -> float:
         """Start the job of every due tick; answer the seconds until the next one is due (at

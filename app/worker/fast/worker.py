@@ -57,7 +57,6 @@ from __future__ import annotations
 import logging
 import time
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -72,6 +71,7 @@ from rq.utils import now, utcformat
 from rq.worker import Worker, WorkerStatus
 from rq.worker.base import DequeueStrategy
 
+from ...jobs.engine import scripts
 from ...jobs.keys import PAUSED_QUEUES_KEY
 from ..mixin import STOP_CHECK_SECONDS
 from .horse import HorseMixin
@@ -79,9 +79,6 @@ from .outcome import OutcomeMixin
 from .payload import payload_keeping
 
 log = logging.getLogger("offload.worker")
-
-#: One round trip per job taken: see the comment at the top of the file.
-_DEQUEUE_LUA = Path(__file__).with_name("dequeue.lua").read_text()
 
 
 class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
@@ -99,7 +96,7 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
         self._horse_conn: Connection | None = None
         self._horse_jobs = 0
         self._queues_by_key: dict[str, Queue] = {}
-        self._dequeue_script = self.connection.register_script(_DEQUEUE_LUA)
+        self._dequeue_script = scripts.register(self.connection, "dequeue")
         self._burst = False
 
     # -- the work loop: RQ's, less a suspension check and a heartbeat per job (both are
