@@ -7,12 +7,20 @@ here: the OpenAPI document points its items at ``JobRequest``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from .schemas import JobResource, JobStatusName, Problem, _settings, check_callback_scheme, check_metadata_size
+from .schemas import (
+    CallbackUrl,
+    JobResource,
+    JobStatusName,
+    Problem,
+    _settings,
+    check_callback_scheme,
+    check_metadata_size,
+)
 
 
 class BatchRequest(BaseModel):
@@ -25,7 +33,7 @@ class BatchRequest(BaseModel):
         description="The jobs, each as `POST /jobs` takes it. An item may name an earlier item in `depends_on` as "
         "`$N` (its index).",
     )
-    callback_url: Annotated[StrictStr, Field(max_length=2048)] | None = Field(
+    callback_url: CallbackUrl | None = Field(
         None, description="POSTed the batch resource once, when every job of the batch has ended (`batch.done`)."
     )
     metadata: dict[str, Any] | None = Field(None, description="Your own data, at most 4 KiB as JSON; echoed back.")

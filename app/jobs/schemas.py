@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..tasks.fields import TOO_LARGE, settings_of  # noqa: F401 - TOO_LARGE: the web's 413 test
+from ..tasks.webhook import URL_PATTERN, shape_problem
 
 # The response models (app/jobs/responses.py) are part of the contract too: importable from here.
 from .responses import (  # noqa: F401 - re-exported
@@ -94,10 +95,16 @@ def check_metadata_size(value: dict | None, info: ValidationInfo) -> dict | None
     return value
 
 
+#: A ``callback_url`` (of a job, a batch, a schedule's job): the document states the shape the
+#: server checks (``URL_PATTERN``); whether its host resolves to public addresses is checked at
+#: submission and again before each delivery, which no schema can say.
+CallbackUrl = Annotated[StrictStr, Field(max_length=2048, json_schema_extra={"pattern": URL_PATTERN})]
+
+
 def check_callback_scheme(value: str | None) -> str | None:
-    """A ``callback_url`` (of a job or a batch) is an http:// or https:// URL."""
-    if value is not None and not value.lower().startswith(("http://", "https://")):
-        raise PydanticCustomError("url_scheme", "must be an http:// or https:// URL")
+    """A ``callback_url`` has the shape of ``URL_PATTERN``, said with the cause when it has not."""
+    if value is not None and (problem := shape_problem(value)) is not None:
+        raise PydanticCustomError("url", problem)
     return value
 
 
@@ -149,7 +156,7 @@ class JobOptions(BaseModel):
         None, description="Bound on each attempt; default from settings."
     )
     max_retries: Annotated[StrictInt, Ge(0), _INTEGRAL] | None = Field(None, description="Retries after a failed attempt.")
-    callback_url: Annotated[StrictStr, Field(max_length=2048)] | None = Field(
+    callback_url: CallbackUrl | None = Field(
         None, description="POSTed the job resource when the job ends (finished, or failed for good)."
     )
     metadata: dict[str, Any] | None = Field(None, description="Your own data, at most 4 KiB as JSON; echoed back.")

@@ -34,6 +34,7 @@ import hmac
 import http.client
 import json
 import ipaddress
+import re
 import socket
 import ssl
 import threading
@@ -49,6 +50,50 @@ from offload.tasks import Context, task
 from .. import telemetry, tracing
 
 SIGNATURE_HEADER = "Offload-Signature"
+
+
+# The one shape of a URL offload sends to (a callback_url, an http_request's url), as a regular
+# expression the document states (JSON Schema ``pattern``) and the server checks with the same
+# text, so the two cannot disagree: http or https, a host name or an IP literal (RFC 3986's
+# IPv4address and IPv6address, no zone id), a port from 1 to 65535, then a path or query of
+# printable ASCII without "#" (a fragment is never sent). No "@": credentials never ride a URL.
+# What it cannot say: a host name must resolve to public addresses, judged by check_url.
+_DEC_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4 = rf"{_DEC_OCTET}(?:\.{_DEC_OCTET}){{3}}"
+_H16 = r"[0-9A-Fa-f]{1,4}"
+_LS32 = rf"(?:{_H16}:{_H16}|{_IPV4})"
+_IPV6 = "(?:" + "|".join(
+    [
+        rf"(?:{_H16}:){{6}}{_LS32}",
+        rf"::(?:{_H16}:){{5}}{_LS32}",
+        rf"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
+        rf"(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}",
+        rf"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
+        rf"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+        rf"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
+        rf"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
+        rf"(?:(?:{_H16}:){{0,6}}{_H16})?::",
+    ]
+) + ")"
+_PORT = r"0*(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+#: The document's ``pattern`` of every URL field offload sends to.
+URL_PATTERN = rf'^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9_.-]+|\[{_IPV6}\])(?::{_PORT})?(?:[/?][!-"$-~]*)?$'
+_URL = re.compile(URL_PATTERN)
+_PRINTABLE = re.compile(r"[!-~]+")
+
+
+def shape_problem(url: str) -> str | None:
+    """None when ``url`` has :data:`URL_PATTERN`'s shape; else why not, in words a client can act on."""
+    if _URL.fullmatch(url):
+        return None
+    if not _PRINTABLE.fullmatch(url):
+        return "must be printable ASCII without spaces: percent-encode the rest, and use the xn-- form of a host"
+    if "#" in url:
+        return "must not have a #fragment (it is never sent)"
+    authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
+    if "@" in authority:
+        return "must not carry credentials"
+    return "must be an http:// or https:// URL with a host (a name or an IP address) and a port from 1 to 65535"
 
 
 class CallbackRefused(ValueError):
@@ -138,15 +183,11 @@ def check_url(url: str, allow_private: bool) -> Target:
     Returns the :class:`Target` to :func:`send` to: the addresses judged here are the only
     ones it connects to. A URL that cannot be parsed (``http://[::1``, a port out of range)
     is refused like any other bad URL, never a ValueError escaping to the caller."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise CallbackRefused("must be an http:// or https:// URL with a host") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CallbackRefused("must be an http:// or https:// URL with a host")
-    if parts.username or parts.password:
-        raise CallbackRefused("must not carry credentials")
+    problem = shape_problem(url)
+    if problem is not None:
+        raise CallbackRefused(problem)
+    parts = urlsplit(url)  # the shape above is one urlsplit parses: no ValueError
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if allow_private:
         return Target(parts.scheme, parts.hostname, port, path, None)

@@ -131,7 +131,7 @@ def test_a_callback_url_that_cannot_be_parsed_is_a_422_not_a_500(monkeypatch, ur
     app = create_app(settings, job_queue=JobQueue(fakeredis.FakeRedis(server=fakeredis.FakeServer()), settings))
     response = app.test_client().post("/jobs", json={"type": "count_words", "text": "a", "callback_url": url})
     assert response.status_code == 422
-    assert response.get_json()["errors"] == [{"field": "callback_url", "message": "must be an http:// or https:// URL with a host"}]
+    assert response.get_json()["errors"] == [{"field": "callback_url", "message": "must be an http:// or https:// URL with a host (a name or an IP address) and a port from 1 to 65535"}]
 
 
 @pytest.mark.parametrize("url", ["https://user:pw@example.com/hook", "https://user@example.com/hook", "http://:pw@example.com/"])
