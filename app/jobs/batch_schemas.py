@@ -35,6 +35,8 @@ class BatchRequest(BaseModel):
     )
     callback_url: CallbackUrl | None = Field(
         None, description="POSTed the batch resource once, when every job of the batch has ended (`batch.done`)."
+        " Its host must resolve to public addresses (checked at submission and before each delivery) unless the"
+        " server sets ALLOW_PRIVATE_CALLBACKS=1."
     )
     metadata: dict[str, Any] | None = Field(None, description="Your own data, at most 4 KiB as JSON; echoed back.")
 

@@ -158,6 +158,8 @@ class JobOptions(BaseModel):
     max_retries: Annotated[StrictInt, Ge(0), _INTEGRAL] | None = Field(None, description="Retries after a failed attempt.")
     callback_url: CallbackUrl | None = Field(
         None, description="POSTed the job resource when the job ends (finished, or failed for good)."
+        " Its host must resolve to public addresses (checked at submission and before each delivery) unless the"
+        " server sets ALLOW_PRIVATE_CALLBACKS=1."
     )
     metadata: dict[str, Any] | None = Field(None, description="Your own data, at most 4 KiB as JSON; echoed back.")
     concurrency_key: ConcurrencyKey | None = Field(
