@@ -39,9 +39,9 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
 from app.dev.stack import valkey_command
-from app.jobs.job import ATTEMPTS_FIELD, OffloadJob
+from app.jobs.engine.job import ATTEMPTS_FIELD, OffloadJob
 from app.jobs.keys import JOB_INDEX_KEY
-from app.jobs.queue import OffloadQueue, register_queues
+from app.jobs.engine.queue import OffloadQueue, register_queues
 from app.tasks import diagnostic
 
 ROOT = Path(__file__).resolve().parent.parent

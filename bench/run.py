@@ -366,7 +366,7 @@ class Bench:
         50,000 real submissions would cost the memory phase a minute of CPU."""
         import uuid
 
-        from app.jobs.job import OffloadJob
+        from app.jobs.engine.job import OffloadJob
         from app.jobs.keys import JOB_INDEX_KEY, METRICS_KEY
 
         fields = self.r0.hgetall(OffloadJob.key_for(template_id))
@@ -758,7 +758,7 @@ class Bench:
                     self._wait(lambda k=k: self.completed(name, "count_words") >= k, 120, f"{k} bulk jobs")
                 finally:
                     self.stop_workers(name, procs)
-                from app.jobs.job import OffloadJob
+                from app.jobs.engine.job import OffloadJob
 
                 jobs = OffloadJob.fetch_many(ids, connection=self.r0, serializer=self.job_queue.serializer)
                 ends = sorted(job.ended_at.timestamp() for job in jobs if job and job.ended_at)

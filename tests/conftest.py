@@ -30,7 +30,7 @@ from app import create_app
 from app.dev.smtp_sink import start as start_smtp
 from app.dev.stack import valkey_command
 from app.jobs import catalog
-from app.jobs.job import OffloadJob
+from app.jobs.engine.job import OffloadJob
 from app.jobs.store import JobQueue
 from app.settings import Settings, get_settings
 from app.worker.mixin import OffloadSimpleWorker

@@ -4,7 +4,7 @@ the submission's validators, and a job's task found again by the worker.
 Every type, offload's own (:mod:`app.tasks`) and a team's (loaded from ``OFFLOAD_TASKS`` and the
 ``offload.tasks`` entry points by :func:`load_tasks`), is a :class:`~offload.tasks.Task`. From
 each, :func:`request_model` makes the model of its submission: the job options every type takes
-(:class:`~app.jobs.schemas.JobOptions`) and the task's own fields, with the task's defaults as
+(:class:`~app.jobs.contract.schemas.JobOptions`) and the task's own fields, with the task's defaults as
 the options' defaults. :func:`request_adapter` validates any submission against them,
 discriminated on ``type``: ``POST /jobs``, batches, schedules and the OpenAPI document all use
 it, so nothing is written per task. The worker finds a job's task by the type it stores
@@ -27,7 +27,8 @@ from offload.tasks import Task, TaskDefinitionError, TaskLoadError, load, regist
 from .. import tasks as builtins
 from ..settings import Settings
 from ..tasks.fields import check_text
-from . import context, schemas
+from .running import context
+from .contract import schemas
 
 __all__ = ["Task", "TaskLoadError", "builtins", "get", "is_offload_job", "load_or_exit", "load_tasks", "request_adapter", "request_model", "served", "task_of"]
 

@@ -3,7 +3,7 @@ rate limits.
 
 They all start with RQ's key prefix, so in Redis Cluster they share its hash tag (one slot,
 one node) and every multi-key transaction stays legal. RQ's keys (queues, registries, job
-hashes) are RQ's business: :mod:`app.jobs.queue` and :mod:`app.jobs.store` reach them only
+hashes) are RQ's business: :mod:`app.jobs.engine.queue` and :mod:`app.jobs.store` reach them only
 through RQ's classes.
 """
 
@@ -21,7 +21,7 @@ EVENTS_CHANNEL = f"{KEY_PREFIX}:events"
 JOB_INDEX_KEY = f"{KEY_PREFIX}:jobs"
 #: Hash of counters (``enqueued:<type>``, ``finished:<type>``, run-time buckets) for /metrics.
 METRICS_KEY = f"{KEY_PREFIX}:metrics"
-#: List an idle worker blocks on; every enqueue pushes a token (see :class:`~app.jobs.queue.OffloadQueue`).
+#: List an idle worker blocks on; every enqueue pushes a token (see :class:`~app.jobs.engine.queue.OffloadQueue`).
 WAKE_KEY = f"{KEY_PREFIX}:wake"
 #: Set of the names of the paused queues: both workers' dequeue scripts skip them (app/jobs/queues_admin.py).
 PAUSED_QUEUES_KEY = f"{KEY_PREFIX}:paused"
@@ -30,9 +30,9 @@ SCHEDULE_INDEX_KEY = f"{KEY_PREFIX}:schedules"
 #: Sorted set of the enabled schedules by their next run (Unix seconds): what the tickers poll.
 SCHEDULE_DUE_KEY = f"{KEY_PREFIX}:schedules:due"
 #: Set of ids of jobs that ended failed, canceled or stopped with dependents still waiting on them
-#: (written in the job's outcome transaction; :mod:`app.jobs.dependencies` fails the dependents).
+#: (written in the job's outcome transaction; :mod:`app.jobs.submitting.dependencies` fails the dependents).
 ORPHANING_KEY = f"{KEY_PREFIX}:orphaning"
-#: Set of ids of batches that have ended and whose callback is yet to be queued (:mod:`app.jobs.batches`).
+#: Set of ids of batches that have ended and whose callback is yet to be queued (:mod:`app.jobs.submitting.batches`).
 BATCH_CALLBACKS_DUE_KEY = f"{KEY_PREFIX}:batches:due"
 
 
@@ -85,11 +85,11 @@ def rate_limit_prefix() -> str:
 
 
 def timeseries_key(minute: int) -> str:
-    """One minute's counts per queue, for the page's charts (:mod:`app.jobs.timeseries`)."""
+    """One minute's counts per queue, for the page's charts (:mod:`app.jobs.admin.timeseries`)."""
     return f"{KEY_PREFIX}:ts:{minute}"
 
 
-# The names of the RQ rate limits offload gives jobs (:mod:`app.jobs.concurrency`). RQ keeps a
+# The names of the RQ rate limits offload gives jobs (:mod:`app.jobs.running.concurrency`). RQ keeps a
 # limit's keys under ``<RQ_KEY_PREFIX>:rl:<name>``, so a name carries no prefix of its own.
 
 #: A client's fair share: ``offload:client:<owner>``.

@@ -5,8 +5,8 @@ and check a request, ask it to act and render what it answers; they never touch 
 see nothing of this package but its public API (:mod:`app.jobs`: this class, the contract
 models, the errors, the catalog). A job's own life (submit, look up, wait, cancel, retry) is
 written here; the rest is handed to the module that owns it, made once here too: listing and
-search, batches, bulk actions (:mod:`~app.jobs.bulk`), queues (:mod:`~app.jobs.queues_admin`),
-schedules (:mod:`~app.jobs.schedules`), the figures of /metrics and of the page's charts.
+search, batches, bulk actions (:mod:`~app.jobs.admin.bulk`), queues (:mod:`~app.jobs.admin.queues_admin`),
+schedules (:mod:`~app.jobs.scheduling.schedules`), the figures of /metrics and of the page's charts.
 """
 
 from __future__ import annotations
@@ -26,26 +26,30 @@ from rq.serializers import JSONSerializer
 
 from .. import connections
 from ..settings import QUEUE_NAMES, Settings
-from . import batches, concurrency, dashboard, dependencies, endings, keys, schemas, submission
+from .submitting import batches, dependencies, submission
+from .running import concurrency, endings
+from .reading import dashboard
+from . import keys
+from .contract import schemas
 from .access import ANONYMOUS, Principal
-from .bulk import BulkActions, BulkOutcome
-from .bulk_schemas import BulkAction
+from .admin.bulk import BulkActions, BulkOutcome
+from .contract.bulk_schemas import BulkAction
 from .catalog import is_offload_job
-from .counters import RUNTIME_BUCKETS
+from .running.counters import RUNTIME_BUCKETS
 from .errors import InvalidSubmission, JobNotFound, JobStateConflict
-from .events import REREAD_SECONDS, JobEvents, follow
-from .idempotency import IdempotencyClaim, claim_idempotency_key
-from .job import OffloadJob
+from .running.events import REREAD_SECONDS, JobEvents, follow
+from .submitting.idempotency import IdempotencyClaim, claim_idempotency_key
+from .engine.job import OffloadJob
 from .keys import METRICS_KEY, cancel_key
-from .listing import list_jobs
-from .queue import OffloadQueue
-from .queues_admin import QueueAdmin
-from .resource import describe as describe_job
-from .resource import public_status
-from .schedule_schemas import SchedulePatch, ScheduleRequest
-from .schedules import ScheduleStore
-from .search import JobFilter, search_jobs
-from .timeseries import read as read_timeseries
+from .reading.listing import list_jobs
+from .engine.queue import OffloadQueue
+from .admin.queues_admin import QueueAdmin
+from .reading.resource import describe as describe_job
+from .reading.resource import public_status
+from .contract.schedule_schemas import SchedulePatch, ScheduleRequest
+from .scheduling.schedules import ScheduleStore
+from .reading.search import JobFilter, search_jobs
+from .admin.timeseries import read as read_timeseries
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +104,7 @@ class JobQueue:
         With ``pipeline``, a transaction the caller has begun (after a WATCH of its own), the
         job's commands join it and nothing is sent: the caller executes it, then waits for
         replicas. A schedule's tick does so, naming the job after the tick (``job_id``) and
-        marking it with ``extra_meta`` (see :mod:`app.jobs.ticker`).
+        marking it with ``extra_meta`` (see :mod:`app.jobs.scheduling.ticker`).
         """
         item = submission.draft(
             request, queues=self.queues, settings=self.settings, owner=owner, request_id=request_id,
@@ -173,12 +177,12 @@ class JobQueue:
 
     def follow(self, job_id: str, principal: Principal, seconds: float) -> Iterator[dict]:
         """The job now, then again each time a worker announces a change, for ``seconds``
-        (see :func:`app.jobs.events.follow`). An unknown job raises :class:`JobNotFound` here,
+        (see :func:`app.jobs.running.events.follow`). An unknown job raises :class:`JobNotFound` here,
         before anything is streamed."""
         self.fetch(job_id, principal)
         return follow(self._events, job_id, lambda: self.get(job_id, principal), seconds)
 
-    #: The job resource, without ``links`` (see :func:`app.jobs.resource.describe`).
+    #: The job resource, without ``links`` (see :func:`app.jobs.reading.resource.describe`).
     describe = staticmethod(describe_job)
 
     # -- control --
@@ -248,7 +252,7 @@ class JobQueue:
     # -- batches --
 
     def submit_batch(self, items: list[tuple[int, schemas.JobOptions]], **options: Any) -> dict:
-        """Many jobs in one transaction, as one batch (see :func:`app.jobs.batches.submit`)."""
+        """Many jobs in one transaction, as one batch (see :func:`app.jobs.submitting.batches.submit`)."""
         answer = batches.submit(self.connection, self.queues, self.settings, items, **options)
         connections.wait_for_replicas(self.connection, self.settings)
         return answer
@@ -268,7 +272,7 @@ class JobQueue:
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[dict], str | None]:
-        """Jobs newest first, and the cursor of the next page (see :mod:`app.jobs.listing`)."""
+        """Jobs newest first, and the cursor of the next page (see :mod:`app.jobs.reading.listing`)."""
         return list_jobs(
             self.connection, principal, status=status, type=type, queue=queue, limit=limit, cursor=cursor
         )
@@ -289,7 +293,7 @@ class JobQueue:
     ) -> tuple[list[dict], str | None]:
         """The jobs ``GET /jobs`` finds with search parameters, newest first, and the cursor to go on
         from (ValueError for a bad cursor); a page may be short, even empty, with a cursor
-        (:mod:`app.jobs.search`). ``metadata_key`` and ``metadata_value`` together: that key with
+        (:mod:`app.jobs.reading.search`). ``metadata_key`` and ``metadata_value`` together: that key with
         that value; alone: has that key, or some key has that value."""
         job_filter = JobFilter(
             statuses=frozenset([status]) if status else frozenset(),
@@ -304,12 +308,12 @@ class JobQueue:
         return search_jobs(self.connection, principal, job_filter, limit=limit, cursor=cursor)
 
     def bulk(self, request: BulkAction, principal: Principal) -> BulkOutcome:
-        """One page of a bulk action (``POST /jobs/bulk``; :mod:`app.jobs.bulk`): ValueError for a
+        """One page of a bulk action (``POST /jobs/bulk``; :mod:`app.jobs.admin.bulk`): ValueError for a
         bad cursor."""
         job_filter = request.filter.job_filter()
         return self._bulk.run(request.action, principal, job_filter, limit=request.limit, cursor=request.cursor)
 
-    # -- queues (app.jobs.queues_admin) --
+    # -- queues (app.jobs.admin.queues_admin) --
 
     @property
     def queue_names(self) -> list[str]:
@@ -337,10 +341,10 @@ class JobQueue:
 
     def held_back(self) -> dict:
         """What offload holds back that RQ's own tools cannot see: the paused queues, and the
-        jobs waiting for a concurrency slot (:meth:`app.jobs.queues_admin.QueueAdmin.held_back`)."""
+        jobs waiting for a concurrency slot (:meth:`app.jobs.admin.queues_admin.QueueAdmin.held_back`)."""
         return self._admin.held_back()
 
-    # -- schedules (app.jobs.schedules; the workers' tickers run them) --
+    # -- schedules (app.jobs.scheduling.schedules; the workers' tickers run them) --
 
     def create_schedule(self, request: ScheduleRequest, owner: str | None) -> dict:
         """Store a schedule (its job validated by the caller); :class:`ScheduleLimitReached` at
@@ -387,12 +391,12 @@ class JobQueue:
 
     def timeseries(self, minutes: int) -> dict:
         """Per-minute counts per queue over the last ``minutes`` minutes, for the page's charts
-        (:mod:`app.jobs.timeseries`)."""
+        (:mod:`app.jobs.admin.timeseries`)."""
         return read_timeseries(self.connection, list(self.queues), minutes)
 
     # -- rq-dashboard --
 
     @staticmethod
     def prepare_rq_dashboard(web: ModuleType) -> None:
-        """Tell rq-dashboard's ``web`` module how offload stores jobs (:mod:`app.jobs.dashboard`)."""
+        """Tell rq-dashboard's ``web`` module how offload stores jobs (:mod:`app.jobs.reading.dashboard`)."""
         dashboard.prepare(web)

@@ -18,8 +18,8 @@ from rq.serializers import JSONSerializer
 from .. import logs, telemetry
 from ..connections import check_server_settings, connect
 from ..jobs import catalog
-from ..jobs.job import OffloadJob
-from ..jobs.queue import OffloadQueue, register_queues
+from ..jobs.engine.job import OffloadJob
+from ..jobs.engine.queue import OffloadQueue, register_queues
 from ..settings import QUEUE_NAMES, Settings, get_settings
 from .mixin import OffloadSimpleWorker, OffloadWorker, OffloadWorkerMixin
 from .process import StopFlag

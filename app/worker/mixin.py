@@ -20,16 +20,16 @@ from rq.utils import now
 from rq.worker import WorkerStatus
 
 from .. import logs, telemetry, tracing
-from ..jobs.batches import queue_due_callbacks
-from ..jobs import concurrency
-from ..jobs.callbacks import enqueue_callback
-from ..jobs.counters import record_outcome, remember_failure
-from ..jobs.dependencies import fail_orphans
-from ..jobs.events import publish_job_event
-from ..jobs.job import OffloadJob
+from ..jobs.submitting.batches import queue_due_callbacks
+from ..jobs.running import concurrency
+from ..jobs.running.callbacks import enqueue_callback
+from ..jobs.running.counters import record_outcome, remember_failure
+from ..jobs.submitting.dependencies import fail_orphans
+from ..jobs.running.events import publish_job_event
+from ..jobs.engine.job import OffloadJob
 from ..jobs.keys import PAUSED_QUEUES_KEY
-from ..jobs.queue import OffloadQueue, requeue_stranded
-from ..jobs.tracing import end_attempt, start_attempt
+from ..jobs.engine.queue import OffloadQueue, requeue_stranded
+from ..jobs.running.tracing import end_attempt, start_attempt
 from ..settings import Settings, get_settings
 from .process import die_with_parent
 from .scheduler import OffloadScheduler

@@ -12,7 +12,7 @@ from uuid import uuid4
 import redis
 from rq.scheduler import RQScheduler
 
-from ..jobs.ticker import ScheduleTicker
+from ..jobs.scheduling.ticker import ScheduleTicker
 from ..settings import get_settings
 from .process import die_with_parent
 

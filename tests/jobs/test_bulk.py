@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from app.jobs import Principal
-from app.jobs.bulk import BulkActions
+from app.jobs.admin.bulk import BulkActions
 from app.jobs.errors import JobNotFound
 from app.jobs.keys import JOB_INDEX_KEY
-from app.jobs.search import JobFilter
+from app.jobs.reading.search import JobFilter
 
 from ..conftest import queued_count, run_jobs, submit
 

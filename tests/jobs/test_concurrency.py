@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from app.jobs.access import Principal
-from app.jobs.bulk import BulkActions
-from app.jobs.concurrency import scoped_key
-from app.jobs.search import JobFilter
+from app.jobs.admin.bulk import BulkActions
+from app.jobs.running.concurrency import scoped_key
+from app.jobs.reading.search import JobFilter
 from app.jobs.store import JobQueue
 from app.settings import get_settings
 from app.web import create_app

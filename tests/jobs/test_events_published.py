@@ -8,7 +8,7 @@ import threading
 
 from app.jobs import ANONYMOUS
 from app.jobs.keys import EVENTS_CHANNEL
-from app.jobs.context import ProgressReporter
+from app.jobs.running.context import ProgressReporter
 from app.tasks import sleep
 
 from ..conftest import run_jobs, submit

@@ -29,7 +29,7 @@ def test_idempotency_key_with_a_different_body_is_422(client, job_queue):
 
 
 def test_idempotency_key_in_flight_is_409_and_keys_are_kept_a_day(client, job_queue):
-    from app.jobs.idempotency import claim_idempotency_key
+    from app.jobs.submitting.idempotency import claim_idempotency_key
 
     claim = claim_idempotency_key(job_queue.connection, None, "order-44", {"type": "count_words", "text": "a"})
     response = client.post("/jobs", json={"type": "count_words", "text": "a"}, headers={"Idempotency-Key": "order-44"})

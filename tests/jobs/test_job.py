@@ -11,7 +11,7 @@ from ..conftest import run_jobs, submit
 
 
 def test_a_large_text_travels_in_a_key_of_its_own_and_goes_with_the_job(job_queue, settings):
-    from app.jobs.job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
+    from app.jobs.engine.job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
     from app.jobs.keys import text_key
 
     text = "ab cd\n" * (TEXT_INLINE_MAX_CHARS // 6 + 10)
@@ -29,7 +29,7 @@ def test_a_large_text_travels_in_a_key_of_its_own_and_goes_with_the_job(job_queu
 
 
 def test_a_job_whose_text_is_gone_fails_clearly_and_a_failed_one_keeps_it_for_a_retry(job_queue, settings):
-    from app.jobs.job import TEXT_INLINE_MAX_CHARS
+    from app.jobs.engine.job import TEXT_INLINE_MAX_CHARS
     from app.jobs.keys import text_key
 
     text = "word " * (TEXT_INLINE_MAX_CHARS // 5 + 10)

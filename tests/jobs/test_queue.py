@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.jobs import queue as queue_module
-from app.jobs.queue import requeue_stranded
+from app.jobs.engine import queue as queue_module
+from app.jobs.engine.queue import requeue_stranded
 from tests.conftest import submit
 
 GRACE = 5

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.jobs.resource import describe_exception
+from app.jobs.reading.resource import describe_exception
 
 
 def test_describe_exception():

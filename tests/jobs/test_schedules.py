@@ -12,12 +12,12 @@ import fakeredis
 import pytest
 
 from app.jobs import Principal
-from app.jobs.cadence import Cadence, check_cron
+from app.jobs.scheduling.cadence import Cadence, check_cron
 from app.jobs.errors import JobNotFound
 from app.jobs.keys import METRICS_KEY, SCHEDULE_DUE_KEY, SCHEDULE_INDEX_KEY, schedule_key
-from app.jobs.schedule_schemas import SchedulePatch, ScheduleRequest
-from app.jobs.schedules import ScheduleLimitReached, ScheduleNotFound, ScheduleStore
-from app.jobs.ticker import ScheduleTicker, job_id_for
+from app.jobs.contract.schedule_schemas import SchedulePatch, ScheduleRequest
+from app.jobs.scheduling.schedules import ScheduleLimitReached, ScheduleNotFound, ScheduleStore
+from app.jobs.scheduling.ticker import ScheduleTicker, job_id_for
 from app.settings import get_settings
 
 from ..conftest import queued_count, run_jobs
@@ -75,7 +75,7 @@ def test_cron_is_taken_exactly_as_the_document_declares_it():
     no extra spaces, @-names in lower case, month and weekday names in capitals."""
     import re
 
-    from app.jobs.cadence import CRON_PATTERN
+    from app.jobs.scheduling.cadence import CRON_PATTERN
 
     for good in ("*/5 * * * *", "@hourly", "0 12 * MAR FRI", "0-30/15 8-18 1,15 */2 MON-FRI"):
         assert check_cron(good) == good and re.fullmatch(CRON_PATTERN, good)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from app.jobs import Principal
 from app.jobs.keys import JOB_INDEX_KEY
-from app.jobs.search import JobFilter, scan_index, search_jobs
+from app.jobs.reading.search import JobFilter, scan_index, search_jobs
 
 from ..conftest import run_jobs, submit
 
@@ -30,7 +30,7 @@ def test_scan_walks_ties_across_batches_without_repeats_or_gaps(fake_redis):
     expected = [member.decode() for member in fake_redis.zrevrange(JOB_INDEX_KEY, 0, -1)]
     assert walked == expected
     # From a cursor in the middle of the tie group: exactly the rest.
-    from app.jobs.search import position
+    from app.jobs.reading.search import position
 
     middle = expected[4]
     rest = [job_id for batch in scan_index(fake_redis, cursor=position(middle, scores[middle]), batch=3) for job_id, _ in batch]

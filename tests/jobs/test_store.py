@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from app.jobs import Principal
-from app.jobs.callbacks import retry_policy
+from app.jobs.running.callbacks import retry_policy
 from app.jobs.errors import JobNotFound, JobStateConflict
 
 from ..conftest import run_jobs, submit

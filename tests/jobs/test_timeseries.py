@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from app.jobs import timeseries
-from app.jobs.counters import record_outcome
+from app.jobs.admin import timeseries
+from app.jobs.running.counters import record_outcome
 from app.jobs.keys import KEY_PREFIX, timeseries_key
 
 from ..conftest import assert_problem, run_jobs

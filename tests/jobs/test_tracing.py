@@ -9,8 +9,8 @@ import pytest
 
 from app import logs, tracing
 from app.jobs import catalog
-from app.jobs.job import OffloadJob
-from app.jobs.tracing import delivery_meta, start_attempt
+from app.jobs.engine.job import OffloadJob
+from app.jobs.running.tracing import delivery_meta, start_attempt
 from app.settings import get_settings
 
 from ..conftest import run_jobs
@@ -148,9 +148,9 @@ def _jobs(job_queue) -> list[OffloadJob]:
 
 
 def test_each_tick_of_a_schedule_starts_a_trace_of_its_own(fake_redis, settings, job_queue):
-    from app.jobs.schedule_schemas import ScheduleRequest
-    from app.jobs.schedules import ScheduleStore
-    from app.jobs.ticker import ScheduleTicker
+    from app.jobs.contract.schedule_schemas import ScheduleRequest
+    from app.jobs.scheduling.schedules import ScheduleStore
+    from app.jobs.scheduling.ticker import ScheduleTicker
 
     from .test_schedules import T0, set_next
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from app.jobs import catalog
-from app.jobs.job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
+from app.jobs.engine.job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
 from app.jobs.keys import text_key
 from offload.tasks import RESERVED_FIELDS
 

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from app.jobs.keys import BATCH_CALLBACKS_DUE_KEY
-from app.jobs.queue import OffloadQueue
+from app.jobs.engine.queue import OffloadQueue
 from app.tasks import webhook
 
 from ..conftest import queued_count, wait_until

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from app import tracing
-from app.jobs.job import OffloadJob
+from app.jobs.engine.job import OffloadJob
 
 from ..jobs.test_tracing import _Records
 

@@ -81,7 +81,7 @@ def test_metrics_and_events_match_the_default_worker(stack_factory):
 def test_the_stored_payload_is_written_back_as_read(fake_redis):
     from rq.serializers import JSONSerializer
 
-    from app.jobs.job import OffloadJob
+    from app.jobs.engine.job import OffloadJob
     from app.worker.fast.payload import _PENDING, payload_keeping
 
     job = OffloadJob.create("app.tasks.count_words", kwargs={"text": "x " * 1000}, connection=fake_redis, serializer=JSONSerializer)
@@ -97,7 +97,7 @@ def test_the_stored_payload_is_written_back_as_read(fake_redis):
 
 def test_the_last_progress_report_rides_the_outcome_transaction(stack_factory, clean_valkey):
     """``count_words`` reports its progress at the end; the fast worker saves it with the outcome
-    (app.jobs.context.final_progress_rides_outcome), so such a job still costs two transactions,
+    (app.jobs.running.context.final_progress_rides_outcome), so such a job still costs two transactions,
     not three. A job RQ's own outcome code records (here: one with a dependent) saves it apart."""
     stack = stack_factory(workers=0, WORKER_CLASS="fast", JOB_HEARTBEAT_SECONDS="60")
     texts = [f"word {'x ' * n}" for n in range(40)]
@@ -128,7 +128,7 @@ def test_a_job_offered_to_the_horse_runs_only_after_its_start_and_a_failed_start
     import redis
 
     from app.jobs import JobQueue
-    from app.jobs.job import TEXT_INLINE_MAX_CHARS
+    from app.jobs.engine.job import TEXT_INLINE_MAX_CHARS
     from app.worker import build_worker
 
     from ..conftest import submit

@@ -19,7 +19,7 @@ from rq.executions import Execution
 from rq.serializers import JSONSerializer
 
 from app.jobs import JobQueue
-from app.jobs.job import OffloadJob
+from app.jobs.engine.job import OffloadJob
 from app.worker import build_worker
 
 from ..conftest import submit

@@ -24,7 +24,7 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import now
 
 from ... import logs, telemetry, tracing
-from ...jobs.context import final_progress_rides_outcome
+from ...jobs.running.context import final_progress_rides_outcome
 
 log = logging.getLogger("offload.worker")
 rq_log = logging.getLogger("rq.worker")

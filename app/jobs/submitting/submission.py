@@ -1,0 +1,240 @@
+"""Writing new jobs: one (``POST /jobs``) or many (``POST /jobs/batch``), in one transaction.
+
+:func:`draft` makes the RQ job for a validated request and writes nothing. :func:`write` checks
+the drafts' dependencies (:mod:`.dependencies`) and their queues' depth, then writes every draft
+that can be written in ONE ``MULTI``/``EXEC``, with whatever the caller adds to it (a batch's
+record, an ``Idempotency-Key``'s answer): all of them are written, or none. The jobs the drafts
+depend on are ``WATCH``ed from the moment they are read until that ``EXEC``, so a dependency that
+ends meanwhile makes the transaction start over instead of leaving a job waiting on a job that
+has already ended.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import redis
+from rq.job import JobStatus
+
+from ...settings import Settings
+from .. import catalog
+from ..running import concurrency
+from . import dependencies
+from ..contract import schemas
+from ..admin import timeseries
+from ..access import Principal
+from ..running.callbacks import retry_policy
+from ..errors import QueueFull
+from ..engine.job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
+from ..keys import JOB_INDEX_KEY, METRICS_KEY, text_key
+from ..engine.queue import OffloadQueue
+
+#: Times a submission starts over when a job it depends on changes while it is checked.
+_ATTEMPTS = 20
+
+
+@dataclass
+class Draft:
+    """A job made but not written yet."""
+
+    #: The item's index in its batch (0 for ``POST /jobs``): ``$N`` names item N.
+    index: int
+    request: schemas.JobOptions
+    job: OffloadJob
+    queue: OffloadQueue
+    run_at: datetime | None
+    #: Long texts of the task's ``long_text`` fields, each kept in a key of its own (by field).
+    apart: dict[str, bytes]
+    #: ``depends_on`` as given: job ids and, in a batch, ``$N``.
+    references: list[str] = field(default_factory=list)
+    #: Set by :func:`write`: the ids it waits for, and whether any has yet to finish.
+    depends_on: list[str] = field(default_factory=list)
+    deferred: bool = False
+
+
+def draft(
+    request: schemas.JobOptions,
+    *,
+    queues: Mapping[str, OffloadQueue],
+    settings: Settings,
+    owner: str | None,
+    request_id: str | None,
+    index: int = 0,
+    batch_id: str | None = None,
+    job_id: str | None = None,
+    extra_meta: dict | None = None,
+) -> Draft:
+    """The RQ job for ``request`` on its queue of ``queues`` (nothing is written); ``job_id``
+    names it (else RQ does). Its timeouts, TTLs, retries and concurrency limit come from
+    ``settings`` where the request leaves them out."""
+    task = catalog.get(request.type)  # type: ignore[attr-defined]
+    queue = queues[request.queue]
+    max_retries = settings.default_max_retries if request.max_retries is None else request.max_retries
+    meta = {
+        "type": task.type,
+        "owner": owner,
+        "max_retries": max_retries,
+        "metadata": request.metadata,
+        "callback_url": request.callback_url,
+        "request_id": request_id,
+        **(extra_meta or {}),
+    }
+    if batch_id is not None:
+        meta["batch_id"] = batch_id
+    if request.concurrency_key is not None:
+        meta["concurrency_key"] = request.concurrency_key
+    kwargs = request.task_arguments()
+    apart = {
+        name: kwargs.pop(name).encode("utf-8")
+        for name in task.long_text_fields
+        if isinstance(kwargs.get(name), str) and len(kwargs[name]) > TEXT_INLINE_MAX_CHARS
+    }
+    if apart:
+        meta[APART_FIELD] = {name: len(text) for name, text in apart.items()}
+    job = queue.create_job(
+        task.func_name,
+        kwargs=kwargs,
+        timeout=request.timeout_seconds or settings.default_timeout_seconds,
+        result_ttl=task.result_ttl_seconds or settings.result_ttl_seconds,
+        failure_ttl=settings.failure_ttl_seconds,
+        meta=meta,
+        retry=retry_policy(settings, max_retries),
+        description=task.type,
+        job_id=job_id,
+        rate_limit=concurrency.rate_limit_for(request.concurrency_key, request.concurrency_limit, owner, settings),
+    )
+    return Draft(index, request, job, queue, _run_at(request), apart, list(request.depends_on or []))
+
+
+def write(
+    connection: redis.Redis,
+    drafts: list[Draft],
+    *,
+    principal: Principal,
+    max_queue_depth: int,
+    in_batch: bool = False,
+    known_depth: int | None = None,
+    also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None = None,
+    pipeline: redis.client.Pipeline | None = None,
+) -> tuple[list[Draft], dict[int, list[dict]]]:
+    """Write every draft that can be written, in one transaction, with the commands that
+    ``also(pipeline, written, errors)`` adds; return them, and the field errors of the others by
+    index (a dependency that is unknown, another client's, or will never finish; an earlier item
+    of the batch that was not valid).
+
+    Raises QueueFull, writing nothing, when a queue would go over ``max_queue_depth``;
+    ``known_depth`` is the depth of the one draft's queue if already read.
+
+    With ``pipeline``, a transaction the caller has begun (and watches what it needs), the
+    commands join it and nothing is sent; the jobs named in ``depends_on`` are read, not watched.
+    """
+    if pipeline is not None:
+        return _attempt(connection, pipeline, drafts, principal, max_queue_depth, in_batch, known_depth, also, own=False)
+    with connection.pipeline() as pipe:
+        for _ in range(_ATTEMPTS):
+            try:
+                return _attempt(connection, pipe, drafts, principal, max_queue_depth, in_batch, known_depth, also)
+            except redis.WatchError:
+                known_depth = None
+                continue
+    raise redis.WatchError("the jobs this submission depends on kept changing; try again")
+
+
+def _attempt(  # noqa: PLR0913 - write()'s arguments, and its pipeline
+    connection: redis.Redis,
+    pipe: redis.client.Pipeline,
+    drafts: list[Draft],
+    principal: Principal,
+    max_queue_depth: int,
+    in_batch: bool,
+    known_depth: int | None,
+    also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None,
+    *,
+    own: bool = True,
+) -> tuple[list[Draft], dict[int, list[dict]]]:
+    references = {d.index: d.references for d in drafts}
+    watched = dependencies.watch_keys(references)
+    if watched and own:
+        pipe.watch(*watched)  # before they are read: a change from now on fails the EXEC below
+    per_queue = Counter(d.queue.name for d in drafts)
+    queues = {d.queue.name: d.queue for d in drafts}
+    depths: dict[str, int] = {}
+    if watched or known_depth is None:
+        with connection.pipeline(transaction=False) as reads:  # one round trip for all of them
+            dependencies.read(reads, references)
+            names = [] if known_depth is not None else list(per_queue)
+            for name in names:
+                reads.llen(queues[name].key)
+            replies = reads.execute()
+        depths = dict(zip(names, replies[len(watched) :], strict=True))
+        replies = replies[: len(watched)]
+    else:
+        replies = []
+    if known_depth is not None:
+        depths = {name: known_depth for name in per_queue}
+    met, errors = dependencies.resolve(references, {d.index: d.job.id for d in drafts}, replies, principal, in_batch=in_batch)
+    kept = [d for d in drafts if d.index in met]
+    for item in kept:
+        item.depends_on, item.deferred = met[item.index]
+    if not kept:
+        if own:
+            pipe.reset()
+        return kept, errors
+    for name, count in Counter(d.queue.name for d in kept).items():
+        if depths[name] + count > max_queue_depth:
+            raise QueueFull(name)
+    concurrency.check_waiting(connection, [d.job for d in kept], max_queue_depth)
+    if own:
+        pipe.multi()
+    for item in kept:
+        _stage(item, pipe)
+    # The index entries and counters of all of them in one command each, not one per job.
+    pipe.zadd(JOB_INDEX_KEY, {d.job.id: d.job.created_at.timestamp() if d.job.created_at else time.time() for d in kept})
+    for job_type, count in Counter(d.job.meta["type"] for d in kept).items():
+        pipe.hincrby(METRICS_KEY, f"enqueued:{job_type}", count)
+    for queue_name, count in Counter(d.queue.name for d in kept).items():
+        timeseries.count(pipe, "enqueued", queue_name, amount=count)
+    if also is not None:
+        also(pipe, kept, errors)
+    if own:
+        pipe.execute()
+    return kept, errors
+
+
+def _stage(item: Draft, pipe: redis.client.Pipeline) -> None:
+    """Add ``item``'s job to the transaction: deferred, scheduled or queued."""
+    job, queue = item.job, item.queue
+    if item.depends_on:
+        job.meta["depends_on"] = item.depends_on
+    if item.deferred:  # RQ's Queue.setup_dependencies, for a pipeline already in MULTI
+        job._dependency_ids = item.depends_on
+        job.set_status(JobStatus.DEFERRED, pipeline=pipe)
+        job.register_dependency(pipeline=pipe)
+        job.save(pipeline=pipe)
+        pipe.sadd(queue.redis_queues_keys, queue.key)
+    elif item.run_at is not None and item.run_at > datetime.now(UTC):
+        queue.schedule_job(job, item.run_at, pipeline=pipe)
+    elif job.has_rate_limit:
+        concurrency.stage(queue, job, pipe)
+    else:
+        queue.enqueue_job(job, pipeline=pipe)
+    for name, text in item.apart.items():  # in the job's transaction: all exist or none
+        pipe.set(text_key(job.id, name), text)
+
+
+def _run_at(request: schemas.JobOptions) -> datetime | None:
+    """When to run, rounded up to a whole second: RQ's schedule keeps whole seconds, and a
+    job must never run before the time the client asked for."""
+    if request.delay_seconds:
+        moment = datetime.now(UTC) + timedelta(seconds=request.delay_seconds)
+    elif request.run_at is not None:
+        moment = request.run_at.astimezone(UTC)
+    else:
+        return None
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
