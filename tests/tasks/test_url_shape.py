@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.jobs import schemas
-from app.jobs.batch_schemas import BatchRequest
+from app.jobs.contract.batch_schemas import BatchRequest
 from app.tasks import http_request, webhook
 
 URL = re.compile(webhook.URL_PATTERN)
