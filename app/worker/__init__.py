@@ -112,7 +112,7 @@ def run(queues: Sequence[str] = QUEUE_NAMES, *, burst: bool = False, settings: S
             worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
         except redis.RedisError as exc:
             log.warning("worker %s lost Redis (%s)", worker.name, exc)
-        if burst or getattr(worker, "_stop_requested", False) or worker._shutdown_requested_date:
+        if burst or worker.stop_asked:
             break
         stop.install()
         log.warning("worker %s left its loop; starting again once Redis answers", worker.name)

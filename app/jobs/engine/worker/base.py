@@ -282,6 +282,12 @@ class EngineWorker:
 
     # -- stopping (issue 25, item 8): a bounded stop however the signal lands --
 
+    @property
+    def stop_asked(self) -> bool:
+        """A warm or cold stop was asked for (SIGTERM, SIGINT): the loop left for good, not
+        because Redis went away."""
+        return bool(self._stop_requested or self._shutdown_requested_date)
+
     def _shutdown(self) -> None:
         """The warm stop asked for by SIGTERM/SIGINT (RQ's ``request_stop`` calls this inside the
         signal handler): a flag, which the work loop reads before each job.
