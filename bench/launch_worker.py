@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 if os.environ.get("BENCH_HORSE_MAX_JOBS"):
-    from app.worker.fast import PersistentHorseWorker  # noqa: E402
+    from app.jobs.engine.worker import PersistentHorseWorker  # noqa: E402
 
     PersistentHorseWorker.horse_max_jobs = int(os.environ["BENCH_HORSE_MAX_JOBS"])
 

@@ -45,7 +45,7 @@ def _run_worker(kind: str, jobs: int, redis_url: str, out: Path) -> None:
     from app.jobs import JobQueue, catalog
     from app.settings import get_settings
     from app.worker import build_worker
-    from app.worker.mixin import OffloadSimpleWorker
+    from app.worker import OffloadSimpleWorker
 
     settings = get_settings()
     logs.configure("INFO", process="worker")

@@ -33,7 +33,7 @@ from app.jobs import catalog
 from app.jobs.engine.job import OffloadJob
 from app.jobs.store import JobQueue
 from app.settings import Settings, get_settings
-from app.worker.mixin import OffloadSimpleWorker
+from app.worker import OffloadSimpleWorker
 
 # A team's own tasks (tests/user_tasks.py), registered in every test process as in every stack's
 # processes (Stack's OFFLOAD_TASKS): what the suite sees of the registry does not depend on order.

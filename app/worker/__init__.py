@@ -1,4 +1,9 @@
-"""The worker: an RQ worker bound to offload's job class, queues and serializer.
+"""The worker: an RQ worker bound to offload's job class, queues, serializer and lifecycle.
+
+A job's life in the worker is :meth:`app.worker.lifecycle.Lifecycle.run`; what happens around it
+(events, counters, callbacks, batches, slots, tracing) is :mod:`app.worker.listeners`. The RQ
+classes the three workers below are made of, with every use of RQ's private API, are in
+:mod:`app.jobs.engine.worker`.
 
 :func:`run` is what ``worker.py`` calls. It serves ``high``, then ``default``, then ``low``,
 runs RQ's scheduler alongside (so delayed jobs and retry backoffs fire), shuts down warmly
@@ -12,30 +17,48 @@ import logging
 from collections.abc import Sequence
 
 import redis
-from rq import Worker
 from rq.serializers import JSONSerializer
 
 from .. import logs, telemetry
 from ..connections import check_server_settings, connect
 from ..jobs import catalog
+from ..jobs.engine.worker import ForkingWorker, PersistentHorseWorker, SimpleWorker, scheduler_name
 from ..jobs.engine.job import OffloadJob
 from ..jobs.engine.queue import OffloadQueue, register_queues
 from ..settings import QUEUE_NAMES, Settings, get_settings
-from .mixin import OffloadSimpleWorker, OffloadWorker, OffloadWorkerMixin
+from .lifecycle import Lifecycle
 from .process import StopFlag
-from .scheduler import OffloadScheduler, scheduler_name
 
 log = logging.getLogger("offload.worker")
 
-__all__ = ["OffloadScheduler", "OffloadSimpleWorker", "OffloadWorker", "OffloadWorkerMixin", "build_worker", "run"]
+__all__ = ["OffloadFastWorker", "OffloadSimpleWorker", "OffloadWorker", "build_worker", "run"]
+
+#: One lifecycle for every worker of the process: the listeners of app/worker/listeners.
+LIFECYCLE = Lifecycle()
 
 
-def build_worker(connection: redis.Redis, settings: Settings, queues: Sequence[str] = QUEUE_NAMES) -> OffloadWorker:
-    worker_class: type[Worker] = OffloadWorker
-    if settings.worker_class == "fast":
-        from .fast import OffloadFastWorker  # not imported by workers that do not use it
+class OffloadFastWorker(PersistentHorseWorker):
+    """offload's default worker (``WORKER_CLASS=fast``): a persistent work horse."""
 
-        worker_class = OffloadFastWorker
+    lifecycle = LIFECYCLE
+
+
+class OffloadWorker(ForkingWorker):
+    """RQ's forking worker (``WORKER_CLASS=forking``): a work horse forked per job."""
+
+    lifecycle = LIFECYCLE
+
+
+class OffloadSimpleWorker(SimpleWorker):
+    """Jobs run in the worker process itself (tests on fakeredis)."""
+
+    lifecycle = LIFECYCLE
+
+
+def build_worker(
+    connection: redis.Redis, settings: Settings, queues: Sequence[str] = QUEUE_NAMES
+) -> OffloadWorker | OffloadFastWorker:
+    worker_class = OffloadFastWorker if settings.worker_class == "fast" else OffloadWorker
     worker = worker_class(
         [OffloadQueue(name, connection=connection, serializer=JSONSerializer, job_class=OffloadJob) for name in queues],
         queue_class=OffloadQueue,
@@ -89,7 +112,7 @@ def run(queues: Sequence[str] = QUEUE_NAMES, *, burst: bool = False, settings: S
             worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
         except redis.RedisError as exc:
             log.warning("worker %s lost Redis (%s)", worker.name, exc)
-        if burst or getattr(worker, "_stop_requested", False) or worker._shutdown_requested_date:
+        if burst or worker.stop_asked:
             break
         stop.install()
         log.warning("worker %s left its loop; starting again once Redis answers", worker.name)

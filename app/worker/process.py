@@ -1,21 +1,9 @@
-"""Process plumbing for workers: dying with the parent, and signals outside RQ's loop."""
+"""Signals outside RQ's loop: a stop asked for while no work loop runs (waiting for Redis)."""
 
 from __future__ import annotations
 
 import signal
 import time
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, sig, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the orphan finishes its job instead
-        pass
 
 
 class StopFlag:

@@ -1,4 +1,4 @@
-"""The fast worker (``app/worker/fast``, the default ``WORKER_CLASS=fast``): what it does
+"""The fast worker (``app/jobs/engine/worker/fast.py``, the default ``WORKER_CLASS=fast``): what it does
 differently from RQ's forking worker (one horse for many jobs, three round trips a job, the
 stored payload kept as it was). Every other integration, lifecycle and fault-injection test
 runs against it too, as the default; the ones marked ``@pytest.mark.deployments(..., "forking")``
@@ -82,7 +82,7 @@ def test_the_stored_payload_is_written_back_as_read(fake_redis):
     from rq.serializers import JSONSerializer
 
     from app.jobs.engine.job import OffloadJob
-    from app.worker.fast.payload import _PENDING, payload_keeping
+    from app.jobs.engine.worker.payload import _PENDING, payload_keeping
 
     job = OffloadJob.create("app.tasks.count_words", kwargs={"text": "x " * 1000}, connection=fake_redis, serializer=JSONSerializer)
     job.save()

@@ -106,7 +106,7 @@ def _gone(pid: int) -> bool:
 
 def test_a_worker_whose_scheduler_hangs_still_stops_in_bounded_time(stack_factory):
     """The wait for the scheduler process is bounded (RQ's joins it with no limit)."""
-    from app.worker.mixin import SCHEDULER_STOP_SECONDS
+    from app.jobs.engine.worker import SCHEDULER_STOP_SECONDS
 
     stack = stack_factory(workers=1)
     worker = stack.workers[0]

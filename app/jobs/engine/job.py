@@ -22,8 +22,7 @@ from ...settings import get_settings
 from .. import catalog
 from ..running import context, endings
 from ..errors import InvalidArgumentsError, MissingTextError, UnknownTask
-from ..running.events import publish_job_event
-from ..keys import METRICS_KEY, text_key
+from ..keys import text_key
 
 #: A text of a task's ``long_text`` field longer than this (characters) is kept in a key of its
 #: own (:func:`~app.jobs.keys.text_key`), written in the submit transaction, instead of inside
@@ -50,9 +49,9 @@ ATTEMPTS_FIELD = "offload_attempts"
 class OffloadJob(Job):
     """An RQ job that only ever runs registered tasks, with validated arguments.
 
-    It also counts its attempts in its own hash field, and announces that it started (for
-    ``GET /jobs/{id}/events``), both in the transaction that marks the job started (the fast
-    worker's ``_start`` and RQ's ``prepare_job_execution`` alike): no extra round trip.
+    It also counts its attempts in its own hash field, in the transaction that marks the job
+    started (the fast worker's ``_start`` and RQ's ``prepare_job_execution`` alike): no extra
+    round trip. (The worker's listeners add the start's counter and announcement to it.)
     """
 
     attempts: int = 0
@@ -75,8 +74,6 @@ class OffloadJob(Job):
         super().prepare_for_execution(worker_name, pipeline)
         self.attempts += 1
         pipeline.hincrby(self.key, ATTEMPTS_FIELD, 1)
-        pipeline.hincrby(METRICS_KEY, f"started:{self.meta.get('type', 'unknown')}", 1)
-        publish_job_event(self.connection, self.id, pipeline=pipeline)
 
     def restore(self, raw_data: dict) -> Any:
         result = super().restore(raw_data)

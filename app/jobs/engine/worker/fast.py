@@ -4,66 +4,72 @@ Redis round trips per job instead of about twenty.
 Selected with ``WORKER_CLASS=fast`` (the default; ``forking`` selects RQ's own worker). It
 keeps what the forking worker promises:
 
-* **Isolation.** Jobs run in a child process (the *work horse*), never in the worker
-  process itself. The horse is forked once and then serves job after job over a pipe, as a
-  Celery prefork child does; it is replaced when it dies, when it has run
-  :attr:`horse_max_jobs` jobs, or when its memory passes :attr:`horse_max_rss_mb`.
+* **Isolation.** Jobs run in a child process (the *work horse*, :mod:`.horse`), never in the
+  worker process itself. The horse is forked once and then serves job after job over a pipe, as
+  a Celery prefork child does; it is replaced when it dies, when it has run
+  :attr:`~.horse.HorseMixin.horse_max_jobs` jobs, or when its memory passes ``horse_max_rss_mb``.
 * **Abandoned jobs are found.** The worker process (not the horse) writes the job's
   execution, heartbeats and result, exactly as RQ's worker does: a ``started`` entry whose
-  heartbeat lapses (two missed beats, see :class:`~app.worker.mixin.OffloadWorkerMixin`) is
-  retried or failed by maintenance.
+  heartbeat lapses (two missed beats, see :class:`~.base.EngineWorker`) is retried or failed
+  by maintenance.
 * **The horse dies with its worker** (``PR_SET_PDEATHSIG``), and a horse that dies or is
   killed mid-job (timeout + 60 s, ``POST /jobs/{id}/cancel``, OOM) fails, stops or retries
   its job as with RQ (``Work-horse terminated unexpectedly``).
 * **Shutdown.** SIGTERM finishes the job in hand and exits; a second SIGTERM kills the horse
-  and requeues the job at once (the mixin's cold-shutdown path).
+  and requeues the job at once (the cold-shutdown path of :class:`~.base.EngineWorker`).
 * **At-most-once email** is the task's own receipt check, unchanged.
 
 Where the forking worker's time goes (measured in ``bench/FINDINGS.md``): a fork and reap per
 job, and about 23 round trips per job, most of them lone ``HSET``/``EXPIRE`` heartbeats and
-status writes. Here a job costs:
+status writes. Here a job costs (the three steps of :meth:`app.worker.lifecycle.Lifecycle.run`):
 
-1. one ``EVALSHA``: a Lua script (``dequeue.lua``) checks ``rq suspend``, takes the first job of the
-   first non-empty queue not paused (in the worker's order), moving it with ``LMOVE`` onto that
-   queue's intermediate list however many queues the worker serves (RQ does so only for a
-   worker of one queue, and pops otherwise), and returns the job's hash;
-2. one ``MULTI``/``EXEC`` marking it started: RQ's ``prepare_execution`` and the horse's
-   ``prepare_job_execution`` (execution, started registry, worker state, heartbeats,
-   offload's attempt and ``started`` counters) in one transaction instead of two;
-3. one ``MULTI``/``EXEC`` with the outcome: the result, registries, execution clean-up,
-   worker counters, offload's metrics and the ``?wait=`` announcement (``PUBLISH`` inside
-   the transaction, so a waiter never reads the job before its result).
+1. one ``EVALSHA`` to take it: ``lua/dequeue.lua`` checks ``rq suspend`` and takes the first job
+   of the first non-empty queue not paused (in the worker's order), with ``LMOVE`` onto that
+   queue's intermediate list, and returns the job's hash. An idle worker, woken by a token on
+   the wake-up list, takes its job through ``OffloadQueue.dequeue_any`` instead (the same
+   ``LMOVE``, then the hash read apart). Either way the job waits on the intermediate list, never
+   in no list at all, until the start transaction takes it off; RQ moves a job there only when
+   the worker serves a single queue, and pops it otherwise;
+2. ``start``: one ``MULTI``/``EXEC`` marking it started: RQ's ``prepare_execution`` and the
+   horse's ``prepare_job_execution`` (execution, started registry, worker state, heartbeats,
+   the job's attempts) and the lifecycle's start commands in one transaction instead of two;
+3. ``book``: one ``MULTI``/``EXEC`` with the outcome: the result, registries, execution clean-up,
+   worker counters and the lifecycle's outcome commands (metrics, and the ``?wait=``
+   announcement: ``PUBLISH`` inside the transaction, so a waiter never reads the job before
+   its result).
 
 The horse itself touches Redis only when the task does (progress, the email receipt, a long
 text kept in a key of its own), and hands back, with the result, what the task changed on its
 job (``meta``, ``retries_left``: see ``_HORSE_STATE``), so the outcome is recorded as RQ's
 horse would record it; a task's last progress report is saved in the outcome transaction
-(:data:`app.jobs.context.final_progress_rides_outcome`). The horse receives each job before
+(:data:`app.jobs.running.context.final_progress_rides_outcome`). The horse receives each job before
 step 2 and reads its text meanwhile, but runs it only on the go sent after the start commits.
-The job's compressed payload is decompressed only in the horse, and written back as read instead of
-compressed again (RQ re-saves the whole job on success: ~30 ms of zlib for a 1 MiB text).
+The job's compressed payload is decompressed only in the horse, and written back as read instead
+of compressed again (:mod:`.payload`; RQ re-saves the whole job on success: ~30 ms of zlib for a
+1 MiB text).
 
 Differences you can see: two INFO lines per job (taken; "Successfully completed job ... in ...");
 no ``RQ_JOB_ID`` environment variable (glibc keeps every value ever set, a leak of ~50 bytes a
-job; ``rq.get_current_job()`` still works). The scheduler is offload's (``OffloadScheduler``,
-from the mixin): it survives failovers and dies with its worker, as with the forking worker.
+job; ``rq.get_current_job()`` still works). The scheduler is offload's (``OffloadScheduler``):
+it survives failovers and dies with its worker, as with the forking worker.
 
 A job with dependents (``depends_on``; RQ moves them onto their queues), jobs that use RQ
 features offload never sets (RQ webhooks, repeats, RQ rate limits, a ``Retry`` return value)
-and every failure take RQ's own code paths unchanged.
+and every failure take RQ's own outcome code unchanged.
 """
 
 from __future__ import annotations
 import logging
 import time
 from multiprocessing.connection import Connection
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import DequeueTimeout, StopRequested
 from rq.executions import Execution
-from rq.job import Job, Retry
+from rq.job import Job, JobStatus, Retry
 from rq.logutils import blue, green
 from rq.queue import Queue
 from rq.suspension import WORKERS_SUSPENDED
@@ -71,17 +77,27 @@ from rq.utils import now, utcformat
 from rq.worker import Worker, WorkerStatus
 from rq.worker.base import DequeueStrategy
 
-from ...jobs.engine import scripts
-from ...jobs.keys import PAUSED_QUEUES_KEY
-from ..mixin import STOP_CHECK_SECONDS
+from ...keys import PAUSED_QUEUES_KEY
+from .. import scripts
+from .base import STOP_CHECK_SECONDS, EngineWorker
 from .horse import HorseMixin
-from .outcome import OutcomeMixin
 from .payload import payload_keeping
 
 log = logging.getLogger("offload.worker")
 
 
-class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
+@dataclass
+class InHand:
+    """A job between its start and its outcome: what ``start`` hands to ``perform`` and ``book``."""
+
+    execution: Execution
+    #: The job had dependents when it started: its outcome takes RQ's code (it moves them).
+    has_dependents: bool
+    #: What the horse was offered, to offer again to a new horse if it died meanwhile.
+    offered: tuple
+
+
+class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
     """RQ's worker with a long-lived work horse and batched bookkeeping (see the module)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -263,7 +279,7 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
 
     def _dequeue_watching_stop(self, timeout: int | None):  # noqa: ANN202
         """``dequeue_any`` in waits of at most STOP_CHECK_SECONDS, with the stop flag read between
-        them: a stop request is a flag (the mixin's ``_shutdown``), so an idle worker sees it
+        them: a stop request is a flag (EngineWorker's ``_shutdown``), so an idle worker sees it
         within about a second. Raises StopRequested, or DequeueTimeout at ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -287,16 +303,27 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
             except DequeueTimeout:
                 continue
 
-    # -- one job --
+    # -- one job: the three steps of app.worker.lifecycle.Lifecycle.run --
 
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        offered = self._offer_to_horse(job)  # it reads ahead while the start is recorded
+    def start(self, job: Job, queue: Queue) -> InHand:
+        """Offer the job to the horse (it reads ahead while the start is recorded), then the
+        start transaction; a failed start withdraws the offer."""
+        offered = self._offer_to_horse(job)
         try:
             execution, has_dependents = self._start(job, queue)
         except BaseException:
             self._withdraw_from_horse()
             raise
-        reply = self._run_in_horse(job, queue, execution, offered)
+        return InHand(execution, has_dependents, offered)
+
+    def perform(self, job: Job, queue: Queue, in_hand: InHand) -> tuple | None:
+        """The go to the horse, and its answer (None: the horse died or was killed)."""
+        return self._run_in_horse(job, queue, in_hand.execution, in_hand.offered)
+
+    def book(self, job: Job, queue: Queue, in_hand: InHand, reply: tuple | None) -> None:
+        """The outcome, once: in one transaction of this worker's when it can (``_succeeded``),
+        else through RQ's outcome code, which books it through EngineWorker's hooks."""
+        execution = in_hand.execution
         if reply is None:
             self._horse_lost(job, queue, execution)
             self.set_state(WorkerStatus.IDLE)
@@ -307,7 +334,7 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
         meta_changed = "meta" in state and state["meta"] != job.meta
         for name, attribute in state.items():  # what the task changed on its job (see _HORSE_STATE)
             setattr(job, name, attribute)
-        if outcome == "ok" and not isinstance(value, Retry) and not has_dependents and self._plain(job):
+        if outcome == "ok" and not isinstance(value, Retry) and not in_hand.has_dependents and self._plain(job):
             self._succeeded(job, queue, execution, value, save_meta=meta_changed)  # sets IDLE in its transaction
             return
         if meta_changed:  # RQ's outcome paths below save the job without its meta
@@ -327,6 +354,7 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
             self._beat(pipe, WorkerStatus.BUSY, heartbeat_ttl)
             job.prepare_for_execution(self.name, pipeline=pipe)  # also the job's heartbeat (RQ writes it twice)
             pipe.persist(job.key)
+            self.lifecycle.started(self, job, pipe)
             # Off the intermediate list in the same transaction that registers it as started
             # (RQ does this only when it serves one queue; the dequeue script always uses it).
             pipe.lrem(queue.intermediate_queue_key, 1, job.id)
@@ -342,3 +370,77 @@ class PersistentHorseWorker(OutcomeMixin, HorseMixin, Worker):
         pipe.hset(self.key, mapping={"state": state, "last_heartbeat": utcformat(self.last_heartbeat)})
         pipe.expire(self.key, ttl)
         pipe.expire(self.executions_key, ttl)
+
+    # -- the outcome --
+
+    @staticmethod
+    def _plain(job: Job) -> bool:
+        """No RQ feature whose bookkeeping the fast outcome path leaves to RQ's own code."""
+        return not job.webhooks and not job.repeats_left and not job.has_rate_limit
+
+    def _succeeded(self, job: Job, queue: Queue, execution: Execution, return_value: Any, save_meta: bool = False) -> None:
+        """RQ's ``handle_job_success`` plus the lifecycle's outcome commands, in one transaction;
+        with ``save_meta``, the job's ``meta`` too (a task's last progress report, held back)."""
+        job._result = return_value
+        job._status = JobStatus.FINISHED
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        with self.connection.pipeline() as pipe:
+            if save_meta:
+                pipe.hset(job.key, "meta", job._serialize_meta())  # as Job.save_meta
+            job.last_heartbeat = now()  # saved with the job below (RQ writes it on its own first)
+            self.increment_successful_job_count(pipeline=pipe)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+            if result_ttl != 0:
+                job._handle_success(
+                    result_ttl,
+                    pipeline=pipe,
+                    worker_name=self.name,
+                    execution_id=execution.id,
+                    execution_started_at=execution.created_at,
+                    execution_ended_at=job.ended_at,
+                )
+            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+            job._status = JobStatus.FINISHED
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            self.lifecycle.booked(self, job, "finished", pipe)
+            self._beat(pipe, WorkerStatus.IDLE)
+            # A dependent submitted (depends_on) while the job ran is enqueued below; a job that had
+            # dependents when it started takes RQ's path instead (execute_job).
+            pipe.scard(job.dependents_key)
+            replies = pipe.execute()
+        if replies[-1]:
+            self._enqueue_dependents_safely(queue, job)
+        self.lifecycle.settled(self, job, "finished")
+        self._log_success(job)
+
+    def _succeeded_as_rq(self, job: Job, queue: Queue, execution: Execution, return_value: Any) -> None:
+        """RQ's ``_finalize_success``, less the success callback (the horse ran it)."""
+        ended_at = job.ended_at
+        self.handle_execution_ended(job, queue, job.success_callback_timeout)
+        job.ended_at = ended_at or job.ended_at
+        job._result = return_value
+        if isinstance(return_value, Retry):
+            self.handle_job_retry(
+                job=job, queue=queue, retry=return_value, started_job_registry=queue.started_job_registry, execution=execution
+            )
+            return
+        job._status = JobStatus.FINISHED
+        self.handle_job_success(job=job, queue=queue, started_job_registry=queue.started_job_registry, execution=execution)
+        job.send_webhooks(JobStatus.FINISHED)
+        self._log_success(job)
+
+    def _failed(self, job: Job, queue: Queue, execution: Execution, exc_string: str) -> None:
+        """RQ's ``_finalize_failure``, less the failure callback and exception handlers (the horse ran them)."""
+        job._status = JobStatus.FAILED
+        ended_at = job.ended_at
+        self.handle_execution_ended(job, queue, job.failure_callback_timeout)
+        job.ended_at = ended_at or job.ended_at
+        self.handle_job_failure(
+            job=job, exc_string=exc_string, queue=queue, started_job_registry=queue.started_job_registry, execution=execution
+        )
+
+    def _log_success(self, job: Job) -> None:
+        """One line per finished job at INFO, with its duration, after the dequeue line. RQ
+        writes three at the end ("Job OK", how long the result is kept): at a few hundred jobs
+        a second, JSON log lines are a tenth of the worker's CPU."""
+        self.log.info("Successfully completed job %s in %ss on worker %s", job.id, job.ended_at - job.started_at, self.name)

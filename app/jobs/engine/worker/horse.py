@@ -23,8 +23,8 @@ from rq.queue import Queue
 from rq.timeouts import JobTimeoutException
 from rq.utils import now
 
-from ... import logs, telemetry, tracing
-from ...jobs.running.context import final_progress_rides_outcome
+from .... import logs, telemetry, tracing
+from ...running.context import final_progress_rides_outcome
 
 log = logging.getLogger("offload.worker")
 rq_log = logging.getLogger("rq.worker")
@@ -44,7 +44,7 @@ _WITHDRAWN = "withdrawn"
 
 
 class HorseMixin:
-    """The horse, for :class:`~app.worker.fast.worker.PersistentHorseWorker` (an RQ worker)."""
+    """The horse, for :class:`~.fast.PersistentHorseWorker` (an RQ worker)."""
 
     #: Replace the horse after this many jobs (0: never), as Celery's max_tasks_per_child.
     horse_max_jobs: int = 10_000
@@ -66,7 +66,7 @@ class HorseMixin:
         withdrawal (:meth:`_withdraw_from_horse`). Nothing runs before the job is started, so
         the read overlaps a round trip without any job held unstarted. Returns the payload."""
         raw = getattr(job, "_stored_hash", None) or self.connection.hgetall(job.key)
-        payload = (job.id, raw, self.name, tracing.current.get())  # the attempt's span (see the mixin)
+        payload = (job.id, raw, self.name, tracing.current.get())  # the attempt's span (app.worker.listeners.tracing)
         self._send_to_horse(payload)
         return payload
 

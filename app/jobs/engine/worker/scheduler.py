@@ -12,9 +12,8 @@ from uuid import uuid4
 import redis
 from rq.scheduler import RQScheduler
 
-from ..jobs.scheduling.ticker import ScheduleTicker
-from ..settings import get_settings
-from .process import die_with_parent
+from ....settings import get_settings
+from ...scheduling.ticker import ScheduleTicker
 
 #: How often a scheduler without RQ's per-queue locks tries to take them (see should_reacquire_locks).
 LOCK_RETRY_SECONDS = 5
@@ -25,7 +24,7 @@ class OffloadScheduler(RQScheduler):
     Redis outage or a Sentinel failover instead of dying with its connection.
 
     Every worker runs one, with or without RQ's per-queue locks (only a holder moves delayed
-    jobs): it also runs the periodic schedules (``/schedules``, :mod:`app.jobs.ticker`), which
+    jobs): it also runs the periodic schedules (``/schedules``, :mod:`app.jobs.scheduling.ticker`), which
     any number of processes may do at once.
 
     RQ's scheduler process exits at the first Redis error while holding its per-queue locks
@@ -101,6 +100,19 @@ class OffloadScheduler(RQScheduler):
                 return
             except redis.RedisError:
                 time.sleep(0.5)
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (prctl PR_SET_PDEATHSIG):
+    a work horse or scheduler process never outlives its worker."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, sig, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the orphan finishes its job instead
+        pass
 
 
 def scheduler_name() -> str:

@@ -1,38 +1,48 @@
-"""What offload adds to an RQ worker (:class:`OffloadWorkerMixin`), and the two RQ-based
-workers built with it: RQ's forking worker, and the in-process one the unit tests use."""
+"""What every offload worker changes of RQ's worker (:class:`EngineWorker`), and where it hands
+a job to offload's lifecycle.
+
+RQ runs the loop (dequeue, maintenance, signals, heartbeats); offload decides what happens around
+a job. The two meet at a few points, all here or in :mod:`.fast`:
+
+* ``execute_job`` hands the job to ``self.lifecycle.run`` (:mod:`app.worker.lifecycle`), which
+  calls back ``start``, ``perform`` and ``book``, the three steps each worker class implements;
+* the start transaction calls ``lifecycle.started(worker, job, pipeline)``;
+* whichever transaction records the outcome (the fast worker's own, or RQ's
+  ``handle_job_success``/``handle_job_failure``, through their ``increment_*_job_count``)
+  calls ``lifecycle.booked(worker, job, outcome, pipeline)``, and after it commits
+  ``lifecycle.settled(worker, job, outcome)``; so an outcome is booked once, on every path;
+* a maintenance pass ends with ``lifecycle.maintained(worker)``.
+
+The lifecycle is given by the worker layer as a class attribute (this package never imports it).
+Every RQ private name this relies on is tested in ``tests/jobs/engine/test_rq_private_worker.py``.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import threading
-import time
+from typing import Any, Protocol
 
 import redis
-from rq import SimpleWorker, Worker, worker_registration
+from rq import worker_registration
 from rq.command import parse_payload
-from rq.exceptions import AbandonedJobError, StopRequested
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import AbandonedJobError
 from rq.group import Group
+from rq.job import Job
+from rq.queue import Queue
 from rq.registry import clean_registries
 from rq.utils import now
 from rq.worker import WorkerStatus
 
-from .. import logs, telemetry, tracing
-from ..jobs.submitting.batches import queue_due_callbacks
-from ..jobs.running import concurrency
-from ..jobs.running.callbacks import enqueue_callback
-from ..jobs.running.counters import record_outcome, remember_failure
-from ..jobs.submitting.dependencies import fail_orphans
-from ..jobs.running.events import publish_job_event
-from ..jobs.engine.job import OffloadJob
-from ..jobs.keys import PAUSED_QUEUES_KEY
-from ..jobs.engine.queue import OffloadQueue, requeue_stranded
-from ..jobs.running.tracing import end_attempt, start_attempt
-from ..settings import Settings, get_settings
-from .process import die_with_parent
-from .scheduler import OffloadScheduler
+from ....settings import Settings
+from ...running.counters import remember_failure
+from ..job import OffloadJob
+from ...keys import PAUSED_QUEUES_KEY
+from ..queue import OffloadQueue, requeue_stranded
+from .scheduler import OffloadScheduler, die_with_parent
 
 log = logging.getLogger("offload.worker")
 
@@ -42,23 +52,91 @@ STOP_CHECK_SECONDS = 1
 SCHEDULER_STOP_SECONDS = 5
 
 
-class OffloadWorkerMixin:
-    """What offload adds to an RQ worker: it announces each job's end (for ``?wait=``),
-    counts it for /metrics, queues its callback, logs with its ids, shortens the time
-    an abandoned job stays ``started``, and runs a scheduler that survives failovers."""
+class Lifecycle(Protocol):
+    """What the worker layer does around a job (:class:`app.worker.lifecycle.Lifecycle`)."""
+
+    def run(self, worker: Any, job: Job, queue: Queue) -> None: ...
+    def started(self, worker: Any, job: Job, pipeline: redis.client.Pipeline) -> None: ...
+    def booked(self, worker: Any, job: Job, outcome: str, pipeline: redis.client.Pipeline) -> None: ...
+    def settled(self, worker: Any, job: Job, outcome: str) -> None: ...
+    def maintained(self, worker: Any) -> None: ...
+
+
+class EngineWorker:
+    """RQ's worker as offload runs it (a mixin on RQ's ``Worker`` or ``SimpleWorker``): short
+    heartbeats, a bounded stop, maintenance under a lock that lapses, a scheduler that survives
+    failovers, a grace period for cancels, and the job handed to :attr:`lifecycle`."""
 
     job_class = OffloadJob
     queue_class = OffloadQueue
     #: Set by :func:`app.worker.build_worker`; ``None``: the process's settings.
     offload_settings: Settings | None = None
-    #: Set by :func:`run` (one name per process); ``None``: a fresh name, as RQ does.
+    #: Set by :func:`app.worker.run` (one name per process); ``None``: a fresh name, as RQ does.
     scheduler_name: str | None = None
+    #: What happens around a job; the worker layer's classes set it.
+    lifecycle: Lifecycle
+    #: Which of this worker's queues offload has paused (POST /queues/{name}/pause), as last read.
+    _paused_here: tuple[str, ...] = ()
+    #: The job and outcome RQ's outcome code is recording (see ``_book_into``).
+    _booking: tuple[Job, str] | None = None
+
+    # -- a job: the lifecycle drives it --
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        self.lifecycle.run(self, job, queue)
+
+    def handle_job_success(self, job, queue, started_job_registry, execution):  # noqa: ANN001
+        """RQ's, with the lifecycle's outcome commands in its transaction (``_book_into``)."""
+        self._booking = (job, "finished")
+        try:
+            super().handle_job_success(job, queue, started_job_registry, execution)
+        finally:
+            self._booking = None
+        self.lifecycle.settled(self, job, "finished")
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):  # noqa: ANN001
+        """RQ's (a failure, a retry, a stop), with the lifecycle's outcome commands in its transaction."""
+        stopped = self._stopped_job_id == job.id
+        retrying = job.should_retry and not stopped
+        if exc_string and retrying:
+            # RQ records a failure only when no retry follows; keep this attempt's error so the
+            # job shows why it is being retried.
+            remember_failure(job, exc_string)
+        outcome = "stopped" if stopped else "retried" if retrying else "failed"
+        self._booking = (job, outcome)
+        try:
+            super().handle_job_failure(
+                job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
+            )
+        finally:
+            self._booking = None
+        self.lifecycle.settled(self, job, outcome)
+
+    def increment_successful_job_count(self, pipeline=None) -> None:  # noqa: ANN001
+        super().increment_successful_job_count(pipeline=pipeline)
+        self._book_into(pipeline)
+
+    def increment_failed_job_count(self, pipeline=None) -> None:  # noqa: ANN001
+        super().increment_failed_job_count(pipeline=pipeline)
+        self._book_into(pipeline)
+
+    def _book_into(self, pipeline) -> None:  # noqa: ANN001
+        """RQ counts a job's end on the worker inside the transaction that records the outcome
+        (``handle_job_success``, ``handle_job_failure``): the lifecycle's outcome commands
+        (counters, the announcement) join that transaction there, so they commit with it."""
+        if self._booking is not None and pipeline is not None:
+            job, outcome = self._booking
+            self.lifecycle.booked(self, job, outcome, pipeline)
+
+    def _release_slot_safely(self, job) -> None:  # noqa: ANN001
+        """Nothing: a job's concurrency slot is released after its outcome, on every path, by the
+        lifecycle's slots listener (:mod:`app.worker.listeners.slots`), which also wakes a worker."""
+
+    # -- the scheduler --
 
     def _start_scheduler(self, burst=False, logging_level="INFO", date_format=None, log_format=None) -> None:  # noqa: ANN001
         """RQ's, with :class:`OffloadScheduler` and this process's scheduler name, started
         whether or not it got RQ's per-queue locks (periodic schedules need no lock)."""
-        from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-
         self.scheduler = OffloadScheduler(
             self.queues,
             connection=self.connection,
@@ -80,8 +158,22 @@ class OffloadWorkerMixin:
                 self.scheduler.release_locks()
                 self.scheduler.register_death()
 
-    #: Which of this worker's queues offload has paused (POST /queues/{name}/pause), as last read.
-    _paused_here: tuple[str, ...] = ()
+    def stop_scheduler(self) -> None:
+        """RQ's (SIGTERM, then wait), with the wait bounded: SCHEDULER_STOP_SECONDS, then SIGKILL."""
+        process = getattr(self.scheduler, "_process", None)
+        if process is None or not process.pid or not process.is_alive():
+            return
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+        except OSError:
+            pass
+        process.join(SCHEDULER_STOP_SECONDS)
+        if process.is_alive():
+            log.warning("scheduler process %s did not stop within %s s; killing it", process.pid, SCHEDULER_STOP_SECONDS)
+            process.kill()
+            process.join(1)
+
+    # -- the worker's state --
 
     def set_state(self, state: str, pipeline=None) -> None:  # noqa: ANN001
         """RQ's, except that an idle worker some of whose queues offload has paused says so: the
@@ -105,32 +197,7 @@ class OffloadWorkerMixin:
             if (state.value if isinstance(state, WorkerStatus) else str(state)).startswith(WorkerStatus.IDLE.value):
                 self.set_state(WorkerStatus.IDLE)  # idle, with or without the paused queues now
 
-    def execute_job(self, job, queue) -> None:  # noqa: ANN001
-        """Run the job with its id (and the id of the request that submitted it) in every
-        log line written meanwhile, by this process and by the work horse, and the attempt's
-        span (a child of the submission's: :mod:`app.jobs.tracing`) current, so those lines carry
-        its trace id and span id; the span is exported at the end if export is on."""
-        parent, span = start_attempt(job)
-        job_token = logs.job_id_var.set(job.id)
-        request_token = logs.request_id_var.set(job.meta.get("request_id"))
-        span_token = tracing.current.set(span)
-        start_ns = time.time_ns()
-        try:
-            super().execute_job(job, queue)
-        finally:
-            end_attempt(job, parent, span, start_ns)
-            tracing.current.reset(span_token)
-            logs.job_id_var.reset(job_token)
-            logs.request_id_var.reset(request_token)
-
-    def perform_job(self, job, queue, *args, **kwargs):  # noqa: ANN001, ANN201
-        """RQ's; a forked work horse (which leaves by ``os._exit``, skipping atexit) exports its
-        spans (a callback's delivery) before it goes."""
-        try:
-            return super().perform_job(job, queue, *args, **kwargs)
-        finally:
-            if getattr(self, "_is_horse", False):
-                telemetry.flush()
+    # -- commands --
 
     def handle_payload(self, message) -> None:  # noqa: ANN001
         """RQ's, except that a cancel of the running job gives the task ``CANCEL_GRACE_SECONDS``
@@ -153,39 +220,7 @@ class OffloadWorkerMixin:
         timer.daemon = True
         timer.start()
 
-    def handle_job_success(self, job, queue, started_job_registry, execution):  # noqa: ANN001
-        super().handle_job_success(job, queue, started_job_registry, execution)
-        record_outcome(self.connection, job, "finished")
-        self._job_ended(job)
-        self._settle_ends(job, finished=True)
-
-    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):  # noqa: ANN001
-        stopped = self._stopped_job_id == job.id
-        retrying = job.should_retry and not stopped
-        if exc_string and retrying:
-            # RQ records a failure only when no retry follows; keep this attempt's error so the
-            # job shows why it is being retried.
-            remember_failure(job, exc_string)
-        record_outcome(self.connection, job, "stopped" if stopped else "retried" if retrying else "failed")
-        super().handle_job_failure(
-            job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
-        )
-        self._job_ended(job)
-        if not retrying:
-            self._settle_ends(job, finished=False)
-
-    def _release_slot_safely(self, job) -> None:  # noqa: ANN001
-        """RQ's, waking an idle worker for the job the freed slot promotes (app/jobs/concurrency.py):
-        it reaches its queue without the wake-up token every other enqueue pushes."""
-        try:
-            concurrency.release(job)
-        except Exception:
-            log.exception("could not release the concurrency slot of job %s; maintenance will", job.id, extra={"job_id": job.id})
-
-    def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:  # noqa: ANN001
-        # OffloadQueue always dequeues through the intermediate list, whatever the number of
-        # queues (RQ does only for one), so the job always leaves it here.
-        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
+    # -- maintenance --
 
     def clean_registries(self) -> None:
         """RQ's maintenance, with a lock that lapses in one maintenance interval.
@@ -207,7 +242,7 @@ class OffloadWorkerMixin:
                 if self.connection.get(queue.registry_cleaning_key) == self.name.encode():
                     self.connection.delete(queue.registry_cleaning_key)
         # Abandoned jobs failed above, and anything a process died before settling.
-        self._settle_ends(None, finished=False)
+        self.lifecycle.maintained(self)
         self.last_cleaned_at = now()
 
     def clean_group_registries(self) -> None:
@@ -217,6 +252,15 @@ class OffloadWorkerMixin:
         if Group.acquire_maintenance_lock(self.connection, max(int(self.maintenance_interval) - 1, 1)):
             self.log.debug("Worker %s: cleaning group registries", self.name)
             Group.clean_registries(connection=self.connection)
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's, but not once a stop is asked for: it restarts a scheduler process it finds
+        dead, and the one that was just stopped counts, so a stopping worker forked a new one.
+        Then a look at which of this worker's queues are paused (:meth:`_note_paused_queues`)."""
+        if self._stop_requested:
+            return
+        super().run_maintenance_tasks()
+        self._note_paused_queues()
 
     @property
     def dequeue_timeout(self) -> int:
@@ -238,6 +282,12 @@ class OffloadWorkerMixin:
 
     # -- stopping (issue 25, item 8): a bounded stop however the signal lands --
 
+    @property
+    def stop_asked(self) -> bool:
+        """A warm or cold stop was asked for (SIGTERM, SIGINT): the loop left for good, not
+        because Redis went away."""
+        return bool(self._stop_requested or self._shutdown_requested_date)
+
     def _shutdown(self) -> None:
         """The warm stop asked for by SIGTERM/SIGINT (RQ's ``request_stop`` calls this inside the
         signal handler): a flag, which the work loop reads before each job.
@@ -251,30 +301,6 @@ class OffloadWorkerMixin:
         and an idle worker waits for jobs in slices of STOP_CHECK_SECONDS, so it leaves within
         about a second. (The second signal is still RQ's cold stop: see request_force_stop.)"""
         self._stop_requested = True
-
-    def run_maintenance_tasks(self) -> None:
-        """RQ's, but not once a stop is asked for: it restarts a scheduler process it finds
-        dead, and the one that was just stopped counts, so a stopping worker forked a new one.
-        Then a look at which of this worker's queues are paused (:meth:`_note_paused_queues`)."""
-        if self._stop_requested:
-            return
-        super().run_maintenance_tasks()
-        self._note_paused_queues()
-
-    def stop_scheduler(self) -> None:
-        """RQ's (SIGTERM, then wait), with the wait bounded: SCHEDULER_STOP_SECONDS, then SIGKILL."""
-        process = getattr(self.scheduler, "_process", None)
-        if process is None or not process.pid or not process.is_alive():
-            return
-        try:
-            os.kill(process.pid, signal.SIGTERM)
-        except OSError:
-            pass
-        process.join(SCHEDULER_STOP_SECONDS)
-        if process.is_alive():
-            log.warning("scheduler process %s did not stop within %s s; killing it", process.pid, SCHEDULER_STOP_SECONDS)
-            process.kill()
-            process.join(1)
 
     def unsubscribe(self) -> None:
         """RQ's, without its unbounded wait: redis-py 8.2's ``PubSubWorkerThread.stop()`` joins the
@@ -327,45 +353,6 @@ class OffloadWorkerMixin:
         except redis.RedisError:
             log.exception("could not requeue job %s after cold shutdown; maintenance will", job.id)
 
-    def record_success(self, job, pipeline) -> None:  # noqa: ANN001
-        """The fast worker's outcome transaction carries the counters and, for a job without a
-        callback, the announcement (a waiter then never reads the job before its result)."""
-        record_outcome(self.connection, job, "finished", pipeline=pipeline)
-        if not self._announce_after(job):
-            publish_job_event(self.connection, job.id, pipeline=pipeline)
-
-    def after_success(self, job) -> None:  # noqa: ANN001
-        if self._announce_after(job):
-            self._job_ended(job)
-        self._settle_ends(job, finished=True)
-
-    def _settle_ends(self, job, *, finished: bool) -> None:  # noqa: ANN001
-        """After a job's outcome transaction (see :mod:`app.jobs.endings`): fail the dependents of
-        a job that will never finish, and queue the callback of a batch that has ended. ``job``
-        None: whatever is noted (maintenance)."""
-        if job is not None and finished and not job.meta.get("batch_id"):
-            return
-        settings = self.offload_settings or get_settings()
-        try:
-            failed = 0 if finished else fail_orphans(self.connection, settings)
-            if job is None or failed or job.meta.get("batch_id"):
-                queue_due_callbacks(self.connection, settings)
-        except redis.RedisError:
-            log.exception("could not settle the end of a job; the next maintenance pass will")
-
-    def _announce_after(self, job) -> bool:  # noqa: ANN001
-        """Announce (and queue the callback) after the outcome transaction rather than in it:
-        a job with a callback, which is queued once the result is stored."""
-        return bool(job.meta.get("callback_url"))
-
-    def _job_ended(self, job) -> None:  # noqa: ANN001
-        publish_job_event(self.connection, job.id)
-        if job.meta.get("callback_url"):
-            try:
-                enqueue_callback(self.connection, job, self.offload_settings or get_settings())
-            except redis.RedisError:
-                log.exception("could not queue the callback of job %s", job.id, extra={"job_id": job.id})
-
 
 def idle_with_paused_queues(names: tuple[str, ...]) -> str:
     """The state of an idle worker some of whose queues are paused: RQ's word first, then why."""
@@ -381,28 +368,3 @@ def _mark_abandoned(job, exc_type, exc_value, traceback) -> bool:  # noqa: ANN00
     if exc_type is AbandonedJobError:
         job.abandoned = True
     return True  # on to the next handler
-
-
-class OffloadWorker(OffloadWorkerMixin, Worker):
-    """RQ's forking worker, each job in a work horse of its own (``WORKER_CLASS=forking``)."""
-
-    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):  # noqa: ANN001, ANN201
-        """RQ's, waiting in slices of STOP_CHECK_SECONDS with the stop flag read between them
-        (see ``_shutdown``): RQ's waits until a job comes."""
-        if timeout is None:  # burst: one look
-            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-        idle_since = time.monotonic()
-        while True:
-            if self._stop_requested:
-                raise StopRequested()
-            left = None if max_idle_time is None else max_idle_time - (time.monotonic() - idle_since)
-            if left is not None and left <= 0:
-                return None
-            wait = STOP_CHECK_SECONDS if left is None else max(1, min(STOP_CHECK_SECONDS, math.ceil(left)))
-            result = super().dequeue_job_and_maintain_ttl(timeout, wait)
-            if result is not None:
-                return result
-
-
-class OffloadSimpleWorker(OffloadWorkerMixin, SimpleWorker):
-    """Runs jobs in the worker process itself (tests on fakeredis)."""
