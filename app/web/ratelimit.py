@@ -127,8 +127,10 @@ class OneTripFixedWindow(FixedWindowRateLimiter):
 
     def _count(self, windows: list[RateLimitItem], identifiers: tuple[str, ...], cost: int, counted: dict) -> None:
         keys = [self.storage.prefixed_key(w.key_for(*identifiers)) for w in windows]
-        if isinstance(self.storage, RedisClusterStorage) and len({_slot(k) for k in keys}) > 1:
-            keys, windows = keys[:1], windows[:1]
+        if isinstance(self.storage, RedisClusterStorage):
+            cluster = self.storage.get_connection()
+            if len({cluster.keyslot(key) for key in keys}) > 1:  # offload's {prefix} puts them in one
+                keys, windows = keys[:1], windows[:1]
         args = [cost, *(value for w in windows for value in (w.get_expiry(), w.amount))]
         replies = self._script(keys=keys, args=args)
         for index in range(0, len(replies), 2):
@@ -145,12 +147,6 @@ class OneTripFixedWindow(FixedWindowRateLimiter):
             return None
         count, ttl = found[:2]
         return int(max(ttl, 0) + time.time() + 1), max(0, limit.limit.amount - count)
-
-
-def _slot(key: str) -> int:
-    from redis.crc import key_slot
-
-    return key_slot(key.encode())
 
 
 def _breached(limit: RequestLimit) -> Response:
