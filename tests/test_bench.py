@@ -125,6 +125,7 @@ def test_the_table_says_what_a_sigkill_did_to_each_contenders_job():
 
 
 @pytest.mark.benchextra
+@pytest.mark.timeout(540)
 def test_quick_drain_and_sigkill_put_celery_not_losing_tasks_and_dramatiq_beside_offload(tmp_path):
     """Issue 26, item 5: Celery at its defaults, Celery configured not to lose tasks and Dramatiq
     on its Redis broker drain in the same rounds as offload, and a worker SIGKILLed mid-job loses
