@@ -84,8 +84,9 @@ def _post(client, keys: list[str], i: int) -> None:  # noqa: ANN001
         raise RuntimeError(f"POST /jobs answered {response.status_code}: {response.data[:300]!r}")
 
 
-def cpu_ms(variants: dict, requests: int, rounds: int) -> dict[str, tuple[float, list[float]]]:
-    """Each variant's median ms of CPU a request; the variants take turns, round after round,
+def cpu_ms(variants: dict, requests: int, rounds: int) -> dict[str, tuple[float, list[float], float]]:
+    """Each variant's median ms of CPU a request (and of wall time: the Redis round trips, each
+    waiting for Valkey's fsync, are in it); the variants take turns, round after round,
     so that a slow moment of a shared machine hits them all. A variant is ``(setup, call)``:
     ``setup()`` switches the features, ``call(i)`` makes request ``i``."""
     for setup, call in variants.values():
@@ -93,14 +94,19 @@ def cpu_ms(variants: dict, requests: int, rounds: int) -> dict[str, tuple[float,
         for i in range(200):
             call(i)
     figures: dict[str, list[float]] = {name: [] for name in variants}
+    walls: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, (setup, call) in variants.items():
             setup()
-            started = time.process_time()
+            started, wall = time.process_time(), time.perf_counter()
             for i in range(requests):
                 call(i)
             figures[name].append((time.process_time() - started) * 1000 / requests)
-    return {name: (round(statistics.median(f), 3), [round(x, 3) for x in f]) for name, f in figures.items()}
+            walls[name].append((time.perf_counter() - wall) * 1000 / requests)
+    return {
+        name: (round(statistics.median(f), 3), [round(x, 3) for x in f], round(statistics.median(walls[name]), 3))
+        for name, f in figures.items()
+    }
 
 
 def limiter_traffic(url: str, limiter_url: str, requests: int = 100) -> dict:
@@ -178,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             system.stop(limits)
             logging.getLogger().handlers[:] = []
     print(f"CPU a request in process (ms, median of {args.rounds} rounds of {args.requests}; log encoder {logs.ENCODER})")
-    for name, (median, rounds) in out.items():
-        print(f"  {name:34s} {median:7.3f}   rounds {rounds}")
+    print(f"  {'':34s} {'CPU':>7s} {'wall':>7s}")
+    for name, (median, rounds, wall) in out.items():
+        print(f"  {name:34s} {median:7.3f} {wall:7.3f}   CPU rounds {rounds}")
     print(f"the limiter, a POST /jobs: {traffic['round_trips']:.2f} round trips; commands (a script's own included): "
           + ", ".join(f"{k} {v:.2f}" for k, v in sorted(traffic["commands_incl_scripts_own"].items())))
     return 0
