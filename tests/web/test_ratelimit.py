@@ -133,31 +133,25 @@ def _limiter_traffic(monkeypatch, valkey):
     monkeypatch.setenv("RATE_LIMIT_SUBMIT", "10/second;200/minute")
     monkeypatch.setenv("RATE_LIMIT_READ", "100/second;5000/hour")
     monkeypatch.setenv("ENABLE_DIAGNOSTIC_TASKS", "1")
-    admin = valkey.client()
-    admin.flushall()
+    valkey.client().flushall()
     settings = get_settings()
     jobs = JobQueue(fakeredis.FakeRedis(), settings)
     client = create_app(settings, job_queue=jobs, rate_limit_storage=valkey.url).test_client()
-    port = str(valkey.port)
+    reader = redis.Redis(port=valkey.port, single_connection_client=True)  # its own traffic is not counted
     sends = []
     original = redis.connection.AbstractConnection.send_packed_command
 
     def counting(self, command, check_health=True):  # noqa: ANN001
-        if str(self.port) == port and self is not admin_connection[0]:
+        if self.port == valkey.port and self is not reader.connection:
             sends.append(command)
         return original(self, command, check_health)
 
-    admin_connection = [admin.connection_pool.get_connection()]
-    admin.connection_pool.release(admin_connection[0])
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-    admin.single_connection_client = True
-    pinned = redis.Redis(connection_pool=admin.connection_pool, single_connection_client=True)
-    admin_connection[0] = pinned.connection
 
     def since_last() -> tuple[dict[str, int], int]:
-        stats = pinned.info("commandstats")
+        stats = reader.info("commandstats")
         calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_config|resetstat")}
-        pinned.config_resetstat()
+        reader.config_resetstat()
         trips = len(sends)
         sends.clear()
         return calls, trips
