@@ -15,10 +15,11 @@ limiter lets requests through (they get the API's own 503 anyway).
 counter per key and window; a client can get up to twice a limit through around a window's
 edge. In Redis, every window of a request's limit (``50/second;2000/minute``: two) is counted
 in one script, which also hands back what the ``RateLimit`` headers need: one round trip a
-limited request instead of three (issue 26, item 2; :class:`OneTripFixedWindow`). ``moving-window`` is exact but keeps a list entry per
-request (2,000 for ``2000/minute``) and reads along it on every hit: 33 Valkey commands a
-submission against 21 (bench/FINDINGS.md, section 11). ``sliding-window-counter`` weighs the previous window's
-count, close to exact at two counters, but its keys leave offload's cluster slot.
+limited request instead of three (issue 26, item 2; :class:`OneTripFixedWindow`).
+``moving-window`` is exact but keeps a list entry per request (2,000 for ``2000/minute``) and
+reads along it on every hit: 33 Valkey commands a submission against 21 (bench/FINDINGS.md,
+section 11). ``sliding-window-counter`` weighs the previous window's count, close to exact at
+two counters, but its keys leave offload's cluster slot.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import math
 import time
 from datetime import UTC, datetime
-
 from functools import lru_cache
 
 from flask import Flask, Response, current_app, g, has_request_context, request
@@ -243,7 +243,7 @@ def install(app: Flask, settings: Settings, key_prefix: str, storage_uri: str | 
     def _rate_limit_headers(response: Response) -> Response:
         current = limiter.current_limit
         if current is not None and "RateLimit" not in response.headers:
-            try:  # reads the window from Redis again: when Redis is away, answer without the headers
+            try:  # may read the window from Redis: when Redis is away, answer without the headers
                 response.headers.update(_headers(current, _window(current)))
             except Exception:  # noqa: BLE001 - as the limiter itself (swallow_errors): never a 500 for this
                 pass
