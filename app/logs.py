@@ -5,15 +5,23 @@ Each record carries ``request_id`` (set by the HTTP layer for the request it ser
 followed from its POST to its end with a single grep. While a span is current (a submission, a
 job's attempt: :data:`app.tracing.current`), records also carry its ``trace_id`` and ``span_id``,
 so the lines of a job can be found from the trace a tracing UI shows.
+
+Lines are encoded by orjson through python-json-logger's ``OrjsonFormatter`` (issue 26, item 3):
+the web writes one for every request and a worker one or two for every job, so they are on
+the hot path. ``python -m bench.logline`` measures a line (bench/FINDINGS.md, section 15).
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import sys
+import time
 
-from pythonjsonlogger.json import JsonFormatter
+import orjson
+from pythonjsonlogger.json import JsonEncoder
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from . import tracing
 
@@ -68,11 +76,48 @@ class RqPerJobLinesToDebug(logging.Filter):
         return True
 
 
+#: What encodes the lines (``bench/logline.py`` prints it beside its figures).
+ENCODER = f"orjson {orjson.__version__}"
+
+
+class JsonLines(OrjsonFormatter):
+    """python-json-logger's formatter on orjson, with the fields and escaping the stdlib one gave.
+
+    * A line stays ASCII, as ``json.dumps`` made it (``\u00e9`` for ``é``): a log shipper or
+      a stdout not in UTF-8 sees what it saw before. orjson writes UTF-8, so the rare line with
+      a non-ASCII character (a path, a message) is encoded again by ``json``.
+    * What orjson refuses (an integer beyond 64 bits, a lone surrogate) is encoded by ``json``,
+      never dropped: logging must not fail.
+    * The time is formatted once a second, not for every line.
+    """
+
+    _stamp: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        if datefmt is None:  # the stdlib's own format has milliseconds: nothing to keep
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        stamp = self._stamp  # one read: another thread may replace it meanwhile
+        if stamp[0] != second:
+            stamp = (second, time.strftime(datefmt, self.converter(record.created)))
+            self._stamp = stamp
+        return stamp[1]
+
+    def jsonify_log_record(self, log_data: dict) -> str:
+        try:
+            line = orjson.dumps(log_data, default=self.json_default, option=orjson.OPT_NON_STR_KEYS)
+        except (orjson.JSONEncodeError, TypeError):
+            line = b"\x80"  # not ASCII: encoded by json below
+        if line.isascii():
+            return line.decode("ascii")
+        return json.dumps(log_data, cls=JsonEncoder)  # the stdlib formatter's own encoder
+
+
 def json_handler(process: str, stream=None) -> logging.Handler:  # noqa: ANN001 - a text stream
     """A handler writing offload's JSON lines (``"process": process``) to ``stream`` (stdout)."""
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(
-        JsonFormatter(
+        JsonLines(
             "{asctime}{levelname}{name}{message}",
             style="{",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},

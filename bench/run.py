@@ -17,14 +17,19 @@ Phases (``--phases``):
 * ``batch``   — jobs accepted per second through ``POST /jobs/batch`` (100 and 1,000 jobs a request)
   against ``POST /jobs``, no workers (``bench/batch.py``).
 * ``drain``   — no-op and small ``count_words`` jobs per second, queue pre-filled: offload's
-  forking worker, offload's fast worker, plain ``rq worker`` (forking and SimpleWorker) and
-  Celery (prefork), two worker processes each, all on the same Redis server.
+  forking worker, offload's fast worker, plain ``rq worker`` (forking and SimpleWorker), Celery
+  (prefork) at its defaults (a task acknowledged on receipt: lost if its worker dies), Celery
+  configured not to lose tasks (``celery-safe``: ``task_acks_late``, ``task_reject_on_worker_lost``,
+  prefetch multiplier 1) and Dramatiq with its Redis broker (at-least-once, prefetching), two
+  worker processes each, all on the same Redis server (issue 26, item 5).
 * ``latency`` — submit-to-finished through HTTP (``POST`` then ``GET ?wait=``), idle workers;
   Celery + Flower 2 the same way (``async-apply``, then ``GET /api/task/result/<id>?timeout=``).
 * ``bulk``    — ``count_words`` on 1 MiB texts through one worker, against
   ``len(text.split())`` (and the task itself) in this process.
 * ``memory``  — peak RSS of web and worker processes; a worker's RSS after 1,000 jobs and
   after 50,000 (the forking worker gets as far as its time allows).
+* ``sigkill`` — what a worker's SIGKILL does to the job in hand, per contender: lost, run again
+  or failed saying so, measured by killing a worker mid-job (``bench/sigkill.py``).
 
 Writes ``bench/results/bench.json``, ``bench.txt`` (the table) and ``bench.png`` (the chart);
 ``--quick`` writes ``bench-quick.*`` instead and takes about a minute.
@@ -72,6 +77,7 @@ FULL = {
     "memory_jobs": 50_000,
     "memory_baseline": 1_000,
     "memory_fork_seconds": 40.0,
+    "sigkill_wait": 45.0,
     "wait_quiet": 180.0,
 }
 QUICK = {
@@ -84,16 +90,22 @@ QUICK = {
     "memory_jobs": 2_000,
     "memory_baseline": 1_000,
     "memory_fork_seconds": 0.0,
+    "sigkill_wait": 30.0,
     "wait_quiet": 0.0,
 }
 
 # A rough jobs/s per contender (two workers) to size the first round's backlog; later rounds
 # use what the earlier ones measured.
-FIRST_GUESS = {"offload-forking": 80, "offload-fast": 700, "rq-forking": 90, "rq-simple": 500, "celery": 1000}
-DRAIN_CONTENDERS = ("offload-forking", "offload-fast", "rq-forking", "rq-simple", "celery")
+FIRST_GUESS = {
+    "offload-forking": 80, "offload-fast": 700, "rq-forking": 90, "rq-simple": 500, "celery": 1000, "celery-safe": 600,
+    "dramatiq": 600,
+}  # fmt: skip
+DRAIN_CONTENDERS = ("offload-forking", "offload-fast", "rq-forking", "rq-simple", "celery", "celery-safe", "dramatiq")
+#: The bench extra's contenders, and the distribution each needs.
+EXTRA = {"celery": "celery", "celery-safe": "celery", "dramatiq": "dramatiq", "flower": "flower"}
 #: "flower": Celery + Flower 2's HTTP API, beside offload's in the intake and latency phases.
 ALL_CONTENDERS = (*DRAIN_CONTENDERS, "flower")
-PHASES = ("intake", "batch", "drain", "latency", "bulk", "memory")
+PHASES = ("intake", "batch", "drain", "latency", "bulk", "memory", "sigkill")
 
 
 def log(message: str) -> None:
@@ -145,6 +157,7 @@ class Bench:
         self.rates: dict[tuple[str, str], float] = {}
         self.worker_peaks: dict[str, dict[str, float]] = {}
         self.celery_done = 0
+        self.dramatiq_filled = 0
         self._celery_listener: threading.Thread | None = None
 
     # --- servers ----------------------------------------------------------------------
@@ -163,6 +176,7 @@ class Bench:
         self.r0 = redis.Redis.from_url(f"{self.redis_base}/0")
         self.r1 = redis.Redis.from_url(f"{self.redis_base}/1")
         self.r2 = redis.Redis.from_url(f"{self.redis_base}/2")
+        self.r3 = redis.Redis.from_url(f"{self.redis_base}/3")
         self._wait(lambda: self._pings(self.r0), 15, "Valkey")
         self.valkey_version = self.r0.info("server").get("valkey_version") or self.r0.info("server").get("redis_version")
         # REDIS_APPENDFSYNC (app.dev.stack) may lower it for a what-if run; the table says so.
@@ -189,10 +203,13 @@ class Bench:
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": str(ROOT),
             "BENCH_CELERY_URL": f"{self.redis_base}/2",
+            "BENCH_DRAMATIQ_URL": f"{self.redis_base}/3",
         }
         for key in ("WORKER_CLASS", "PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY", "WEB_THREADS", "MAX_QUEUE_DEPTH", "RATE_LIMIT_SUBMIT", "RATE_LIMIT_READ"):
             self.env.pop(key, None)
-        os.environ.update({k: v for k, v in self.env.items() if k in ("REDIS_URL", "ENABLE_DIAGNOSTIC_TASKS", "API_KEYS")})
+        os.environ.update(
+            {k: v for k, v in self.env.items() if k in ("REDIS_URL", "ENABLE_DIAGNOSTIC_TASKS", "API_KEYS", "BENCH_DRAMATIQ_URL")}
+        )
 
         from app.jobs import JobQueue
         from app.settings import Settings
@@ -257,13 +274,20 @@ class Bench:
             elif name in ("rq-forking", "rq-simple"):
                 worker_class = "rq.worker.Worker" if name == "rq-forking" else "rq.worker.SimpleWorker"
                 command = [PYTHON, "bench/rq_worker.py", "worker", "--url", f"{self.redis_base}/1", "-w", worker_class, "bench"]
-            elif name == "celery":
+            elif name in ("celery", "celery-safe"):
+                if name == "celery-safe":
+                    env["BENCH_CELERY_SAFE"] = "1"
                 command = [
                     PYTHON, "-m", "celery", "-A", "bench.celery_app", "worker", "-P", "prefork", "-c", str(count),
                     "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING", "-n", f"bench{i}@%h",
                 ]  # fmt: skip
                 procs.append(system.spawn(command, cwd=ROOT, env=env, log=logfile))
                 break  # one Celery main process with `count` prefork children
+            elif name == "dramatiq":
+                # one thread a process: two jobs at a time, as the others (its default is 8)
+                command = [PYTHON, "-m", "dramatiq", "bench.dramatiq_app", "--processes", str(count), "--threads", "1"]
+                procs.append(system.spawn(command, cwd=ROOT, env=env, log=logfile))
+                break  # one Dramatiq main process with `count` worker processes
             else:
                 raise ValueError(name)
             procs.append(system.spawn(command, cwd=ROOT, env=env, log=logfile))
@@ -293,7 +317,7 @@ class Bench:
         for proc in procs:
             if proc.poll() is None:
                 peaks["main_mib"] = max(peaks["main_mib"], system.peak_rss_mib(proc.pid))
-                if name in ("offload-fast", "celery"):  # persistent children: the horse, the pool
+                if name in ("offload-fast", "celery", "celery-safe", "dramatiq"):  # persistent children: the horse, the pool
                     for child in system.children(proc.pid):
                         peaks["child_mib"] = max(peaks["child_mib"], system.peak_rss_mib(child))
         for proc in procs:
@@ -307,8 +331,9 @@ class Bench:
                 proc.wait(10)
 
     def reset(self, name: str) -> None:
-        {"celery": self.r2, "rq-forking": self.r1, "rq-simple": self.r1}.get(name, self.r0).flushdb()
+        {"celery": self.r2, "celery-safe": self.r2, "dramatiq": self.r3, "rq-forking": self.r1, "rq-simple": self.r1}.get(name, self.r0).flushdb()
         self.celery_done = 0
+        self.dramatiq_filled = 0
 
     def fill(self, name: str, kind: str, n: int, text: str = SMALL_TEXT) -> None:
         if name.startswith("offload"):
@@ -321,6 +346,11 @@ class Bench:
             kwargs = {} if kind == "noop" else {"text": text}
             for start in range(0, n, 500):
                 queue.enqueue_many([Queue.prepare_data(func, kwargs=kwargs) for _ in range(min(500, n - start))])
+        elif name == "dramatiq":
+            from bench import dramatiq_app
+
+            dramatiq_app.fill(kind, {} if kind == "noop" else {"text": text}, n)
+            self.dramatiq_filled += n
         else:
             self._fill_celery("bench.noop" if kind == "noop" else "bench.count_words", {} if kind == "noop" else {"text": text}, n)
 
@@ -414,6 +444,10 @@ class Bench:
             return sum(int(v) for v in values if v)
         if name.startswith("rq"):
             return int(self.r1.zcard("rq:finished:bench")) + int(self.r1.zcard("rq:failed:bench"))
+        if name == "dramatiq":
+            from bench import dramatiq_app
+
+            return self.dramatiq_filled - dramatiq_app.pending()
         return self.celery_done
 
     # --- phases -------------------------------------------------------------------------
@@ -547,7 +581,7 @@ class Bench:
         )  # fmt: skip
 
     def drain(self) -> None:
-        contenders = [c for c in self.args.contenders if c in DRAIN_CONTENDERS and (c != "celery" or self.celery_ok)]
+        contenders = [c for c in self.args.contenders if c in DRAIN_CONTENDERS and self.available(c)]
         kinds = ("noop", "count_words")
         out: dict = {kind: {c: {"rounds": []} for c in contenders} for kind in kinds}
         for r in range(self.cfg["rounds"]):
@@ -561,13 +595,17 @@ class Bench:
             for name in contenders:
                 rounds = [c["jobs_per_s"] for c in out[kind][name]["rounds"] if c["jobs_per_s"]]
                 out[kind][name]["jobs_per_s"] = round(statistics.median(rounds), 1) if rounds else None
-            base = out[kind].get("celery", {}).get("jobs_per_s")
             fork = out[kind].get("offload-forking", {}).get("jobs_per_s")
-            out[kind]["ratios"] = {
-                f"{name}/celery": round(out[kind][name]["jobs_per_s"] / base, 3)
-                for name in contenders
-                if base and out[kind][name]["jobs_per_s"] and name != "celery"
-            }
+            out[kind]["ratios"] = {}
+            for anchor in ("celery", "celery-safe", "dramatiq"):  # each offload worker against each anchor
+                base = out[kind].get(anchor, {}).get("jobs_per_s")
+                out[kind]["ratios"].update(
+                    {
+                        f"{name}/{anchor}": round(out[kind][name]["jobs_per_s"] / base, 3)
+                        for name in contenders
+                        if base and out[kind][name]["jobs_per_s"] and name.startswith("offload")
+                    }
+                )
             if fork:
                 out[kind]["ratios"].update(
                     {
@@ -585,10 +623,10 @@ class Bench:
         guess = self.rates.get((name, kind)) or FIRST_GUESS[name] * (0.9 if kind == "count_words" else 1.0)
         n = int(min(40_000, max(60, guess * (window + warmup) * 1.25)))
         self.reset(name)
-        if name == "celery":
+        if name.startswith("celery"):
             self._start_celery_listener()
         self.fill(name, kind, n)
-        if name == "celery":
+        if name.startswith("celery"):
             time.sleep(0.3)
             self.celery_done = 0
         procs = self.start_workers(name, 2)
@@ -862,6 +900,18 @@ class Bench:
             "max_worker": round(max((system.peak_rss_mib(pid) for pid in workers), default=0.0), 1),
         }
 
+    def sigkill(self) -> None:
+        from bench import sigkill
+
+        order = ("offload-fast", "offload-forking", "celery", "celery-safe", "dramatiq")
+        contenders = [c for c in order if c in self.args.contenders and self.available(c)]
+        self.results["sigkill"] = sigkill.run(self, contenders, self.cfg["sigkill_wait"], log)
+
+    def available(self, contender: str) -> bool:
+        """Whether a contender's distribution is installed (the bench extra's are optional)."""
+        dist = EXTRA.get(contender)
+        return dist is None or _version(dist) is not None
+
     # --- the run ------------------------------------------------------------------------
 
     def wait_until_quiet(self) -> None:
@@ -880,8 +930,9 @@ class Bench:
         if {"intake", "batch"} & set(self.args.phases) and not self.args.python_load and self.args.install:
             loadgen.ensure_wrk(log)
         self.celery_ok = _version("celery") is not None
-        if not self.celery_ok and "celery" in self.args.contenders:
-            log("celery is not installed (pip install -e '.[bench]'): it is left out")
+        for name in self.args.contenders:
+            if not self.available(name):
+                log(f"{EXTRA[name]} is not installed (pip install -e '.[bench]'): {name} is left out")
         self.start_servers()
         self.results.update(
             {
@@ -897,6 +948,7 @@ class Bench:
                     "redis-py": _version("redis"),
                     "hiredis": _version("hiredis"),
                     "celery": _version("celery"),
+                    "dramatiq": _version("dramatiq"),
                     "flower": _version("flower"),
                     "kombu": _version("kombu"),
                     "gunicorn": _version("gunicorn"),
@@ -920,7 +972,8 @@ class Bench:
                 with self.phase(name):
                     getattr(self, name)()
         if "memory" not in self.args.phases:
-            self.results["memory"] = {"web_peak_rss_mib": self._web_peaks(), "worker_peak_rss_mib": self.worker_peaks}
+            peaks = {k: {kk: round(vv, 1) for kk, vv in v.items()} for k, v in self.worker_peaks.items()}
+            self.results["memory"] = {"web_peak_rss_mib": self._web_peaks(), "worker_peak_rss_mib": peaks}
         self.results["load_after"] = {"loadavg": [round(x, 2) for x in os.getloadavg()]}
         self.results["duration_s"] = round(time.time() - started, 1)
         self.results["targets"] = report.targets(self.results)

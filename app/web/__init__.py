@@ -83,6 +83,25 @@ def _refuse_repeated_query(app: Flask) -> None:
             )  # fmt: skip
 
 
+def access_line(response: Response) -> None:
+    """The request's one INFO line: method, path, status, duration and the job it is about."""
+    started = g.get("started")
+    log.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "http_method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+            # the job the request made or is about, as logs.py promises (None: the filter's)
+            "job_id": g.get("job_id") or (request.view_args or {}).get("job_id"),
+        },
+    )
+
+
 def _install_request_ids(app: Flask) -> None:
     """Echo a sane ``X-Request-ID`` (or make one), put it in every log line, log each request."""
 
@@ -100,21 +119,7 @@ def _install_request_ids(app: Flask) -> None:
             response.headers["X-Request-ID"] = request_id
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers["X-Content-Type-Options"] = "nosniff"
-        started = g.get("started")
-        log.info(
-            "%s %s %s",
-            request.method,
-            request.path,
-            response.status_code,
-            extra={
-                "http_method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
-                # the job the request made or is about, as logs.py promises (None: the filter's)
-                "job_id": g.get("job_id") or (request.view_args or {}).get("job_id"),
-            },
-        )
+        access_line(response)
         return response
 
     @app.teardown_request

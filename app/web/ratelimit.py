@@ -12,11 +12,14 @@ else under /jobs); ``RATE_LIMIT_ENABLED=0`` turns them off. When Redis is unreac
 limiter lets requests through (they get the API's own 503 anyway).
 
 ``RATE_LIMIT_STRATEGY`` picks how ``limits`` counts. ``fixed-window`` (the default) keeps one
-counter per key and window, bumped by one small script per limit; a client can get up to twice
-a limit through around a window's edge. ``moving-window`` is exact but keeps a list entry per
-request (2,000 for ``2000/minute``) and reads along it on every hit: 33 Valkey commands a
-submission against 21 (bench/FINDINGS.md, section 11). ``sliding-window-counter`` weighs the previous window's
-count, close to exact at two counters, but its keys leave offload's cluster slot.
+counter per key and window; a client can get up to twice a limit through around a window's
+edge. In Redis, every window of a request's limit (``50/second;2000/minute``: two) is counted
+in one script, which also hands back what the ``RateLimit`` headers need: one round trip a
+limited request instead of three (issue 26, item 2; :class:`OneTripFixedWindow`).
+``moving-window`` is exact but keeps a list entry per request (2,000 for ``2000/minute``) and
+reads along it on every hit: 33 Valkey commands a submission against 21 (bench/FINDINGS.md,
+section 11). ``sliding-window-counter`` weighs the previous window's count, close to exact at
+two counters, but its keys leave offload's cluster slot.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from __future__ import annotations
 import math
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_limiter import Limiter, RequestLimit
-from limits.storage import RedisStorage
-from limits.strategies import FixedWindowRateLimiter
+from limits import RateLimitItem, parse_many
+from limits.storage import RedisClusterStorage, RedisStorage
+from limits.strategies import FixedWindowRateLimiter, RateLimiter
 
 from . import auth
 from ..connections import limiter_storage_options, limiter_storage_uri
@@ -42,11 +47,106 @@ def _client_identity() -> str:
 
 
 def submit_limit() -> str:
-    return current_app.extensions["offload.settings"].rate_limit_submit
+    return _applies(current_app.extensions["offload.settings"].rate_limit_submit)
 
 
 def read_limit() -> str:
-    return current_app.extensions["offload.settings"].rate_limit_read
+    return _applies(current_app.extensions["offload.settings"].rate_limit_read)
+
+
+def _applies(limits: str) -> str:
+    """Flask-Limiter asks a view's limit string just before it counts its windows: note it, so
+    that :class:`OneTripFixedWindow` counts them all at the first (see there)."""
+    if has_request_context():
+        g.offload_rate_limit = limits
+    return limits
+
+
+@lru_cache(maxsize=32)
+def _windows(limits: str) -> tuple[RateLimitItem, ...]:
+    """A limit string's windows in the order Flask-Limiter counts them (the shortest first)."""
+    return tuple(sorted(parse_many(limits)))
+
+
+#: Every window of a limit in one call: for each (the shortest first), INCRBY the cost and set
+#: its expiry when this hit opened the window (as ``limits``' own ``incr_expire.lua``), then
+#: answer its count and TTL; stop after the first window over its limit, as Flask-Limiter stops
+#: counting at the first breach. KEYS: the windows' keys; ARGV: cost, then expiry and amount
+#: of each window.
+_COUNT_WINDOWS = """
+local cost = tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+    local count = redis.call("INCRBY", key, cost)
+    if count == cost then
+        redis.call("EXPIRE", key, ARGV[2 * i])
+    end
+    out[#out + 1] = count
+    out[#out + 1] = redis.call("TTL", key)
+    if count > tonumber(ARGV[2 * i + 1]) then
+        break
+    end
+end
+return out
+"""
+
+
+class OneTripFixedWindow(FixedWindowRateLimiter):
+    """``limits``' fixed window on its Redis storage, with the same keys, counts and expiries,
+    but every window of a request's limit counted in one round trip.
+
+    Flask-Limiter counts the windows of ``50/second;2000/minute`` one ``hit`` at a time, the
+    shortest first, stopping at the first breach, and then reads the counter and TTL of the one
+    it reports for the headers: three round trips a request, each fsynced under ``appendfsync
+    always``. At the first ``hit`` of a request this strategy counts that window and the longer
+    ones of the same limit string (the one :func:`submit_limit` or :func:`read_limit` just gave
+    Flask-Limiter) in one script, stopping where Flask-Limiter would, and keeps each window's
+    count and TTL for the request: the next ``hit`` is answered from them, and so are the
+    headers (:func:`_window`). Anything else (no request, another limit, a cost that differs, a
+    cluster whose keys do not share a slot) is counted as ``limits`` does.
+    """
+
+    def __init__(self, storage: RedisStorage) -> None:
+        super().__init__(storage)
+        self._script = storage.get_connection().register_script(_COUNT_WINDOWS)
+
+    def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        if not has_request_context():
+            return super().hit(item, *identifiers, cost=cost)
+        counted = g.setdefault("offload_rate_windows", {})
+        key = self.storage.prefixed_key(item.key_for(*identifiers))
+        if key not in counted or counted[key][2] != cost or counted[key][3]:
+            noted = g.get("offload_rate_limit")
+            windows = [w for w in _windows(noted) if not w < item] if noted else [item]
+            if item not in windows:
+                windows = [item]
+            self._count(windows, identifiers, cost, counted)
+        count, _ttl, _cost, _used = counted[key]
+        counted[key] = (*counted[key][:3], True)  # answered: a second hit of it counts again
+        return count <= item.amount
+
+    def _count(self, windows: list[RateLimitItem], identifiers: tuple[str, ...], cost: int, counted: dict) -> None:
+        keys = [self.storage.prefixed_key(w.key_for(*identifiers)) for w in windows]
+        if isinstance(self.storage, RedisClusterStorage):
+            cluster = self.storage.get_connection()
+            if len({cluster.keyslot(key) for key in keys}) > 1:  # offload's {prefix} puts them in one
+                keys, windows = keys[:1], windows[:1]
+        args = [cost, *(value for w in windows for value in (w.get_expiry(), w.amount))]
+        replies = self._script(keys=keys, args=args)
+        for index in range(0, len(replies), 2):
+            counted[keys[index // 2]] = (int(replies[index]), int(replies[index + 1]), cost, False)
+
+    def window_of(self, limit: RequestLimit) -> tuple[int, int] | None:
+        """``(reset_at, remaining)`` of a window this request counted, as ``RequestLimit`` gives
+        them (``limits``: TTL from now, plus one), or None when it counted none."""
+        if not has_request_context():
+            return None
+        counted = g.get("offload_rate_windows") or {}
+        found = counted.get(self.storage.prefixed_key(limit.key))
+        if found is None:
+            return None
+        count, ttl = found[:2]
+        return int(max(ttl, 0) + time.time() + 1), max(0, limit.limit.amount - count)
 
 
 def _breached(limit: RequestLimit) -> Response:
@@ -80,10 +180,15 @@ def _breached(limit: RequestLimit) -> Response:
 
 def _window(limit: RequestLimit) -> tuple[int, int]:
     """``(reset_at, remaining)`` of a limit after this request's hit, as Flask-Limiter's
-    ``RequestLimit.reset_at`` and ``.remaining`` give them. For a fixed window in Redis the
-    counter and its TTL are read in one pipelined round trip, where ``limits`` sends GET, then
+    ``RequestLimit.reset_at`` and ``.remaining`` give them. A window :class:`OneTripFixedWindow`
+    counted in this request is answered from its script's reply; another fixed window in Redis
+    has its counter and TTL read in one pipelined round trip, where ``limits`` sends GET, then
     TTL; any other strategy or store is asked through ``limits`` itself."""
     strategy = limiter.limiter
+    if isinstance(strategy, OneTripFixedWindow):
+        known = strategy.window_of(limit)
+        if known is not None:
+            return known
     storage = strategy.storage
     if isinstance(strategy, FixedWindowRateLimiter) and isinstance(storage, RedisStorage):
         key = storage.prefixed_key(limit.key)
@@ -104,7 +209,22 @@ def _headers(limit: RequestLimit, window: tuple[int, int]) -> dict[str, str]:
     }
 
 
-limiter = Limiter(key_func=_client_identity, headers_enabled=False, swallow_errors=True, on_breach=_breached)
+class _Limiter(Limiter):
+    """Flask-Limiter, its fixed window in Redis counted by :class:`OneTripFixedWindow`."""
+
+    _one_trip: OneTripFixedWindow | None = None
+
+    @property
+    def limiter(self) -> RateLimiter:
+        strategy = super().limiter
+        if type(strategy) is not FixedWindowRateLimiter or not isinstance(strategy.storage, RedisStorage):
+            return strategy
+        if self._one_trip is None or self._one_trip.storage is not strategy.storage:
+            self._one_trip = OneTripFixedWindow(strategy.storage)  # one per storage (init_app makes it)
+        return self._one_trip
+
+
+limiter = _Limiter(key_func=_client_identity, headers_enabled=False, swallow_errors=True, on_breach=_breached)
 
 
 def install(app: Flask, settings: Settings, key_prefix: str, storage_uri: str | None = None) -> None:
@@ -123,7 +243,7 @@ def install(app: Flask, settings: Settings, key_prefix: str, storage_uri: str | 
     def _rate_limit_headers(response: Response) -> Response:
         current = limiter.current_limit
         if current is not None and "RateLimit" not in response.headers:
-            try:  # reads the window from Redis again: when Redis is away, answer without the headers
+            try:  # may read the window from Redis: when Redis is away, answer without the headers
                 response.headers.update(_headers(current, _window(current)))
             except Exception:  # noqa: BLE001 - as the limiter itself (swallow_errors): never a 500 for this
                 pass

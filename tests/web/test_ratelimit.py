@@ -120,3 +120,87 @@ def test_every_strategy_counts_and_answers_alike_on_a_real_valkey(monkeypatch, v
 
 def test_the_fixed_window_is_the_default_strategy():
     assert get_settings().rate_limit_strategy == "fixed-window"
+
+
+def _limiter_traffic(monkeypatch, valkey):
+    """A client whose jobs are kept in fakeredis and whose rate limits alone are counted in the
+    real Valkey, and a reader of what that Valkey received since the last read: the calls of each
+    command (``INFO commandstats``, which counts a script's own commands too; the reader's left
+    out) and the round trips (writes to a socket of that Valkey)."""
+    import fakeredis
+    import redis
+
+    monkeypatch.setenv("RATE_LIMIT_SUBMIT", "10/second;200/minute")
+    monkeypatch.setenv("RATE_LIMIT_READ", "100/second;5000/hour")
+    monkeypatch.setenv("ENABLE_DIAGNOSTIC_TASKS", "1")
+    valkey.client().flushall()
+    settings = get_settings()
+    jobs = JobQueue(fakeredis.FakeRedis(), settings)
+    client = create_app(settings, job_queue=jobs, rate_limit_storage=valkey.url).test_client()
+    reader = redis.Redis(port=valkey.port, single_connection_client=True)  # its own traffic is not counted
+    sends = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):  # noqa: ANN001
+        if self.port == valkey.port and self is not reader.connection:
+            sends.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+
+    def since_last() -> tuple[dict[str, int], int]:
+        stats = reader.info("commandstats")
+        calls = {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_config|resetstat")}
+        reader.config_resetstat()
+        trips = len(sends)
+        sends.clear()
+        return calls, trips
+
+    return client, since_last
+
+
+def test_a_limited_request_costs_one_round_trip_and_one_command_for_both_windows(monkeypatch, valkey):
+    """Issue 26, item 2: both windows of ``RATE_LIMIT_SUBMIT`` counted, and the RateLimit
+    headers answered, in one script call. Flask-Limiter's own fixed window made one script call
+    a window and offload read the reported window again for the headers: 4 commands in 3 round
+    trips a request. Counted on a real Valkey that keeps nothing but the limits."""
+    client, since_last = _limiter_traffic(monkeypatch, valkey)
+    client.post("/jobs", json={"type": "noop"})  # the script is loaded (EVALSHA, NOSCRIPT, EVAL) once
+    client.get("/jobs")
+    since_last()
+    answers = [client.post("/jobs", json={"type": "noop"}) for _ in range(5)]
+    assert [a.status_code for a in answers] == [202] * 5
+    calls, trips = since_last()
+    # one script a request, nothing else sent (GET or TTL for the headers); in it, both windows
+    assert (calls.get("evalsha"), trips, calls.get("incrby"), calls.get("ttl")) == (5, 5, 10, 10), calls
+    assert set(calls) <= {"evalsha", "incrby", "ttl", "expire"}, calls
+    assert answers[-1].headers["RateLimit"].startswith("limit=10, remaining=")
+    reads = [client.get("/jobs") for _ in range(4)]
+    assert all(r.status_code == 200 and r.headers["RateLimit"].startswith("limit=100, remaining=") for r in reads)
+    calls, trips = since_last()
+    assert (calls.get("evalsha"), trips) == (4, 4) and set(calls) <= {"evalsha", "incrby", "ttl", "expire"}, calls
+    # A 429 too: the breached window's headers and Retry-After from the same reply.
+    answers = []
+    while len(answers) < 40 and (not answers or answers[-1].status_code != 429):
+        answers.append(client.post("/jobs", json={"type": "noop"}))
+    calls, trips = since_last()
+    assert (calls.get("evalsha"), trips) == (len(answers), len(answers)), calls
+    assert set(calls) <= {"evalsha", "incrby", "ttl", "expire"}, calls
+    breached = answers[-1]
+    assert breached.status_code == 429 and breached.headers["RateLimit"].startswith("limit=10, remaining=0")
+    assert 1 <= int(breached.headers["Retry-After"]) <= 2
+
+
+def test_the_one_trip_count_is_the_same_as_flask_limiters(monkeypatch, valkey):
+    """The script keeps ``limits``' keys, counts and expiries: the minute window counts every
+    request that passed the second window, and none refused by it (Flask-Limiter stops counting
+    at the first breach), and each key expires with its window."""
+    client, _ = _limiter_traffic(monkeypatch, valkey)
+    codes = [client.post("/jobs", json={"type": "noop"}).status_code for _ in range(13)]
+    assert codes.count(202) == 10 and codes[-3:] == [429] * 3
+    connection = valkey.client()
+    (second,) = connection.keys("LIMITS:LIMITER/*/10/1/second")
+    (minute,) = connection.keys("LIMITS:LIMITER/*/200/1/minute")
+    assert int(connection.get(second)) == 13  # as limits' incr: a refused hit still counts in its window
+    assert int(connection.get(minute)) == 10
+    assert 0 < connection.ttl(second) <= 1 and 55 <= connection.ttl(minute) <= 60
