@@ -26,10 +26,12 @@ from bench import loadgen, system  # noqa: E402
 from bench.profile import _hot_frames  # noqa: E402
 from bench.run import Bench, parse_args  # noqa: E402
 
-#: The modules of app/jobs/ that submitting a job runs through (app/queueing.py before issue 14);
-#: app/jobs/schemas.py is validation's.
+#: The modules of app/jobs/ that submitting a job runs through (app/queueing.py before issue 14),
+#: as paths below app/jobs/; app/jobs/contract/ (the pydantic models) is validation's.
 _JOBS_MODULES = sorted(
-    path.name for path in (ROOT / "app" / "jobs").iterdir() if path.suffix == ".py" and path.name != "schemas.py"
+    path.relative_to(ROOT / "app" / "jobs").as_posix()
+    for path in (ROOT / "app" / "jobs").rglob("*.py")
+    if not path.relative_to(ROOT / "app" / "jobs").as_posix().startswith("contract/")
 )
 #: Who a sample's time belongs to: the innermost frame that matches one of these, walking
 #: out from where the sample was taken (so Redis I/O counts for whoever made the call, and
@@ -43,7 +45,7 @@ OWNERS = [
     (
         "validation, auth, API (pydantic, app/web/jobs.py)",
         ("(pydantic", "(app/web/jobs.py", "(app/web/parsing.py", "(app/web/context.py", "(app/web/health.py",
-         "(app/web/auth.py", "(app/jobs/schemas.py", "(app/web/problems.py"),
+         "(app/web/auth.py", "(app/jobs/contract/", "(app/web/problems.py"),
     ),  # fmt: skip
     ("Flask / Werkzeug", ("(flask/", "(werkzeug/", "(app/__init__.py", "(app/web/__init__.py", "(app/web/headers.py")),
     ("gunicorn and waiting threads", ("(gunicorn/", "(selectors.py", "(threading.py", "(concurrent/", "(queue.py")),
@@ -133,7 +135,7 @@ def in_process(requests: int = 1000) -> dict:
         "rate limiter: the two limit checks (flask_limiter)": inclusive("flask_limiter/_extension.py", "_check_request_limit"),
         "rate limiter: RateLimit headers (window read)": inclusive("app/web/ratelimit.py", "_rate_limit_headers"),
         "API key matching (auth._match, all calls)": inclusive("app/web/auth.py", "_match"),
-        "idempotency claim (SET NX)": inclusive("app/jobs/idempotency.py", "claim_idempotency_key"),
+        "idempotency claim (SET NX)": inclusive("app/jobs/submitting/idempotency.py", "claim_idempotency_key"),
         "JobQueue.submit (depth check, RQ job, transaction)": inclusive("app/jobs/store.py", "submit"),
         "validation (pydantic request model)": inclusive("pydantic/type_adapter.py", "validate_python"),
         "JSON log lines (Logger.info)": inclusive("logging/__init__.py", "info"),

@@ -14,8 +14,12 @@ and never lost.
   retry, another bulk request) changes its hash, so EXEC fails and the batch is read again: a job
   retried twice over would need two EXECs that both saw it failed.
 * cancel cannot rely on the hash: a worker takes a queued job with an LMOVE (its dequeue script)
-  that leaves the hash alone. A Lua script (:data:`_CANCEL_SCRIPT`) cancels a job only if it takes
-  it off its queue list itself (LREM), which a dequeue that got there first makes impossible.
+  that leaves the hash alone. A Lua script (:class:`app.jobs.engine.storage.QueuedCanceler`) cancels a
+  job only if it takes it off its queue list itself (LREM), which a dequeue that got there first
+  makes impossible.
+
+What RQ stores of a job (its hash's fields, its registries, its keys) is written here through
+:mod:`app.jobs.engine.storage`.
 """
 
 from __future__ import annotations
@@ -24,17 +28,14 @@ import logging
 from dataclasses import dataclass, replace
 
 import redis
-from rq.job import JobStatus
-from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry
-from rq.results import Result
 from rq.serializers import JSONSerializer
-from rq.utils import current_timestamp, now, utcformat
 
 from ...settings import QUEUE_NAMES
 from ..running import concurrency, endings
 from ..submitting import dependencies
 from ..access import Principal
 from ..contract.bulk_schemas import DEFAULT_LIMIT
+from ..engine import storage
 from ..engine.job import OffloadJob, apart_fields
 from ..keys import EVENTS_CHANNEL, JOB_INDEX_KEY, text_key
 from ..engine.queue import OffloadQueue, wake
@@ -53,33 +54,6 @@ ACTIONS = {
 SCAN_BUDGET = 50_000
 _WATCH_ATTEMPTS = 8
 
-#: KEYS: per job, its hash, its queue list, its queue's canceled registry and the waiting set of its
-#: rate limit (app/jobs/concurrency.py; its hash again when it has none). ARGV: the canceled registry
-#: score (now, as RQ's ``Job.cancel`` adds it), the job-events channel, then the job ids. A job
-#: waiting for a concurrency slot (``rate_limited``) is taken off the waiting set instead of its queue;
-#: a queued one that holds a slot frees it at the next maintenance pass (RQ's limiter cleanup).
-#: Each canceled id is published (waiters re-read the job) from the script: a cluster client
-#: refuses PUBLISH in a pipeline.
-_CANCEL_SCRIPT = """
-local done = {}
-for i = 1, #KEYS, 4 do
-  local id = ARGV[(i - 1) / 4 + 3]
-  local status = redis.call('HGET', KEYS[i], 'status')
-  local taken = 0
-  if status == 'queued' then
-    taken = redis.call('LREM', KEYS[i + 1], 1, id)
-  elseif status == 'rate_limited' then
-    taken = redis.call('ZREM', KEYS[i + 3], id)
-  end
-  if taken == 1 then
-    redis.call('HSET', KEYS[i], 'status', 'canceled')
-    redis.call('ZADD', KEYS[i + 2], ARGV[1], id)
-    redis.call('PUBLISH', ARGV[2], id)
-    done[#done + 1] = id
-  end
-end
-return done
-"""
 
 
 @dataclass
@@ -102,7 +76,7 @@ class BulkActions:
             name: OffloadQueue(name, connection=connection, serializer=JSONSerializer, job_class=OffloadJob)
             for name in QUEUE_NAMES
         }
-        self._cancel = connection.register_script(_CANCEL_SCRIPT)
+        self._cancel = storage.QueuedCanceler(connection)
 
     def run(
         self,
@@ -166,14 +140,11 @@ class BulkActions:
             with self.connection.pipeline() as pipe:
                 try:
                     pipe.watch(*keys)
-                    with self.connection.pipeline(transaction=False) as read:
-                        for key in keys:
-                            read.hget(key, "status")
-                        statuses = read.execute()
+                    statuses = storage.read_statuses(self.connection, (job.id for job in jobs))
                     still = [
                         job
                         for job, status in zip(jobs, statuses, strict=True)
-                        if status is not None and public_status(JobStatus(status.decode())) in job_filter.statuses
+                        if status is not None and public_status(status) in job_filter.statuses
                     ]
                     pipe.multi()
                     if still:
@@ -195,13 +166,8 @@ class BulkActions:
         def write(still: list[Seen], pipe: redis.client.Pipeline) -> None:
             # What RQ's FailedJobRegistry.requeue changes (registry, status, times, TTL, queue), but
             # field by field (RQ saves the whole hash) and a batch per command where Redis allows.
-            moment = utcformat(now())
-            for origin, ids in _by_origin(still).items():
-                for registry_class in (FailedJobRegistry, CanceledJobRegistry):
-                    pipe.zrem(registry_class(origin, connection=self.connection).key, *ids)
+            storage.requeue(self.connection, _by_origin(still), pipe)
             for job in still:
-                pipe.hset(job.key, mapping={"status": JobStatus.QUEUED.value, "enqueued_at": moment, "started_at": "", "ended_at": "", "exc_info": ""})
-                pipe.persist(job.key)
                 for name in apart_fields(job.meta):
                     pipe.persist(text_key(job.id, name))
                 endings.job_reopened(job, pipe)  # type: ignore[arg-type] - a job of a batch: the batch waits for it again
@@ -215,12 +181,10 @@ class BulkActions:
 
     def _delete(self, jobs: list[Seen], job_filter: JobFilter) -> int:
         def write(still: list[Seen], pipe: redis.client.Pipeline) -> None:
-            for origin, ids in _by_origin(still).items():
-                for registry_class in (FinishedJobRegistry, FailedJobRegistry, CanceledJobRegistry):
-                    pipe.zrem(registry_class(origin, connection=self.connection).key, *ids)
-            for job in still:
-                apart = [text_key(job.id, name) for name in apart_fields(job.meta)]
-                pipe.delete(job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id), *apart)
+            storage.delete(self.connection, _by_origin(still), pipe)
+            apart = [text_key(job.id, name) for job in still for name in apart_fields(job.meta)]
+            if apart:
+                pipe.delete(*apart)
             pipe.zrem(JOB_INDEX_KEY, *(job.id for job in still))
 
         return self._watched(jobs, job_filter, write)
@@ -228,12 +192,11 @@ class BulkActions:
     # -- cancel: one script per batch --
 
     def _cancel_batch(self, jobs: list[Seen], job_filter: JobFilter) -> int:
-        keys: list[str] = []
-        for job in jobs:
-            queue = self.queues[job.origin]
-            waiting = concurrency.waiting_key(self.connection, job.rate_limit_key) if job.has_rate_limit else job.key
-            keys += [job.key, queue.key, CanceledJobRegistry(job.origin, connection=self.connection).key, waiting]
-        return len(self._cancel(keys=keys, args=[current_timestamp(), EVENTS_CHANNEL, *(job.id for job in jobs)]))
+        found = [
+            (job.id, job.origin, storage.waiting_key(self.connection, job.rate_limit_key) if job.has_rate_limit else None)  # type: ignore[arg-type]
+            for job in jobs
+        ]
+        return len(self._cancel(found, EVENTS_CHANNEL))
 
 
 def _by_origin(jobs: list[Seen]) -> dict[str, list[str]]:

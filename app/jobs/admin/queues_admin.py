@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 
 import redis
-from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from ... import connections
 from ...settings import QUEUE_NAMES, Settings
 from ..running import concurrency
 from ..access import Principal
 from ..errors import UnknownQueue
+from ..engine import storage
 from ..keys import PAUSED_QUEUES_KEY
 from ..engine.queue import OffloadQueue, wake
 
@@ -101,7 +101,7 @@ class QueueAdmin:
                 pipe.llen(queue.key)
                 for label in _REGISTRIES:
                     pipe.zcard(getattr(queue, f"{label}_job_registry").key)
-                pipe.smembers(WORKERS_BY_QUEUE_KEY % name)
+                pipe.smembers(storage.workers_key(name))
             replies = pipe.execute()
         paused = {_text(member) for member in replies[0]}
         width = 2 + len(_REGISTRIES)

@@ -2,9 +2,17 @@
 
 Everything else in offload speaks to RQ through its public API, or through this package. When RQ
 changes a private name or its storage format, this package (and its tests in
-``tests/jobs/engine/``, one per private name) is where it shows and where it is mended.
+``tests/jobs/engine/``, one per private name or storage fact) is where it shows and where it is
+mended (docs/architecture.md, "Supported RQ versions").
 
-=============  ================================================================
+=============  ================================================================================
+``job``        :class:`~.job.OffloadJob`, RQ's job class: runs catalog tasks only, validated again;
+               the ends of a job in its outcome transaction
+``queue``      :class:`~.queue.OffloadQueue`, RQ's queue class, and :class:`~.queue.Dequeue`: the one
+               dequeue script of both workers, which never loses a job
+``private``    each of RQ's private methods and attributes offload calls, behind a named function
+``storage``    RQ's job hash, registries and keys, read and written by hand where RQ's classes
+               would cost a round trip a job (search, bulk actions, batches, dependencies)
 ``scripts``    every Lua script offload runs, kept in ``lua/*.lua`` and loaded by name
-=============  ================================================================
+=============  ================================================================================
 """

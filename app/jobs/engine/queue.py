@@ -1,6 +1,6 @@
-"""The queue class: RQ's queue, dequeued without ever losing a job.
+"""The queue class: RQ's queue, dequeued without ever losing a job, by one script both workers use.
 
-Only this module and :mod:`app.jobs.store` know RQ's queues and registries. Jobs are stored
+Jobs are stored
 with RQ's :class:`~rq.serializers.JSONSerializer`, never pickle: data in Redis is plain JSON
 that any process can read and none can use to run code.
 """
@@ -13,8 +13,11 @@ import time
 import redis
 from rq import Queue
 from rq.exceptions import DequeueTimeout
+from rq.job import Job
+from rq.suspension import WORKERS_SUSPENDED
 
 from ...settings import QUEUE_NAMES
+from . import scripts
 from ..keys import PAUSED_QUEUES_KEY, WAKE_KEY, stranded_key
 
 log = logging.getLogger(__name__)
@@ -26,18 +29,6 @@ def register_queues(connection: redis.Redis) -> None:
     connection.sadd(Queue.redis_queues_keys, *keys)
 
 
-#: Take the first job of the first non-empty queue that is not paused, moving it (atomically)
-#: onto that queue's intermediate list, where it stays until the worker has registered it as
-#: started. KEYS: the paused set, then each queue and its intermediate list; ARGV: the names.
-_DEQUEUE_SCRIPT = """
-for i = 2, #KEYS, 2 do
-  if redis.call('SISMEMBER', KEYS[1], ARGV[i / 2]) == 0 then
-    local job_id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
-    if job_id then return {KEYS[i], job_id} end
-  end
-end
-return false
-"""
 _WAKE_TOKENS = 64
 _IDLE_POLL = 1
 
@@ -48,10 +39,11 @@ class OffloadQueue(Queue):
     RQ pops from several queues with BLPOP: a worker killed between the pop and the moment
     the job is registered as started loses the job for good (it stays ``queued`` and is in
     no list). Offload's workers instead LMOVE the job onto the queue's intermediate list in
-    a script that serves the queues in priority order, and maintenance puts back any job
-    stranded there (:func:`requeue_stranded`).
+    a script that serves the queues in priority order (:class:`Dequeue`), and maintenance puts
+    back any job stranded there (:func:`requeue_stranded`).
 
-    Having no BLMOVE over several lists, an idle worker blocks on a wake-up list that every
+    Both workers take jobs with one script (:class:`Dequeue`). Having no BLMOVE over several
+    lists, an idle worker blocks on a wake-up list that every
     enqueue through this class pushes a token onto, and looks again at least once a second
     for jobs that arrive another way (RQ's scheduler, the dashboard).
     """
@@ -70,31 +62,82 @@ class OffloadQueue(Queue):
         serializer=None,
         death_penalty_class=None,
     ):
-        keys: list[str] = [PAUSED_QUEUES_KEY]
-        names: list[str] = []
-        for queue in queues:
-            keys += [queue.key, queue.intermediate_queue_key]
-            names.append(queue.name)
-        script = connection.register_script(_DEQUEUE_SCRIPT)
+        """RQ's ``dequeue_any`` through ``dequeue.lua``, the script the fast worker takes its jobs
+        with too: it skips paused queues, takes nothing while workers are suspended (``rq
+        suspend``), and answers the job's hash with its id, so the job needs no read of its own."""
+        job_class = job_class or cls.job_class
+        taker = Dequeue(connection, job_class=job_class, serializer=serializer)
+        by_key = {queue.key: queue for queue in queues}
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            found = script(keys=keys, args=names)
-            if found:
-                queue_key, job_id = (part.decode() if isinstance(part, bytes) else part for part in found)
-                fetched = cls._fetch_dequeued_job(
-                    connection, queue_key, job_id, job_class=job_class, serializer=serializer,
+            found = taker.take(queues)
+            if found == AGAIN:
+                continue
+            if isinstance(found, tuple):
+                job, queue_key = found
+                queue = by_key.get(queue_key) or cls.from_queue_key(
+                    queue_key, connection=connection, job_class=job_class, serializer=serializer,
                     death_penalty_class=death_penalty_class,
                 )  # fmt: skip
-                if fetched is None:  # the job expired while queued
-                    connection.lrem(f"{queue_key}:intermediate", 1, job_id)
-                    continue
-                return fetched
+                return job, queue
+            # Empty, or suspended: wait for a wake-up token (or a second), as long as ``timeout`` allows.
             if deadline is None:
                 return None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DequeueTimeout(timeout, keys[1::2])
+                raise DequeueTimeout(timeout, [queue.key for queue in queues])
             connection.blpop([WAKE_KEY], timeout=max(1, min(_IDLE_POLL, int(remaining))))
+
+
+#: What :meth:`Dequeue.take` answers when workers are suspended, and when too many vanished jobs
+#: were skipped in one call (take again).
+SUSPENDED = "suspended"
+AGAIN = "again"
+
+
+class Dequeue:
+    """One round trip that takes a job: ``lua/dequeue.lua``, shared by both workers.
+
+    It takes the first job of the first queue (in the order given) that is not paused, moving it
+    (LMOVE) onto the queue's intermediate list, where it stays until the transaction that records
+    its start takes it off; a worker killed in between strands it there and maintenance puts it
+    back (:func:`requeue_stranded`), where RQ's BLPOP would lose it. It answers the job's hash
+    too, so the job is restored without a read of its own, and skips (and takes off the
+    intermediate list) a job whose hash expired while it was queued, as RQ does.
+    """
+
+    def __init__(self, connection: redis.Redis, *, job_class, serializer=None) -> None:  # noqa: ANN001
+        self.connection = connection
+        self.job_class = job_class
+        self.serializer = serializer
+        self._script = scripts.register(connection, "dequeue")
+
+    @staticmethod
+    def keys_and_args(queues: list[Queue], job_class) -> tuple[list[str], list[str]]:  # noqa: ANN001
+        """The script's KEYS and ARGV for ``queues``, in the order they are served."""
+        keys = [WORKERS_SUSPENDED, PAUSED_QUEUES_KEY]
+        args = [job_class.redis_job_namespace_prefix]
+        for queue in queues:
+            keys += [queue.key, queue.intermediate_queue_key]
+            args.append(queue.name)
+        return keys, args
+
+    def take(self, queues: list[Queue]) -> tuple[Job, str] | str | None:
+        """The next job and the key of the queue it came from; None when every queue is empty or
+        paused; :data:`SUSPENDED` or :data:`AGAIN`."""
+        keys, args = self.keys_and_args(queues, self.job_class)
+        return self.restore(self._script(keys=keys, args=args))
+
+    def restore(self, reply: list | None) -> tuple[Job, str] | str | None:
+        """The script's ``reply`` as :meth:`take` answers it."""
+        if not reply:
+            return None
+        if len(reply) == 1:
+            return reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+        queue_key, job_id, flat = (reply[0].decode(), reply[1].decode(), reply[2])
+        job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
+        job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
+        return job, queue_key
 
 
 def wake(connection: redis.Redis | redis.client.Pipeline, jobs: int = 1) -> None:

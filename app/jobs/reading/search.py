@@ -35,13 +35,12 @@ from rq.serializers import JSONSerializer
 
 from ..access import Principal
 from ..catalog import is_offload_job
+from ..engine import storage
 from ..engine.job import ATTEMPTS_FIELD, OffloadJob
 from ..keys import JOB_INDEX_KEY
 from .listing import _decode_cursor, _encode_cursor
 from .resource import describe, describe_exception, public_status
 from ..contract.schemas import SEARCH_BATCH, SEARCH_SCAN_BUDGET
-
-_FIELDS = ("status", "origin", "meta", "timeout", ATTEMPTS_FIELD, "rate_limit_key", "rate_limit_concurrency")
 
 
 @dataclass
@@ -55,7 +54,7 @@ class Seen:
     meta: dict
     timeout: int | None
     attempts: int
-    #: RQ's rate limit (app/jobs/concurrency.py): its key and how many may be queued or running.
+    #: RQ's rate limit (app/jobs/running/concurrency.py): its key and how many may be queued or running.
     rate_limit_key: str | None = None
     rate_limit_concurrency: int | None = None
 
@@ -65,15 +64,11 @@ class Seen:
 
     @property
     def key(self) -> str:
-        return OffloadJob.key_for(self.id)
+        return storage.job_key(self.id)
 
     @property
     def dependents_key(self) -> str:
-        return OffloadJob.dependents_key_for(self.id)
-
-    @property
-    def dependencies_key(self) -> str:
-        return f"{OffloadJob.redis_job_namespace_prefix}:{self.id}:dependencies"  # RQ's, double colon and all
+        return storage.dependents_key(self.id)
 
     def get_status(self, refresh: bool = False) -> JobStatus | None:
         return self.status
@@ -81,31 +76,13 @@ class Seen:
 
 def read_seen(connection: redis.Redis, job_ids: list[str]) -> list[Seen | None]:
     """:class:`Seen` of each job (None: it expired), in one round trip."""
-    with connection.pipeline(transaction=False) as pipe:
-        for job_id in job_ids:
-            pipe.hmget(OffloadJob.key_for(job_id), _FIELDS)
-        replies = pipe.execute()
     found: list[Seen | None] = []
-    for job_id, (status, origin, meta, timeout, attempts, limit_key, limit) in zip(job_ids, replies, strict=True):
-        if origin is None:
+    for job_id, fields in zip(job_ids, storage.read_summaries(connection, job_ids, ATTEMPTS_FIELD), strict=True):
+        if fields is None:
             found.append(None)
             continue
-        try:
-            loaded = JSONSerializer.loads(meta) if meta else {}
-        except ValueError:
-            loaded = {}
-        found.append(
-            Seen(
-                id=job_id,
-                origin=origin.decode(),
-                status=JobStatus(status.decode()) if status else None,
-                meta=loaded if isinstance(loaded, dict) else {},
-                timeout=int(timeout) if timeout and timeout.isdigit() else None,
-                attempts=int(attempts or 0),
-                rate_limit_key=limit_key.decode() if limit_key else None,
-                rate_limit_concurrency=int(limit) if limit and limit.isdigit() else None,
-            )
-        )
+        attempts = fields.pop(ATTEMPTS_FIELD)
+        found.append(Seen(id=job_id, attempts=int(attempts or 0), **fields))
     return found
 
 
@@ -208,16 +185,10 @@ def error_types(connection: redis.Redis, jobs: list[Seen]) -> dict[str, str | No
     wanted = [job for job in jobs if _may_have_error(job)]
     if not wanted:
         return {}
-    with connection.pipeline(transaction=False) as pipe:
-        for job in wanted:
-            pipe.xrevrange(Result.get_key(job.id), "+", "-", count=1)
-        replies = pipe.execute()
     found: dict[str, str | None] = {}
-    for job, reply in zip(wanted, replies, strict=True):
+    for job, result in zip(wanted, storage.latest_results(connection, [job.id for job in wanted]), strict=True):
         error = None
-        if reply:
-            result_id, payload = reply[0]
-            result = Result.restore(job.id, result_id.decode(), payload, connection=connection, serializer=JSONSerializer)
+        if result is not None:
             if result.type != Result.Type.SUCCESSFUL and result.exc_string:
                 error = describe_exception(result.exc_string, timeout=job.timeout)["type"]
         if error is None:

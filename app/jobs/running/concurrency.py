@@ -33,6 +33,7 @@ from rq.rate_limit import RateLimit, RateLimitRegistry, release_slot
 
 from ...settings import Settings
 from ..errors import QueueFull
+from ..engine import private, storage
 from ..keys import CONCURRENCY_LIMIT_PREFIX, FAIR_SHARE_LIMIT_PREFIX
 from ..engine.queue import wake
 
@@ -57,7 +58,7 @@ def stage(queue: Queue, job: Job, pipe: redis.client.Pipeline) -> None:
     """Add a rate-limited job to a transaction already in MULTI: saved as ``rate_limited``, then
     promoted onto its queue in the same transaction if a slot is free (RQ's script)."""
     pipe.sadd(queue.redis_queues_keys, queue.key)
-    queue._enqueue_rate_limited_job(job, pipeline=pipe)  # noqa: SLF001 - RQ's enqueue_job refuses a pipeline
+    private.enqueue_rate_limited(queue, job, pipe)
     wake(pipe)
 
 
@@ -86,7 +87,7 @@ def requeue(connection: redis.Redis, jobs: list[Job], pipe: redis.client.Pipelin
     limits: dict[str, int] = {}
     for job in jobs:
         assert job.rate_limit_key
-        pipe.hset(job.key, "status", "rate_limited")
+        storage.mark_rate_limited(job.id, pipe)
         RateLimitRegistry(job.rate_limit_key, connection).add_to_rate_limited(job.id, pipe)
         limits[job.rate_limit_key] = job.rate_limit_concurrency or 1
     for key, limit in limits.items():
@@ -99,7 +100,7 @@ def requeue(connection: redis.Redis, jobs: list[Job], pipe: redis.client.Pipelin
 
 def waiting_key(connection: redis.Redis, rate_limit_key: str) -> str:
     """The sorted set of the jobs waiting for a slot of ``rate_limit_key``."""
-    return RateLimitRegistry(rate_limit_key, connection).rate_limited_key
+    return storage.waiting_key(connection, rate_limit_key)
 
 
 def release(job: Job) -> list[str]:
@@ -145,7 +146,7 @@ def overview(connection: redis.Redis, *, owner: str | None, everyone: bool) -> l
         rows.append((registry, described))
     with connection.pipeline(transaction=False) as pipe:
         for registry, _ in rows:
-            pipe.hget(registry.config_key, "concurrency")
+            storage.ask_limit(pipe, registry)
             pipe.zcard(registry.allowed_key)
             pipe.zcard(registry.rate_limited_key)
         replies = pipe.execute()

@@ -29,6 +29,7 @@ from offload.tasks import PermanentFailure, RetryLater, Task, TaskDefinitionErro
 from ...settings import Settings
 from ..errors import InvalidResult, ResultTooLarge
 from .events import publish_job_event
+from ..engine import storage
 from ..keys import cancel_key, state_key
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ class ProgressReporter:
         try:
             # RQ's save_meta, and the announcement, in one transaction.
             with job.connection.pipeline() as pipe:
-                pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
+                storage.save_meta(job, pipe)
                 publish_job_event(job.connection, job.id, pipeline=pipe)
                 pipe.execute()
         except redis.RedisError:

@@ -28,6 +28,7 @@ from ...settings import Settings
 from ..access import Principal
 from .cadence import Cadence
 from ..errors import ScheduleLimitReached, ScheduleNotFound
+from ..engine import scripts
 from ..keys import SCHEDULE_DUE_KEY, SCHEDULE_INDEX_KEY, schedule_key
 from ..reading.listing import _decode_cursor, _encode_cursor  # the same opaque (score, id) cursors as GET /jobs
 from ..reading.resource import rfc3339
@@ -38,14 +39,10 @@ SCHEDULE_ID = re.compile(r"^[0-9a-f]{32}$")
 _ATTEMPTS = 20
 
 
-_TIME_LUA = "local now = redis.call('TIME') return {now[1], now[2]}"
-
-
 def server_time(connection: redis.Redis) -> float:
-    """The clock of the Redis server that holds the schedules, in Unix seconds. (A script with a
-    key, not TIME: in a cluster it then runs on the node of offload's slot, and no cluster
-    pipeline refuses it.)"""
-    seconds, micros = connection.register_script(_TIME_LUA)(keys=[SCHEDULE_DUE_KEY])
+    """The clock of the Redis server that holds the schedules, in Unix seconds (``server_time.lua``:
+    a script with a key, not TIME, so that in a cluster it runs on the node of offload's slot)."""
+    seconds, micros = scripts.register(connection, "server_time")(keys=[SCHEDULE_DUE_KEY])
     return int(seconds) + int(micros) / 1_000_000
 
 

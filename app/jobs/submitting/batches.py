@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import redis
-from rq.job import JobStatus
 
 from ...settings import Settings
 from ..contract import schemas
@@ -32,7 +31,7 @@ from ..access import Principal
 from ..running.callbacks import queue_delivery
 from ..errors import BatchNotFound, InvalidSubmission
 from .idempotency import IdempotencyClaim
-from ..engine.job import OffloadJob
+from ..engine import storage
 from ..keys import BATCH_CALLBACKS_DUE_KEY, batch_key, batch_pending_key
 from ..engine.queue import OffloadQueue
 from ..reading.resource import describe, public_status, rfc3339
@@ -123,12 +122,8 @@ def get(connection: redis.Redis, batch_id: str, principal: Principal) -> dict:
 
 def describe_batch(connection: redis.Redis, batch_id: str, fields: dict[str, str]) -> dict:
     ids = json.loads(fields["jobs"])
-    with connection.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hget(OffloadJob.key_for(job_id), "status")
-        statuses = pipe.execute()
     # A job that has expired had ended long before: it is left out of the counts.
-    found = [public_status(JobStatus(status.decode())) for status in statuses if status is not None]
+    found = [public_status(status) for status in storage.read_statuses(connection, ids) if status is not None]
     return _resource(batch_id, fields, found)
 
 

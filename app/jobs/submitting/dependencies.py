@@ -20,7 +20,6 @@ RQ's path for a job that has dependents). What RQ leaves out, offload adds here:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 
@@ -29,7 +28,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import JobStatus
 from rq.registry import DeferredJobRegistry
 from rq.serializers import JSONSerializer
-from rq.utils import now, utcformat
+from rq.utils import now
 
 from ...settings import Settings
 from ..access import Principal
@@ -38,6 +37,7 @@ from ..catalog import is_offload_job
 from ..running.counters import record_outcome
 from ..errors import DependencyFailed
 from ..running.events import publish_job_event
+from ..engine import private, storage
 from ..engine.job import OffloadJob
 from ..keys import ORPHANING_KEY
 from ..reading.resource import public_status
@@ -52,15 +52,18 @@ _VERB = {"failed": "failed", "canceled": "was canceled", "stopped": "was stopped
 def watch_keys(references: Mapping[int, list[str]]) -> list[str]:
     """The keys of the existing jobs named in ``references`` (each item's ``depends_on`` as
     given, by index): watched while they are checked."""
-    ids = sorted({ref for refs in references.values() for ref in refs if not ref.startswith("$")})
-    return [OffloadJob.key_for(job_id) for job_id in ids]
+    return [storage.job_key(job_id) for job_id in _named(references)]
+
+
+def _named(references: Mapping[int, list[str]]) -> list[str]:
+    return sorted({ref for refs in references.values() for ref in refs if not ref.startswith("$")})
 
 
 def read(pipe: redis.client.Pipeline, references: Mapping[int, list[str]]) -> None:
     """Ask (in ``pipe``, not a transaction) for the status and meta of every job ``references``
     name; :func:`resolve` reads the replies."""
-    for key in watch_keys(references):
-        pipe.hmget(key, "status", "meta")
+    for job_id in _named(references):
+        storage.ask_status_and_meta(pipe, job_id)
 
 
 def resolve(
@@ -74,7 +77,7 @@ def resolve(
     """What each item waits for, by index: the ids of its dependencies (``$N`` made the id of
     item N, ``job_ids[N]``), and whether any has yet to finish; and the field errors of the
     items that cannot be written, by index. ``replies`` are :func:`read`'s, in its order."""
-    ids = [key.removeprefix(OffloadJob.redis_job_namespace_prefix) for key in watch_keys(references)]
+    ids = _named(references)
     found = {job_id: _existing(reply, principal) for job_id, reply in zip(ids, replies, strict=True)}
     met: dict[int, tuple[list[str], bool]] = {}
     errors: dict[int, list[dict]] = {}
@@ -111,16 +114,13 @@ def resolve(
 
 def _existing(reply: list, principal: Principal) -> str | None:
     """The public status of a job the caller may see, or None."""
-    status, meta = reply
-    if status is None or meta is None:
+    found = storage.status_and_meta(reply)
+    if found is None:
         return None
-    try:
-        meta = json.loads(meta)
-    except ValueError:
-        return None
+    status, meta = found
     if not is_offload_job(meta) or not principal.may_see(meta.get("owner")):
         return None
-    return public_status(JobStatus(status.decode()))
+    return public_status(status)
 
 
 def unfinished_dependency(connection: redis.Redis, job: OffloadJob) -> tuple[str, str] | None:
@@ -129,13 +129,9 @@ def unfinished_dependency(connection: redis.Redis, job: OffloadJob) -> tuple[str
     ids = job.meta.get("depends_on") or []
     if not ids:
         return None
-    with connection.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hget(OffloadJob.key_for(job_id), "status")
-        statuses = pipe.execute()
-    for job_id, status in zip(ids, statuses, strict=True):
-        if status is not None and status.decode() != JobStatus.FINISHED.value:
-            return job_id, public_status(JobStatus(status.decode()))
+    for job_id, status in zip(ids, storage.read_statuses(connection, ids), strict=True):
+        if status is not None and status != JobStatus.FINISHED:
+            return job_id, public_status(status)
     return None
 
 
@@ -156,9 +152,9 @@ def fail_orphans(connection: redis.Redis, settings: Settings) -> int:
 
 
 def _fail_dependents_of(connection: redis.Redis, job_id: str, settings: Settings) -> int:
-    raw_status = connection.hget(OffloadJob.key_for(job_id), "status")
-    status = public_status(JobStatus(raw_status.decode())) if raw_status else None
-    dependents_key = OffloadJob.dependents_key_for(job_id)
+    found = storage.read_statuses(connection, [job_id])[0]
+    status = public_status(found) if found is not None else None
+    dependents_key = storage.dependents_key(job_id)
     handled: list[str] = []
     if status is None or status in NEVER_FINISHING:  # else it was retried meanwhile: its dependents wait on
         reason = f"dependency {job_id} {_VERB.get(status or '', 'no longer exists')}, so this job will not run"
@@ -180,7 +176,7 @@ def _fail(connection: redis.Redis, job_id: str, reason: str, settings: Settings)
     with connection.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(OffloadJob.key_for(job_id))
+                pipe.watch(storage.job_key(job_id))
                 job = OffloadJob.fetch(job_id, connection=connection, serializer=JSONSerializer)
                 if job.get_status(refresh=False) != JobStatus.DEFERRED:
                     pipe.reset()
@@ -191,8 +187,8 @@ def _fail(connection: redis.Redis, job_id: str, reason: str, settings: Settings)
                 DeferredJobRegistry(job.origin, connection, job_class=OffloadJob, serializer=JSONSerializer).remove(
                     job, pipeline=pipe
                 )
-                pipe.hset(job.key, "ended_at", utcformat(job.ended_at))
-                job._handle_failure(f"{DependencyFailed.__name__}: {reason}", pipe)  # notes its own dependents
+                storage.mark_ended_at(job, pipe)
+                private.record_failure(job, f"{DependencyFailed.__name__}: {reason}", pipe)  # notes its own dependents
                 record_outcome(connection, job, "failed", pipeline=pipe)
                 publish_job_event(connection, job.id, pipeline=pipe)
                 pipe.execute()

@@ -29,6 +29,7 @@ from ..admin import timeseries
 from ..access import Principal
 from ..running.callbacks import retry_policy
 from ..errors import QueueFull
+from ..engine import private
 from ..engine.job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
 from ..keys import JOB_INDEX_KEY, METRICS_KEY, text_key
 from ..engine.queue import OffloadQueue
@@ -211,7 +212,7 @@ def _stage(item: Draft, pipe: redis.client.Pipeline) -> None:
     if item.depends_on:
         job.meta["depends_on"] = item.depends_on
     if item.deferred:  # RQ's Queue.setup_dependencies, for a pipeline already in MULTI
-        job._dependency_ids = item.depends_on
+        private.set_dependency_ids(job, item.depends_on)
         job.set_status(JobStatus.DEFERRED, pipeline=pipe)
         job.register_dependency(pipeline=pipe)
         job.save(pipeline=pipe)

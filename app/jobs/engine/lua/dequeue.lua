@@ -1,4 +1,5 @@
--- KEYS: the suspension flag, the set of paused queue names, then each queue followed by its
+-- The one dequeue of both workers (the fast worker's and RQ's forking one, through
+-- app/jobs/engine/queue.py's Dequeue). KEYS: the suspension flag, the set of paused queue names, then each queue followed by its
 -- intermediate list, in the order the worker serves them. ARGV[1]: the job key prefix, then
 -- the queues' names in the same order (a paused queue is skipped: its jobs wait on it).
 -- Returns false (queues empty), {"suspended"}, {"again"} (too many vanished jobs in a row),
