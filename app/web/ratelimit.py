@@ -28,6 +28,7 @@ import math
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 
 from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_limiter import Limiter, RequestLimit
@@ -68,27 +69,9 @@ def _windows(limits: str) -> tuple[RateLimitItem, ...]:
     return tuple(sorted(parse_many(limits)))
 
 
-#: Every window of a limit in one call: for each (the shortest first), INCRBY the cost and set
-#: its expiry when this hit opened the window (as ``limits``' own ``incr_expire.lua``), then
-#: answer its count and TTL; stop after the first window over its limit, as Flask-Limiter stops
-#: counting at the first breach. KEYS: the windows' keys; ARGV: cost, then expiry and amount
-#: of each window.
-_COUNT_WINDOWS = """
-local cost = tonumber(ARGV[1])
-local out = {}
-for i, key in ipairs(KEYS) do
-    local count = redis.call("INCRBY", key, cost)
-    if count == cost then
-        redis.call("EXPIRE", key, ARGV[2 * i])
-    end
-    out[#out + 1] = count
-    out[#out + 1] = redis.call("TTL", key)
-    if count > tonumber(ARGV[2 * i + 1]) then
-        break
-    end
-end
-return out
-"""
+#: Every window of a limit in one call (the file says how). The limiter's own script, beside it:
+#: the job layer's scripts are the engine's (app/jobs/engine/lua/), which the web never imports.
+_COUNT_WINDOWS = Path(__file__).with_name("ratelimit.lua").read_text()
 
 
 class OneTripFixedWindow(FixedWindowRateLimiter):
