@@ -23,7 +23,10 @@ class Listener:
         """In the worker process, before the job is started."""
 
     def on_start(self, worker: Any, job: Job, pipeline: redis.client.Pipeline) -> None:
-        """In the transaction that marks the job started."""
+        """In the transaction that marks the job started. The fast worker records these commands
+        once per job for a job not yet known and runs them in the script that takes the job
+        (:mod:`app.jobs.engine.worker.fast`): they may depend on the job's id, queue
+        (``job.origin``) and ``meta["type"]`` only."""
 
     def on_outcome(self, worker: Any, job: Job, outcome: str, pipeline: redis.client.Pipeline) -> None:
         """In the transaction that records the attempt's outcome (one of :data:`OUTCOMES`)."""

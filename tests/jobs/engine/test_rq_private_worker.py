@@ -227,3 +227,57 @@ def test_scheduler_private_names(fake_redis):
 def test_pubsub_worker_thread_running_event():
     source = inspect.getsource(redis.client.PubSubWorkerThread)
     assert "self._running" in source, f"redis-py {redis.__version__}: PubSubWorkerThread._running is gone; base.unsubscribe relies on it"
+
+
+# -- RQ's storage, as the fast worker's dequeue script writes it --
+
+
+def test_the_dequeue_script_starts_a_job_as_the_start_transaction_does(clean_valkey, settings):
+    """The fast worker takes and starts a job in one script (``lua/dequeue.lua``), running the
+    start transaction's commands recorded for a placeholder job. Whatever RQ's start writes (the
+    execution, the registries, the job's fields), the script writes the same for the job it takes."""
+    import re
+
+    from app.jobs import JobQueue
+    from app.worker import build_worker
+
+    from ...conftest import submit
+
+    connection = clean_valkey.client()
+    queue = JobQueue(connection, settings)
+    by_transaction = submit(queue, settings, type="count_words", text="a b")["id"]
+    by_script = submit(queue, settings, type="count_words", text="c d")["id"]
+    worker = build_worker(connection, settings)
+    job, rq_queue = worker._dequeue_watching_stop(1)  # taken apart from its start (an idle worker's way)
+    assert job.id == by_transaction
+    worker._start(job, rq_queue)
+    job, rq_queue = worker._pop_ready()
+    assert job.id == by_script and len(worker.executions) == 2
+
+    def written(job_id: str) -> dict:
+        """Every key holding the job's id, with its type and, for a hash, its field names; the
+        job's status, attempts and worker; in which sorted sets and sets it is a member."""
+        found = {}
+        for raw in connection.scan_iter(count=1000):
+            key = raw.decode()
+            kind = connection.type(key).decode()
+            members = []
+            if kind == "zset":
+                members = [m.decode() for m in connection.zrange(key, 0, -1)]
+            elif kind == "set":
+                members = [m.decode() for m in connection.smembers(key)]
+            if job_id in key:
+                fields = sorted(f.decode() for f in connection.hkeys(key)) if kind == "hash" else None
+                found[re.sub(r"[0-9a-f]{32}", "EXEC", key.replace(job_id, "JOB"))] = (kind, fields)
+            elif any(job_id in m for m in members):
+                found[re.sub(r"[0-9a-f]{32}", "EXEC", key)] = ("member of", kind)
+        fields = connection.hmget(f"rq:job:{job_id}", "status", "offload_attempts", "worker_name")
+        found["job"] = [f.decode() for f in fields]
+        return found
+
+    assert written(by_script) == written(by_transaction), _says(
+        "RQ's start transaction (Execution.create, Job.prepare_for_execution)", "lua/dequeue.lua (a start recorded and replayed)"
+    )
+    from app.jobs.keys import METRICS_KEY
+
+    assert connection.hget(METRICS_KEY, "started:count_words") == b"2"  # the listeners' start commands ran for both

@@ -3,22 +3,69 @@
 -- intermediate list, in the order the worker serves them. ARGV[1]: the job key prefix, then
 -- the queues' names in the same order (a paused queue is skipped: its jobs wait on it).
 -- Returns false (queues empty), {"suspended"}, {"again"} (too many vanished jobs in a row),
--- or {queue_key, job_id, [the job's hash as a flat list]}. The job moves (LMOVE) onto its
--- queue's intermediate list, where it stays until the start transaction registers it as
+-- or {queue_key, job_id, [the job's hash as a flat list], start}. The job moves (LMOVE) onto
+-- its queue's intermediate list, where it stays until the start transaction registers it as
 -- started and takes it off: a worker killed in between strands it there, and maintenance
 -- puts it back, instead of losing it as a plain LPOP/BLPOP would.
+--
+-- Optionally, after the names, the start itself (the fast worker: claim and start in one
+-- round trip): three placeholders (the job's id, its queue's name, its type), then the start
+-- transaction's commands, each as its number of words followed by the words, recorded by the
+-- worker for a job whose id, queue and type are the placeholders. They run here for the job
+-- just taken, placeholders filled, and `start` is the reply of the last one. Without them,
+-- `start` is absent and the worker records the start itself.
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'suspended'} end
+local queues = (#KEYS - 2) / 2
+
+local function literal(text)  -- a text used as a gsub pattern or replacement, taken as is
+  return (string.gsub(text, '[%%%-%^%$%(%)%.%[%]%*%+%?]', '%%%0'))
+end
+
+local function start(queue_name, id, fields)
+  local at = queues + 2
+  if #ARGV < at + 2 then return nil end
+  local job_type = 'unknown'
+  for f = 1, #fields, 2 do
+    if fields[f] == 'meta' then
+      local ok, meta = pcall(cjson.decode, fields[f + 1])
+      if ok and type(meta) == 'table' and type(meta['type']) == 'string' then job_type = meta['type'] end
+    end
+  end
+  local marks = {
+    {literal(ARGV[at]), string.gsub(id, '%%', '%%%%')},
+    {literal(ARGV[at + 1]), string.gsub(queue_name, '%%', '%%%%')},
+    {literal(ARGV[at + 2]), string.gsub(job_type, '%%', '%%%%')},
+  }
+  local i, reply = at + 3, false
+  while i <= #ARGV do
+    local words, command = tonumber(ARGV[i]), {}
+    for w = 1, words do
+      local word = ARGV[i + w]
+      for _, mark in ipairs(marks) do word = string.gsub(word, mark[1], mark[2]) end
+      command[w] = word
+    end
+    reply = redis.call(unpack(command))
+    i = i + words + 1
+  end
+  return reply
+end
+
 for _ = 1, 100 do
   local moved = false
   for i = 3, #KEYS, 2 do
     local id = false
-    if redis.call('SISMEMBER', KEYS[2], ARGV[(i - 1) / 2 + 1]) == 0 then
+    local name = ARGV[(i - 1) / 2 + 1]
+    if redis.call('SISMEMBER', KEYS[2], name) == 0 then
       id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
     end
     if id then
       moved = true
       local fields = redis.call('HGETALL', ARGV[1] .. id)
-      if #fields > 0 then return {KEYS[i], id, fields} end
+      if #fields > 0 then
+        local started = start(name, id, fields)
+        if started == nil then return {KEYS[i], id, fields} end
+        return {KEYS[i], id, fields, started}
+      end
       redis.call('LREM', KEYS[i + 1], 1, id)  -- the job expired while queued: skip it, as RQ does
       break
     end

@@ -1,5 +1,5 @@
-"""offload's default worker: one long-lived work horse instead of a fork per job, and three
-Redis round trips per job instead of about twenty.
+"""offload's default worker: one long-lived work horse instead of a fork per job, and one
+Redis round trip per job in steady state instead of about twenty.
 
 Selected with ``WORKER_CLASS=fast`` (the default; ``forking`` selects RQ's own worker). It
 keeps what the forking worker promises:
@@ -15,35 +15,45 @@ keeps what the forking worker promises:
 * **The horse dies with its worker** (``PR_SET_PDEATHSIG``), and a horse that dies or is
   killed mid-job (timeout + 60 s, ``POST /jobs/{id}/cancel``, OOM) fails, stops or retries
   its job as with RQ (``Work-horse terminated unexpectedly``).
-* **Shutdown.** SIGTERM finishes the job in hand and exits; a second SIGTERM kills the horse
-  and requeues the job at once (the cold-shutdown path of :class:`~.base.EngineWorker`).
+* **Shutdown.** SIGTERM finishes the job in hand (and one already taken with its predecessor's
+  outcome) and exits; a second SIGTERM kills the horse and requeues the job at once (the
+  cold-shutdown path of :class:`~.base.EngineWorker`).
 * **At-most-once email** is the task's own receipt check, unchanged.
 
 Where the forking worker's time goes (measured in ``bench/FINDINGS.md``): a fork and reap per
 job, and about 23 round trips per job, most of them lone ``HSET``/``EXPIRE`` heartbeats and
-status writes. Here a job costs (the three steps of :meth:`app.worker.lifecycle.Lifecycle.run`):
+status writes. Here (the three steps of :meth:`app.worker.lifecycle.Lifecycle.run`):
 
-1. one ``EVALSHA`` to take it: ``lua/dequeue.lua`` checks ``rq suspend`` and takes the first job
-   of the first non-empty queue not paused (in the worker's order), with ``LMOVE`` onto that
-   queue's intermediate list, and returns the job's hash. An idle worker, woken by a token on
-   the wake-up list, takes its job through ``OffloadQueue.dequeue_any`` instead (the same
-   ``LMOVE``, then the hash read apart). Either way the job waits on the intermediate list, never
-   in no list at all, until the start transaction takes it off; RQ moves a job there only when
-   the worker serves a single queue, and pops it otherwise;
-2. ``start``: one ``MULTI``/``EXEC`` marking it started: RQ's ``prepare_execution`` and the
-   horse's ``prepare_job_execution`` (execution, started registry, worker state, heartbeats,
-   the job's attempts) and the lifecycle's start commands in one transaction instead of two;
-3. ``book``: one ``MULTI``/``EXEC`` with the outcome: the result, registries, execution clean-up,
-   worker counters and the lifecycle's outcome commands (metrics, and the ``?wait=``
-   announcement: ``PUBLISH`` inside the transaction, so a waiter never reads the job before
-   its result).
+1. **take and start**, one script: ``lua/dequeue.lua`` checks ``rq suspend``, takes the first
+   job of the first non-empty queue not paused (in the worker's order; ``LMOVE`` onto that
+   queue's intermediate list), and runs the start transaction's commands for it: RQ's
+   ``prepare_execution`` and ``prepare_job_execution`` (execution, started registry, worker
+   state, heartbeats, the job's attempts) and the listeners' start commands, recorded in Python
+   by :meth:`PersistentHorseWorker._recorded_start` for a placeholder job (its id, queue and
+   type), so the Lua knows nothing of RQ's storage. A job never waits taken but not started;
+2. **perform**: the job goes to the horse, which runs it and answers over the pipe;
+3. **book**, one ``MULTI``/``EXEC``: the result, registries, execution clean-up, worker counters
+   and the listeners' outcome commands (metrics, and the ``?wait=`` announcement: ``PUBLISH``
+   inside the transaction, so a waiter never reads the job before its result), and, last, the
+   same dequeue script taking and starting the next job (BullMQ's ``moveToFinished``). So a
+   queue that stays non-empty costs one round trip, one fsync, a job.
+
+The next job is not taken with an outcome when a stop was asked for, when maintenance is due or
+when ``max_jobs`` is reached; nor by RQ's own outcome code (failures, retries, a job with
+dependents). An idle worker, woken by a token on the wake-up list, takes its job through
+``OffloadQueue.dequeue_any`` and starts it in a transaction of its own (:meth:`_start`); there the
+horse is offered the job before the start, to read a long text meanwhile. A job taken but not yet
+started (that path only) waits on the intermediate list, never in no list at all: RQ moves a job
+there only when the worker serves a single queue, and pops it otherwise. A worker that dies with a
+job started but not run leaves it to maintenance, as a worker that dies mid-job.
 
 The horse itself touches Redis only when the task does (progress, the email receipt, a long
 text kept in a key of its own), and hands back, with the result, what the task changed on its
 job (``meta``, ``retries_left``: see ``_HORSE_STATE``), so the outcome is recorded as RQ's
 horse would record it; a task's last progress report is saved in the outcome transaction
 (:data:`app.jobs.running.context.final_progress_rides_outcome`). The horse receives each job before
-step 2 and reads its text meanwhile, but runs it only on the go sent after the start commits.
+the start when the start is a transaction of its own, and reads its text meanwhile, but runs it only
+on the go sent after the start commits.
 The job's compressed payload is decompressed only in the horse, and written back as read instead
 of compressed again (:mod:`.payload`; RQ re-saves the whole job on success: ~30 ms of zlib for a
 1 MiB text).
@@ -80,10 +90,14 @@ from rq.worker.base import DequeueStrategy
 from ...keys import PAUSED_QUEUES_KEY
 from .. import scripts
 from .base import STOP_CHECK_SECONDS, EngineWorker
-from .horse import HorseMixin
+from .horse import HorseMixin, _NullPipeline
 from .payload import payload_keeping
 
 log = logging.getLogger("offload.worker")
+
+#: The placeholders of a recorded start: the job's id, its queue's name, its type (see
+#: ``_recorded_start`` and ``lua/dequeue.lua``, which fills them in for the job it takes).
+_ID, _QUEUE, _TYPE = "offload--job-id--9f3e7c1a", "offload--queue--9f3e7c1a", "offload--type--9f3e7c1a"
 
 
 @dataclass
@@ -94,7 +108,7 @@ class InHand:
     #: The job had dependents when it started: its outcome takes RQ's code (it moves them).
     has_dependents: bool
     #: What the horse was offered, to offer again to a new horse if it died meanwhile.
-    offered: tuple
+    offered: tuple | None
 
 
 class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
@@ -114,6 +128,13 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         self._queues_by_key: dict[str, Queue] = {}
         self._dequeue_script = scripts.register(self.connection, "dequeue")
         self._burst = False
+        #: The dequeue script's reply with a job the last outcome transaction took and started
+        #: (see ``_succeeded``), and the recorded start's execution: the job run next.
+        self._next: tuple[list, Execution] | None = None
+        #: The job the dequeue script started, and what ``start`` then hands on.
+        self._prestarted: tuple[str, InHand] | None = None
+        #: Whether the job in hand may be followed by one taken in its outcome transaction.
+        self._may_take_next = True
 
     # -- the work loop: RQ's, less a suspension check and a heartbeat per job (both are
     #    folded into the dequeue script and the outcome transaction) --
@@ -139,7 +160,7 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         try:
             while True:
                 try:
-                    if self._stop_requested:  # before maintenance, which would restart the scheduler
+                    if self._stop_requested and self._next is None:  # before maintenance, which would restart the scheduler
                         self.log.info("Worker %s: stopping on request", self.name)
                         break
                     if self.should_run_maintenance_tasks:
@@ -153,6 +174,7 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
                             self.log.info("Worker %s: idle for %d seconds, quitting", self.name, max_idle_time)
                         break
                     job, queue = result
+                    self._may_take_next = max_jobs is None or completed_jobs + 1 < max_jobs
                     self.execute_job(job, queue)
                     completed_jobs += 1
                     if max_jobs is not None and completed_jobs >= max_jobs:
@@ -180,6 +202,9 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
     # -- dequeue --
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):  # noqa: ANN201
+        if self._next is not None:  # taken and started by the last job's outcome transaction
+            (reply, execution), self._next = self._next, None
+            return self._taken(reply, execution)
         while True:
             try:
                 popped = self._pop_ready()
@@ -196,13 +221,22 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         return self._blocking_dequeue(timeout, max_idle_time)
 
     def _pop_ready(self) -> tuple[Job, Queue] | str | None:
-        """One round trip: the next job of the first non-empty queue, with its hash."""
+        """One round trip: the next job of the first non-empty queue, taken and started."""
+        keys, args = self._dequeue_words()
+        words, execution = self._recorded_start()
+        return self._taken(self._dequeue_script(keys=keys, args=args + words), execution)
+
+    def _dequeue_words(self) -> tuple[list, list]:
+        """The dequeue script's keys and arguments for this worker's queues, in its order."""
         keys = [WORKERS_SUSPENDED, PAUSED_QUEUES_KEY]
-        args = [self.job_class.redis_job_namespace_prefix]
+        args: list = [self.job_class.redis_job_namespace_prefix]
         for queue in self._ordered_queues:
             keys += [queue.key, queue.intermediate_queue_key]
             args.append(queue.name)
-        reply = self._dequeue_script(keys=keys, args=args)
+        return keys, args
+
+    def _taken(self, reply: list | None, execution: Execution) -> tuple[Job, Queue] | str | None:
+        """The job the dequeue script took (and started, with the recorded start's ``execution``)."""
         if not reply:
             return None
         if len(reply) == 1:
@@ -210,7 +244,13 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         queue_key, job_id, flat = reply[0].decode(), reply[1].decode(), reply[2]
         queue = self._queue_for(queue_key)
         job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
-        job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
+        job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))  # as read before its start
+        if len(reply) > 3:  # the script ran the start too: the same job in memory as after _start
+            execution.job_id, execution._job = job.id, job
+            self.executions[execution.id] = execution
+            job.prepare_for_execution(self.name, pipeline=_NullPipeline())
+            self._state, self.last_heartbeat = WorkerStatus.BUSY, now()
+            self._prestarted = (job.id, InHand(execution, bool(reply[3]), None))
         self._dequeued(job, queue)
         return job, queue
 
@@ -306,8 +346,14 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
     # -- one job: the three steps of app.worker.lifecycle.Lifecycle.run --
 
     def start(self, job: Job, queue: Queue) -> InHand:
-        """Offer the job to the horse (it reads ahead while the start is recorded), then the
-        start transaction; a failed start withdraws the offer."""
+        """A job the dequeue script started goes to the horse as it is. Else: offer the job to
+        the horse (it reads ahead while the start is recorded), then the start transaction; a
+        failed start withdraws the offer."""
+        prestarted, self._prestarted = self._prestarted, None
+        if prestarted is not None and prestarted[0] == job.id:
+            in_hand = prestarted[1]
+            in_hand.offered = self._offer_to_horse(job)
+            return in_hand
         offered = self._offer_to_horse(job)
         try:
             execution, has_dependents = self._start(job, queue)
@@ -346,21 +392,51 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         self.set_state(WorkerStatus.IDLE)
 
     def _start(self, job: Job, queue: Queue) -> tuple[Execution, bool]:
-        """RQ's ``prepare_execution`` (worker) and ``prepare_job_execution`` (horse) in one transaction."""
-        heartbeat_ttl = self.get_heartbeat_ttl(job)
+        """The start transaction, for a job taken without it (an idle worker's, woken)."""
         with self.connection.pipeline() as pipe:
-            execution = Execution.create(job, heartbeat_ttl, pipeline=pipe, worker_name=self.name)
-            self.executions[execution.id] = execution
-            self._beat(pipe, WorkerStatus.BUSY, heartbeat_ttl)
-            job.prepare_for_execution(self.name, pipeline=pipe)  # also the job's heartbeat (RQ writes it twice)
-            pipe.persist(job.key)
-            self.lifecycle.started(self, job, pipe)
-            # Off the intermediate list in the same transaction that registers it as started
-            # (RQ does this only when it serves one queue; the dequeue script always uses it).
-            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
-            pipe.scard(job.dependents_key)
+            execution = self._write_start(job, queue, pipe)
             replies = pipe.execute()
+        self.executions[execution.id] = execution
         return execution, bool(replies[-1])
+
+    def _write_start(self, job: Job, queue: Queue, pipe: redis.client.Pipeline) -> Execution:
+        """RQ's ``prepare_execution`` (worker) and ``prepare_job_execution`` (horse), and the
+        lifecycle's start commands, in one transaction; the last command answers whether the job
+        has dependents."""
+        heartbeat_ttl = self.get_heartbeat_ttl(job)
+        execution = Execution.create(job, heartbeat_ttl, pipeline=pipe, worker_name=self.name)
+        self._beat(pipe, WorkerStatus.BUSY, heartbeat_ttl)
+        job.prepare_for_execution(self.name, pipeline=pipe)  # also the job's heartbeat (RQ writes it twice)
+        pipe.persist(job.key)
+        self.lifecycle.started(self, job, pipe)
+        # Off the intermediate list in the same transaction that registers it as started
+        # (RQ does this only when it serves one queue; the dequeue script always uses it).
+        pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+        pipe.scard(job.dependents_key)
+        return execution
+
+    def _recorded_start(self) -> tuple[list, Execution]:
+        """The start transaction's commands, written by ``_write_start`` (RQ's code and the
+        listeners', unchanged) for a job whose id, queue and type are placeholders, as the words
+        ``lua/dequeue.lua`` runs for the job it takes: a job is taken and started in one round
+        trip, and never waits taken but not started. So a start command may depend on the job's
+        id, queue and type only (``Listener.on_start`` says so)."""
+        job = self.job_class(_ID, connection=self.connection, serializer=self.serializer)
+        job.origin, job.meta = _QUEUE, {"type": _TYPE}
+        queue = self.queue_class(_QUEUE, connection=self.connection, job_class=self.job_class, serializer=self.serializer)
+        state, last_heartbeat = self._state, self.last_heartbeat
+        pipe = self.connection.pipeline()
+        try:
+            execution = self._write_start(job, queue, pipe)
+            words: list = [_ID, _QUEUE, _TYPE]
+            for command in pipe.command_stack:
+                args = command.args if hasattr(command, "args") else command[0]  # a cluster pipeline's, or redis-py's
+                words.append(len(args))
+                words.extend(args)
+        finally:
+            pipe.reset()
+            self._state, self.last_heartbeat = state, last_heartbeat
+        return words, execution
 
     def _beat(self, pipe: redis.client.Pipeline, state: str, ttl: int | None = None) -> None:
         """RQ's ``set_state`` and ``heartbeat`` in one HSET (RQ sends two)."""
@@ -407,7 +483,22 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
             # A dependent submitted (depends_on) while the job ran is enqueued below; a job that had
             # dependents when it started takes RQ's path instead (execute_job).
             pipe.scard(job.dependents_key)
-            replies = pipe.execute()
+            take_next = self._may_take_next and not self._stop_requested and not self.should_run_maintenance_tasks
+            if take_next:  # and the next job, taken and started: one round trip a job (BullMQ's moveToFinished)
+                keys, args = self._dequeue_words()
+                words, next_execution = self._recorded_start()
+                # EVAL, not EVALSHA: a Redis Cluster pipeline refuses EVALSHA, and no NOSCRIPT to recover from.
+                pipe.execute_command("EVAL", scripts.source("dequeue"), len(keys), *keys, *args, *words)
+            replies = pipe.execute(raise_on_error=not take_next)
+        if take_next:
+            taken, replies = replies[-1], replies[:-1]
+            for reply in replies:  # the outcome's errors raise, as they would without the next job
+                if isinstance(reply, Exception):
+                    raise reply
+            if isinstance(taken, Exception):  # the outcome stands; the next job is looked for as usual
+                log.warning("could not take the next job with the outcome of %s: %s", job.id, taken)
+            elif taken and len(taken) > 3:
+                self._next = (taken, next_execution)
         if replies[-1]:
             self._enqueue_dependents_safely(queue, job)
         self.lifecycle.settled(self, job, "finished")
