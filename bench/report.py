@@ -195,7 +195,7 @@ def sigkill_lines(sigkill: dict | None) -> list[str]:
         when = f" after {d['after_seconds']} s" if "after_seconds" in d else ""
         runs = f", {d['runs']} run{'' if d['runs'] == 1 else 's'}" if d.get("runs") is not None else ""
         detail = d.get("error") or d.get("timeout", "")
-        lines.append(f"  {LABELS.get(name, name):44s} {d['outcome']}{when}{runs}   [{detail}]")
+        lines.append(f"  {LABELS.get(name, name):47s} {d['outcome']}{when}{runs}   [{detail}]")
     return [*lines, ""]
 
 
