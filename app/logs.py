@@ -94,10 +94,12 @@ class JsonLines(OrjsonFormatter):
     _stamp: tuple[int, str] = (-1, "")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        if datefmt is None:  # the stdlib's own format has milliseconds: nothing to keep
+            return super().formatTime(record, datefmt)
         second = int(record.created)
         stamp = self._stamp  # one read: another thread may replace it meanwhile
         if stamp[0] != second:
-            stamp = (second, time.strftime(datefmt or self.default_time_format, self.converter(record.created)))
+            stamp = (second, time.strftime(datefmt, self.converter(record.created)))
             self._stamp = stamp
         return stamp[1]
 
