@@ -15,7 +15,7 @@ The outcome is one of:
 How soon a dead worker's job is taken up again depends on a timeout of each system, shortened
 here so the experiment takes seconds (each contender's entry says which and its default):
 offload's ``JOB_HEARTBEAT_SECONDS`` (2 here, the fault tests' value; 10 by default: the job is
-taken up within about 4.5 heartbeats), Celery's Redis ``visibility_timeout`` (10 s here; an hour
+taken up about six heartbeats after the kill), Celery's Redis ``visibility_timeout`` (10 s here; an hour
 by default), Dramatiq's ``heartbeat_timeout`` (10 s here, with maintenance on every command; 60 s
 and one command in a thousand by default).
 """
