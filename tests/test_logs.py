@@ -84,3 +84,30 @@ def test_an_exception_is_logged_with_its_traceback():
         logger.exception("failed")
     line = json.loads(stream.getvalue())
     assert line["level"] == "ERROR" and "ValueError: boom" in line["exc_info"]
+
+
+def test_the_access_line_of_a_request_in_process(client):
+    """app.web.access_line (one line a request): its fields, the request id of the log context,
+    and the job a request made; nothing at all when INFO is off."""
+    stream = io.StringIO()
+    handler = logs.json_handler("web", stream)
+    http = logging.getLogger("offload.http")
+    http.handlers[:] = [handler]
+    http.propagate = False
+    http.setLevel(logging.INFO)
+    try:
+        made = client.post("/jobs", json={"type": "noop"}, headers={"X-Request-ID": "req-42"}).get_json()
+        client.get("/healthz")
+        http.setLevel(logging.WARNING)
+        client.get("/healthz")
+    finally:
+        http.handlers[:] = []
+        http.propagate = True
+        http.setLevel(logging.NOTSET)
+    post, health = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert {k: post[k] for k in ("level", "logger", "message", "process", "http_method", "path", "status", "request_id", "job_id")} == {
+        "level": "INFO", "logger": "offload.http", "message": "POST /jobs 202", "process": "web", "http_method": "POST",
+        "path": "/jobs", "status": 202, "request_id": "req-42", "job_id": made["id"],
+    }  # fmt: skip
+    assert isinstance(post["duration_ms"], float) and post["duration_ms"] >= 0
+    assert (health["message"], health["job_id"], len(health["request_id"])) == ("GET /healthz 200", None, 32)

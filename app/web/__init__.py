@@ -84,20 +84,26 @@ def _refuse_repeated_query(app: Flask) -> None:
 
 
 def access_line(response: Response) -> None:
-    """The request's one INFO line: method, path, status, duration and the job it is about."""
-    started = g.get("started")
+    """The request's one INFO line: method, path, status, duration and the job it is about.
+    Written for every request, so nothing is computed when INFO is off, and the request and
+    ``g`` are looked up once (each lookup through Flask's context-local proxies costs ~1 µs)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    current, context = request._get_current_object(), g._get_current_object()  # noqa: SLF001 - werkzeug's documented way
+    started = context.get("started")
+    method, path, status = current.method, current.path, response.status_code
     log.info(
         "%s %s %s",
-        request.method,
-        request.path,
-        response.status_code,
+        method,
+        path,
+        status,
         extra={
-            "http_method": request.method,
-            "path": request.path,
-            "status": response.status_code,
+            "http_method": method,
+            "path": path,
+            "status": status,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
             # the job the request made or is about, as logs.py promises (None: the filter's)
-            "job_id": g.get("job_id") or (request.view_args or {}).get("job_id"),
+            "job_id": context.get("job_id") or (current.view_args or {}).get("job_id"),
         },
     )
 
