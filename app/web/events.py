@@ -59,7 +59,8 @@ from collections.abc import Callable, Iterator
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
-from ..jobs import STORE_UNAVAILABLE, JobNotFound, responses, schemas
+from ..jobs import STORE_UNAVAILABLE, JobNotFound, schemas
+from . import answers
 from .context import job_queue, principal, settings
 from .jobs import _not_found
 from .parsing import seconds_query
@@ -162,21 +163,21 @@ def _events(updates: Iterator[dict], first_id: int, stop: Callable[[], bool], jo
     sent = 0
     status = progress = None
 
-    def event(name: str, data: dict) -> str:
+    def event(name: str, data: str) -> str:
         nonlocal sent
         sent += 1
         retry = f"retry: {RETRY_MILLISECONDS}\n" if sent == 1 else ""
-        return f"id: {next(counter)}\n{retry}event: {name}\ndata: {json.dumps(data)}\n\n"
+        return f"id: {next(counter)}\n{retry}event: {name}\ndata: {data}\n\n"
 
     try:
         for resource in updates:
-            body = responses.with_links(resource)
+            body = answers.job_json(resource)  # as GET /jobs/{job_id} answers it
             chunk = ""
             if resource["status"] != status:
                 chunk = event("status", body)
                 status, progress = resource["status"], resource["progress"]
             elif resource["progress"] is not None and resource["progress"] != progress:
-                chunk = event("progress", resource["progress"])
+                chunk = event("progress", json.dumps(schemas.Progress.model_validate(resource["progress"]).model_dump()))
                 progress = resource["progress"]
             if status in schemas.TERMINAL_STATUSES:
                 yield chunk + event("end", body)

@@ -6,8 +6,6 @@ Views parse and check the request (:mod:`.parsing`), ask the job service
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Response, current_app, g, request, url_for
 from pydantic import ValidationError
 
@@ -25,6 +23,7 @@ from ..jobs import (
     schemas,
 )
 from ..tasks import webhook
+from . import answers
 from .context import job_queue, principal, settings
 from .parsing import invalid_cursor, page_limit, read_submission, refuse_query, wait_seconds
 from .problems import ApiProblem, field_errors, problem
@@ -197,11 +196,8 @@ def list_jobs() -> Response:
             jobs, next_cursor = job_queue().list(who, **filters, limit=limit, cursor=args.get("cursor"))
     except ValueError:
         raise invalid_cursor() from None
-    body = {
-        "jobs": [responses.with_links(job) for job in jobs],
-        "next": url_for("api.list_jobs", **{**args.to_dict(), "cursor": next_cursor}) if next_cursor else None,
-    }
-    return _json(body)
+    next_url = url_for("api.list_jobs", **{**args.to_dict(), "cursor": next_cursor}) if next_cursor else None
+    return Response(answers.job_list_json(jobs, next_url), mimetype="application/json")
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -215,11 +211,10 @@ def _raise_validation(exc: ValidationError) -> None:
 
 
 def _job_response(resource: dict, status: int = 200) -> Response:
-    body = responses.with_links(resource)
-    response = _json(body, status)
+    response = Response(answers.job_json(resource), status=status, mimetype="application/json")
     if status == 202:
         # Azure's long-running-operation convention names the status URL Operation-Location.
-        response.headers["Location"] = response.headers["Operation-Location"] = body["links"]["self"]
+        response.headers["Location"] = response.headers["Operation-Location"] = responses.links(resource)["self"]
     if resource["status"] not in schemas.TERMINAL_STATUSES:
         response.headers["Retry-After"] = str(POLL_AFTER)
     return response
@@ -227,8 +222,4 @@ def _job_response(resource: dict, status: int = 200) -> Response:
 
 def _not_found() -> Response:
     return problem(404, "no job with this id (it may never have existed, or it has expired)")
-
-
-def _json(body: dict, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
 

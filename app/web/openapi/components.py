@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from ...jobs import catalog, schemas
 from ...settings import Settings
+from ..answers import JobList as JobList  # the answer's model, in the document
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 OPENAPI_VERSION = "3.1.0"
@@ -15,13 +16,6 @@ PROBLEM_JSON = "application/problem+json"
 
 
 # --- response bodies that have no model of their own in app.jobs.schemas----------------------------
-
-
-class JobList(BaseModel):
-    """What ``GET /jobs`` answers: a page of jobs, newest first."""
-
-    jobs: list[schemas.JobResource]
-    next: str | None = Field(description="The URL of the next page (same filters), or null on the last page.")
 
 
 class Health(BaseModel):

@@ -1,0 +1,48 @@
+"""The job resource is answered through the ``JobResource`` model (app/web/answers.py, issue 24
+item 5): the bytes are those of before, and a resource the model does not allow never goes out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from app.jobs import ANONYMOUS, responses, schemas
+from app.web import answers
+
+from ..conftest import submit
+
+
+def test_a_job_resource_is_written_as_before(app, job_queue, settings):
+    job = submit(job_queue, settings, type="count_words", text="one two", metadata={"order": 1})
+    resource = job_queue.get(job["id"], ANONYMOUS)
+    with app.app_context():
+        written = answers.job_json(resource)
+    assert written == json.dumps(responses.with_links(resource))  # same keys, order, spacing and timestamps
+    assert json.loads(written)["links"] == {"self": f"/jobs/{job['id']}", "cancel": f"/jobs/{job['id']}/cancel"}
+
+
+def test_timestamps_keep_the_contract_s_milliseconds():
+    model = answers.job_resource(_resource(created_at="2026-05-01T10:00:00.120Z"))
+    assert model.model_dump(mode="json")["created_at"] == "2026-05-01T10:00:00.120Z"
+    schema = schemas.JobResource.model_json_schema(mode="serialization")["properties"]["created_at"]
+    assert {"type": "string", "format": "date-time"} in schema["anyOf"]
+
+
+def test_a_resource_the_model_does_not_allow_is_refused_not_sent():
+    with pytest.raises(ValidationError, match="status"):
+        answers.job_json(_resource(status="lost"))
+
+
+def test_a_page_of_jobs_keeps_its_nulls():
+    page = json.loads(answers.job_list_json([_resource()], None))
+    assert page["next"] is None and page["jobs"][0]["result"] is None
+    assert "cancel" in page["jobs"][0]["links"] and "retry" not in page["jobs"][0]["links"]
+
+
+def _resource(**changes) -> dict:
+    fields = dict.fromkeys(schemas.JobResource.model_fields, None)
+    del fields["links"]
+    fields.update(id="a1", type="noop", status="queued", queue="default", attempts=0, max_retries=0)
+    return {**fields, **changes}
