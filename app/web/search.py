@@ -22,6 +22,42 @@ METADATA_KEY_PATTERN = r"^[^\x00-\x1f]{1,64}$"
 METADATA_VALUE_MAX = 256
 ERROR_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
 
+#: The search parameters as the document declares them (``GET /jobs``, app/web/jobs.py).
+SEARCH_QUERY = (
+    {
+        "name": "id_prefix",
+        "in": "query",
+        "description": "Only jobs whose id starts with this.",
+        "schema": {"type": "string", "pattern": ID_PREFIX_PATTERN},
+    },
+    {
+        "name": "metadata_key",
+        "in": "query",
+        "description": "With `metadata_value`: only jobs whose `metadata` has this key with that value. Alone: "
+        "only jobs whose `metadata` has this key.",
+        "schema": {"type": "string", "pattern": METADATA_KEY_PATTERN},
+    },
+    {
+        "name": "metadata_value",
+        "in": "query",
+        "description": "With `metadata_key`: see there. Alone: only jobs with some `metadata` key of this value. "
+        'A value that is not a string is compared as its compact JSON (`1234`, `true`, `{"a":1}`).',
+        "schema": {"type": "string", "maxLength": METADATA_VALUE_MAX},
+    },
+    {
+        "name": "error_type",
+        "in": "query",
+        "description": "Only jobs whose `error.type` is this (`RuntimeError`, `JobTimeout`, `WorkerDied`...).",
+        "schema": {"type": "string", "pattern": ERROR_TYPE_PATTERN},
+    },
+)
+SEARCH_NOTE = (
+    f" With a search parameter (`id_prefix`, `metadata_key`, `metadata_value`, `error_type`) the server walks "
+    f"the job index newest first, {schemas.SEARCH_BATCH} entries a round trip, and one request looks at "
+    f"{schemas.SEARCH_SCAN_BUDGET} entries at most: a page may then be short, even empty, and still have a `next` "
+    "to go on from."
+)
+
 
 def search_parameters(args: MultiDict) -> tuple[dict[str, str | None] | None, list[dict]]:
     """The search parameters the query gives, for ``JobQueue.search`` (None: no search parameter,

@@ -14,13 +14,28 @@ from ..jobs import schemas
 from .context import job_queue, principal
 from .problems import ApiProblem
 from .ratelimit import limiter, read_limit
+from .routes import Answer, route
 
 bp = Blueprint("stats", __name__)
 
 DEFAULT_MINUTES = 60
 
 
-@bp.get("/stats/timeseries")
+@route(
+    bp, "GET", "/stats/timeseries", operation_id="getTimeseries", tag="queues", summary="Jobs per minute",
+    description="Per queue and per minute over the last `minutes` minutes: jobs enqueued, finished and failed, "
+    "and the mean run time of the jobs that ended. What the charts on the page at `/` draw. Any key may read it.",
+    parameters=(
+        {
+            "name": "minutes",
+            "in": "query",
+            "description": f"How many minutes, ending with the current one (at most {schemas.MAX_TIMESERIES_MINUTES}).",
+            "schema": {"type": "integer", "minimum": 1, "maximum": schemas.MAX_TIMESERIES_MINUTES, "default": DEFAULT_MINUTES},
+        },
+        "RequestId",
+    ),
+    responses={200: Answer("OK.", "Timeseries"), 422: "ValidationFailed", 429: "TooManyRequests"},
+)  # fmt: skip
 @limiter.limit(read_limit)
 def timeseries_view() -> Response:
     principal()
