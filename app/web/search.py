@@ -14,13 +14,13 @@ import re
 
 from werkzeug.datastructures import MultiDict
 
-from ..jobs import schemas
+from ..jobs import bulk_schemas, schemas
 
 SEARCH_PARAMETERS = ("id_prefix", "metadata_key", "metadata_value", "error_type")
 ID_PREFIX_PATTERN = schemas.JOB_ID_PATTERN  # a prefix of an id has an id's form
 METADATA_KEY_PATTERN = r"^[^\x00-\x1f]{1,64}$"
 METADATA_VALUE_MAX = 256
-ERROR_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
+ERROR_TYPE_PATTERN = bulk_schemas.ERROR_TYPE_PATTERN  # the one pattern, the bulk filter's
 
 #: The search parameters as the document declares them (``GET /jobs``, app/web/jobs.py).
 SEARCH_QUERY = (

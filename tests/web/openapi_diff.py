@@ -65,7 +65,8 @@ def resolved(doc: dict[str, Any]) -> dict[str, Any]:
                 rest = {key: value for key, value in node.items() if key != "$ref"}
                 return follow({**found, **rest}, (*seen, target))
             # a schema's title names it, as a $ref does: not compared (a property called title is)
-            return {key: follow(value, seen) for key, value in node.items() if not (key == "title" and isinstance(value, str))}
+            found = {key: follow(value, seen) for key, value in node.items() if not (key == "title" and isinstance(value, str))}
+            return _nullable(found)
         if isinstance(node, list):
             return [follow(item, seen) for item in node]
         return node
@@ -87,6 +88,19 @@ def resolved(doc: dict[str, Any]) -> dict[str, Any]:
         "security": follow(doc.get("components", {}).get("securitySchemes", {})),
         "operations": paths,
     }
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``{"anyOf": [{"type": T, ...}, {"type": "null"}]}`` (pydantic's ``T | None``) as the equal
+    ``{"type": [T, "null"], ...}``: the keywords of a type apply to values of that type only."""
+    branches = schema.get("anyOf")
+    if not isinstance(branches, list) or len(branches) != 2 or {"type": "null"} not in branches:
+        return schema
+    (other,) = [branch for branch in branches if branch != {"type": "null"}]
+    if not isinstance(other, dict) or not isinstance(other.get("type"), str):
+        return schema
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**other, **rest, "type": [other["type"], "null"]}
 
 
 def differences(old: Any, new: Any, where: str = "") -> list[str]:

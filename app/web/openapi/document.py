@@ -16,7 +16,6 @@ from offload.tasks import LONG_TEXT_KEY, Task
 from ...jobs import batch_schemas, bulk_schemas, catalog, schedule_schemas, schemas
 from ...settings import Settings
 from .. import parsing
-from ..queues import SCHEMAS as QUEUE_SCHEMAS
 from ..routes import OPERATIONS, PATH_PARAMETERS, Answer, Build, Operation, ref
 from .components import (
     DESCRIPTION,
@@ -160,8 +159,6 @@ def _request_schemas(components: Components, app_settings: Settings) -> None:
     components.model(schedule_schemas.SchedulePatch, "validation")
     _tune_schedules(components.schemas, app_settings)
     components.add("BulkRequest", bulk_schemas.BulkRequest.json_schema(ref_template=REF_TEMPLATE, mode="validation"))
-    for name, schema in QUEUE_SCHEMAS.items():
-        components.add(name, copy.deepcopy(schema))
 
 
 def _apply_limits(found: dict[str, Any], settings: Settings) -> None:
