@@ -1,5 +1,6 @@
 """Answers built as the contract's models: what the OpenAPI document says a job resource is, is
-what the views send, because both come from :class:`~app.jobs.responses.JobResource`.
+what the views send, because both come from :class:`~app.jobs.responses.JobResource`; and so for
+the other answers (:func:`as_json`: batches, schedules, bulk actions, tasks).
 
 The job layer gathers a job's fields (``JobQueue.get`` and the like, a plain dict from what RQ
 stores); here they become the model, with their ``links``, and the model writes the JSON. A field
@@ -28,6 +29,11 @@ class JobList(BaseModel):
 
     jobs: list[schemas.JobResource]
     next: str | None = Field(description="The URL of the next page (same filters), or null on the last page.")
+
+
+def as_json(model: type[BaseModel], body: dict) -> str:
+    """``body`` through ``model`` (a field it does not allow raises), as JSON: the keys given."""
+    return json.dumps(model.model_validate(body).model_dump(mode="json", exclude_unset=True))
 
 
 def job_resource(resource: dict) -> schemas.JobResource:

@@ -9,12 +9,12 @@ limit (503) or the body is over the server's size limit (413).
 
 from __future__ import annotations
 
-import json
 
 from flask import Blueprint, Response, g, request
 from pydantic import ValidationError
 
 from ..jobs import BatchNotFound, InvalidSubmission, QueueFull, batch_schemas, catalog, schemas
+from . import answers
 from .context import job_queue, principal, settings
 from .jobs import POLL_AFTER, QUEUE_FULL_RETRY_AFTER, SUBMISSION_HEADERS, _check_callback, _claim_idempotency_key
 from .parsing import read_submission
@@ -155,7 +155,7 @@ def get_batch(batch_id: str) -> Response:
         resource = job_queue().get_batch(batch_id, principal())
     except BatchNotFound:
         return problem(404, "no batch with this id (it may never have existed, or it has expired)")
-    response = Response(json.dumps(resource), mimetype="application/json")
+    response = Response(answers.as_json(batch_schemas.BatchResource, resource), mimetype="application/json")
     if not resource["done"]:
         response.headers["Retry-After"] = str(POLL_AFTER)
     return response
@@ -193,7 +193,7 @@ def _refuse(errors_by_index: dict[int, list[dict]]) -> None:
 
 
 def _answer(answer: dict) -> Response:
-    response = Response(json.dumps(answer), status=202, mimetype="application/json")
+    response = Response(answers.as_json(batch_schemas.BatchAnswer, answer), status=202, mimetype="application/json")
     # Azure's long-running-operation convention names the status URL Operation-Location.
     response.headers["Location"] = response.headers["Operation-Location"] = answer["batch"]["links"]["self"]
     if not answer["batch"]["done"]:

@@ -8,13 +8,13 @@ workers run is in :mod:`app.jobs.bulk`.
 from __future__ import annotations
 
 import copy
-import json
 
 from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
 from ..jobs import bulk_schemas
 from . import auth
+from . import answers
 from .context import job_queue, settings
 from .parsing import read_submission
 from .problems import ApiProblem, field_error
@@ -88,7 +88,7 @@ def bulk_action() -> Response:
         raise ApiProblem(422, "the bulk request is not valid", title="Validation Failed", errors=_errors(exc)) from None
     outcome = job_queue().bulk(spec, who)
     body = {"action": spec.action, **outcome.as_dict(), "next": outcome.next}
-    return Response(json.dumps(body), status=200, mimetype="application/json")
+    return Response(answers.as_json(bulk_schemas.BulkResult, body), status=200, mimetype="application/json")
 
 
 _ACTIONS = ("retry", "cancel", "delete")

@@ -25,7 +25,7 @@ from ..jobs import (
 from ..tasks import webhook
 from . import answers
 from .context import job_queue, principal, settings
-from .parsing import invalid_cursor, page_limit, read_submission, refuse_query, wait_seconds
+from .parsing import form_name, invalid_cursor, page_limit, read_submission, refuse_query, wait_seconds
 from .problems import ApiProblem, field_errors, problem
 from .ratelimit import limiter, read_limit, submit_limit
 from .routes import Answer, page_parameters, ref, route
@@ -61,6 +61,7 @@ def _submission_body(build) -> dict:  # noqa: ANN001 - a routes.Build
         for task in catalog.served(build.settings)
         if task.example is not None
     }
+    forms = [ref(form_name(task)) for task in catalog.served(build.settings) if task.upload_fields]
     if examples:
         first = next(iter(examples.values()))["value"]
         examples["with_options"] = {
@@ -71,7 +72,10 @@ def _submission_body(build) -> dict:  # noqa: ANN001 - a routes.Build
         "required": True,
         "content": {
             "application/json": {"schema": ref("JobRequest"), "examples": examples},
-            "multipart/form-data": {"schema": ref("JobForm"), "encoding": {"metadata": {"contentType": "application/json"}}},
+            "multipart/form-data": {
+                "schema": forms[0] if len(forms) == 1 else {"oneOf": forms},
+                "encoding": {"metadata": {"contentType": "application/json"}},
+            },
         },
     }
 

@@ -10,14 +10,14 @@ of them, and the jobs a schedule starts belong to the schedule's owner.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 
 from flask import Blueprint, Response, request, url_for
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..jobs import ScheduleLimitReached, ScheduleNotFound, catalog, schedule_schemas, schemas
 from ..tasks import webhook
+from . import answers
 from .context import job_queue, principal, settings
 from .parsing import invalid_cursor, page_limit, read_submission, refuse_query
 from .problems import ApiProblem, field_errors, problem
@@ -94,7 +94,7 @@ def create_schedule() -> Response:
         resource = job_queue().create_schedule(spec, owner=who.name)
     except ScheduleLimitReached:
         return problem(409, f"this service holds its limit of {settings().max_schedules} schedules; delete one first")
-    response = _json(resource, 201)
+    response = _json(schedule_schemas.ScheduleResource, resource, 201)
     response.headers["Location"] = resource["links"]["self"]
     return response
 
@@ -117,7 +117,7 @@ def list_schedules() -> Response:
     except ValueError:
         raise invalid_cursor() from None
     next_url = url_for("schedules.list_schedules", **{**args.to_dict(), "cursor": next_cursor}) if next_cursor else None
-    return _json({"schedules": page, "next": next_url})
+    return _json(schedule_schemas.ScheduleList, {"schedules": page, "next": next_url})
 
 
 @_schedule(
@@ -129,7 +129,7 @@ def list_schedules() -> Response:
 def get_schedule(schedule_id: str) -> Response:
     who = principal()
     try:
-        return _json(job_queue().get_schedule(schedule_id, who))
+        return _json(schedule_schemas.ScheduleResource, job_queue().get_schedule(schedule_id, who))
     except ScheduleNotFound:
         return _not_found()
 
@@ -159,7 +159,7 @@ def update_schedule(schedule_id: str) -> Response:
     except ValidationError as exc:
         raise ApiProblem(422, "the change is not valid", title="Validation Failed", errors=field_errors(exc)) from None
     try:
-        return _json(job_queue().update_schedule(schedule_id, patch, who))
+        return _json(schedule_schemas.ScheduleResource, job_queue().update_schedule(schedule_id, patch, who))
     except ScheduleNotFound:  # deleted meanwhile
         return _not_found()
 
@@ -238,5 +238,5 @@ def _not_found() -> Response:
     return problem(404, "no schedule with this id (it may never have existed, or it was deleted)")
 
 
-def _json(body: dict, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
+def _json(model: type[BaseModel], body: dict, status: int = 200) -> Response:
+    return Response(answers.as_json(model, body), status=status, mimetype="application/json")

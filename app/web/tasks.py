@@ -10,7 +10,6 @@ the same tasks): the page shows its forms before a key is entered.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from flask import Blueprint, Response
@@ -19,6 +18,7 @@ from pydantic import BaseModel, Field
 from offload.tasks import Task
 
 from ..jobs import catalog, schemas
+from . import answers
 from .context import settings
 from .problems import problem
 from .ratelimit import limiter, read_limit
@@ -74,7 +74,7 @@ _TEXT = (
 @limiter.limit(read_limit)
 def list_tasks() -> Response:
     body = {"tasks": [describe(task) for task in catalog.served(settings())]}
-    return Response(json.dumps(body), mimetype="application/json")
+    return Response(answers.as_json(TaskList, body), mimetype="application/json")
 
 
 @route(
@@ -87,7 +87,7 @@ def get_task(type: str) -> Response:  # noqa: A002 - the path parameter the docu
     task = catalog.get(type)
     if task is None or task not in catalog.served(settings()):
         return problem(404, f"no task {type!r} on this server; GET /tasks lists them")
-    return Response(json.dumps(describe(task)), mimetype="application/json")
+    return Response(answers.as_json(TaskInfo, describe(task)), mimetype="application/json")
 
 
 def describe(task: Task) -> dict:

@@ -144,8 +144,9 @@ def _request_schemas(components: Components, app_settings: Settings) -> None:
     )
     _apply_limits(components.schemas, app_settings)
     served = catalog.served(app_settings)
-    forms = [components.add(_form_name(task), _form(components.schemas, task, app_settings)) for task in served if task.upload_fields]
-    components.add("JobForm", forms[0] if len(forms) == 1 else {"oneOf": forms})
+    for task in served:
+        if task.upload_fields:
+            components.add(parsing.form_name(task), _form(components.schemas, task, app_settings))
     components.model(schemas.Problem, "serialization")
     for task in served:
         if task.result is not None:
@@ -260,7 +261,7 @@ def _form(found: dict[str, Any], task: Task, settings: Settings) -> dict[str, An
         if field in source.get("required", []):
             alternatives = [{"required": ["file"]}, {"required": [field]}]
     form: dict[str, Any] = {
-        "title": _form_name(task),
+        "title": parsing.form_name(task),
         "description": f"A {task.type} job sent as a form, with its text uploaded as a file.",
         "type": "object",
         "properties": properties,
@@ -309,7 +310,3 @@ def _version() -> str:
 
 def _request_name(task: Task) -> str:
     return catalog.request_model(task).__name__
-
-
-def _form_name(task: Task) -> str:
-    return _request_name(task).removesuffix("Request") + "Form"
