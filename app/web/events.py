@@ -66,7 +66,7 @@ from .jobs import _not_found
 from .parsing import seconds_query
 from .problems import PROBLEM_JSON, problem
 from .ratelimit import limiter, read_limit
-from .routes import Answer, ref, route
+from .routes import Answer, Build, ref, route
 
 log = logging.getLogger("offload.http")
 
@@ -159,7 +159,7 @@ _STREAM = {
 }
 
 
-def _lifetime(build) -> str:  # noqa: ANN001 - a routes.Build
+def _lifetime(build: Build) -> str:
     return f"{build.settings.sse_max_seconds:g}"
 
 

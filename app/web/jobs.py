@@ -28,7 +28,7 @@ from .context import job_queue, principal, settings
 from .parsing import form_name, invalid_cursor, page_limit, read_submission, refuse_query, wait_seconds
 from .problems import ApiProblem, field_errors, problem
 from .ratelimit import limiter, read_limit, submit_limit
-from .routes import Answer, page_parameters, ref, route
+from .routes import Answer, Build, page_parameters, ref, route
 from .search import SEARCH_NOTE, SEARCH_QUERY, search_parameters
 from .tracing import begin as begin_trace
 from .tracing import note as note_trace
@@ -50,7 +50,7 @@ JOB_LINKS = {
 SUBMISSION_HEADERS = ("IdempotencyKey", "RequestId", "TraceParent", "TraceState")
 
 
-def _submission_body(build) -> dict:  # noqa: ANN001 - a routes.Build
+def _submission_body(build: Build) -> dict:
     """JSON (each served task's example, and one with options), or a form for a task with upload
     fields. The form's metadata is a JSON part; its file parts get no ``contentType``: the server
     reads any part as UTF-8 text, whatever its type (curl -F sends application/octet-stream), and a

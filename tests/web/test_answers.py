@@ -46,3 +46,38 @@ def _resource(**changes) -> dict:
     del fields["links"]
     fields.update(id="a1", type="noop", status="queued", queue="default", attempts=0, max_retries=0)
     return {**fields, **changes}
+
+
+def test_the_other_answers_keep_their_bytes_through_their_models(client, job_queue):
+    """Schedules, queues, figures and batches go through the models the document shows, and are
+    written as before (the dicts' json.dumps): same keys, order, spacing and timestamps."""
+    from app.jobs import schedule_schemas
+    from app.web.queues import QueueList
+    from app.web.stats import Timeseries
+
+    created = client.post("/schedules", json={"job": {"type": "noop"}, "every_seconds": 3600})
+    assert created.status_code == 201
+    schedule = job_queue.get_schedule(created.get_json()["id"], ANONYMOUS)
+    assert created.data.decode() == json.dumps(schedule)
+    assert answers.as_json(schedule_schemas.ScheduleResource, schedule) == json.dumps(schedule)
+    assert schedule["created_at"].endswith("Z") and len(schedule["created_at"]) == len("2026-05-01T10:00:00.120Z")
+    queues = client.get("/queues")
+    assert queues.data.decode() == json.dumps(QueueList(queues=job_queue.list_queues()).model_dump(mode="json"))
+    assert json.loads(queues.data) == {"queues": job_queue.list_queues()}
+    figures = client.get("/stats/timeseries?minutes=2")
+    body = json.loads(figures.data)  # (not job_queue.timeseries(2) again: the minute may turn meanwhile)
+    assert body["minutes"] == 2 and list(body["queues"]) == ["high", "default", "low"]
+    assert figures.data.decode() == json.dumps(Timeseries.model_validate(body).model_dump(mode="json"))
+    batch = client.post("/jobs/batch", json={"jobs": [{"type": "noop"}, {"type": "nope"}]})
+    assert batch.status_code == 202
+    assert [item["status"] for item in batch.get_json()["results"]] == [202, 422]
+
+
+def test_a_queue_the_model_does_not_allow_is_refused_not_sent():
+    from app.web.queues import Queue
+
+    links = {"self": "/queues/default", "pause": "/queues/default/pause", "resume": "/queues/default/resume"}
+    row = {"name": "default", "paused": False, "queued": -1, "scheduled": 0, "started": 0, "deferred": 0,
+           "failed": 0, "workers": 0, "links": links}  # fmt: skip
+    with pytest.raises(ValidationError, match="queued"):
+        Queue.model_validate(row)
