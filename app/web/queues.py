@@ -22,7 +22,7 @@ from . import auth
 from .context import job_queue, principal, settings
 from .problems import problem
 from .ratelimit import limiter, read_limit, submit_limit
-from .routes import Answer, ref, route
+from .routes import Answer, route
 
 bp = Blueprint("queues", __name__)
 
