@@ -51,7 +51,7 @@ NEVER: dict[str, tuple[str, ...]] = {
 WEB_SEES_OF_JOBS = frozenset(
     {
         "JobQueue", "Principal", "ANONYMOUS", "IdempotencyClaim",
-        "schemas", "responses", "batch_schemas", "bulk_schemas", "schedule_schemas", "catalog",
+        "schemas", "batch_schemas", "bulk_schemas", "schedule_schemas", "catalog",
         "JobNotFound", "BatchNotFound", "ScheduleNotFound", "UnknownQueue", "JobStateConflict", "InvalidSubmission",
         "QueueFull", "IdempotencyConflict", "IdempotencyInFlight", "ScheduleLimitReached", "STORE_UNAVAILABLE",
     }

@@ -39,7 +39,6 @@ from .store import JobQueue as JobQueue
 from .contract import batch_schemas as batch_schemas
 from .contract import bulk_schemas as bulk_schemas
 from . import catalog as catalog
-from .contract import responses as responses
 from .contract import schedule_schemas as schedule_schemas
 from .contract import schemas as schemas
 
@@ -83,7 +82,6 @@ __all__ = [
     "batch_schemas",
     "bulk_schemas",
     "catalog",
-    "responses",
     "schedule_schemas",
     "schemas",
 ]

@@ -25,10 +25,11 @@ from .events import bp as events_bp
 from .queues import bp as queues_bp
 from .schedules import bp as schedules_bp
 from .stats import bp as stats_bp
+from .headers import REQUEST_ID_PATTERN
 
 log = logging.getLogger("offload.http")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
 def create_app(

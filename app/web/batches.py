@@ -9,17 +9,18 @@ limit (503) or the body is over the server's size limit (413).
 
 from __future__ import annotations
 
-import json
 
 from flask import Blueprint, Response, g, request
 from pydantic import ValidationError
 
 from ..jobs import BatchNotFound, InvalidSubmission, QueueFull, batch_schemas, catalog, schemas
+from . import answers
 from .context import job_queue, principal, settings
-from .jobs import POLL_AFTER, QUEUE_FULL_RETRY_AFTER, _check_callback, _claim_idempotency_key
+from .jobs import POLL_AFTER, QUEUE_FULL_RETRY_AFTER, SUBMISSION_HEADERS, _check_callback, _claim_idempotency_key
 from .parsing import read_submission
 from .problems import ApiProblem, field_errors, problem
 from .ratelimit import limiter, read_limit, submit_limit
+from .routes import Answer, Build, example_jobs, ref, route
 from .tracing import begin as begin_trace
 from .tracing import note as note_trace
 
@@ -28,7 +29,47 @@ bp = Blueprint("batches", __name__)
 _ALLOW = "OPTIONS, POST"
 
 
-@bp.post("/jobs/batch")
+def _batch_body(build: Build) -> dict:
+    """From the tasks' own examples: several jobs at once, and one that waits for another."""
+    jobs = example_jobs(build.settings)
+    many = {"jobs": jobs[:3], "metadata": {"import": 42}}
+    summary = "Jobs of several types at once, with your own metadata"
+    if build.settings.webhook_secret is not None:  # else this server takes no callback_url
+        many["callback_url"] = "https://example.com/hooks/offload"
+        summary += ", and a callback when all have ended"
+    examples = {"many": {"summary": summary, "value": many}}
+    if len(jobs) > 1:
+        examples["chain"] = {
+            "summary": "A job that runs after an earlier item of the batch ($0)",
+            "value": {"jobs": [jobs[0], {**jobs[1], "depends_on": ["$0"]}]},
+        }
+    return {"required": True, "content": {"application/json": {"schema": ref("BatchRequest"), "examples": examples}}}
+
+
+@route(
+    bp, "POST", "/jobs/batch", operation_id="submitBatch", tag="batches", summary="Submit a batch of jobs",
+    description=lambda build: f"Up to {build.settings.max_batch_jobs} jobs, each as `POST /jobs` takes it, "
+    "written in ONE Redis transaction with the batch's record. Each item is validated alone: the answer has a "
+    "result for every item, in order, `202` with its job or `422` with its problem (no job was made for it). An "
+    "item may wait for an earlier one (`depends_on: [\"$0\"]`). With a `callback_url`, the batch resource is "
+    "POSTed there once, when every job of the batch has ended (event `batch.done`, signed as job callbacks are).\n\n"
+    "Nothing at all is enqueued when no item is valid (`422`, with `errors` naming `jobs.<index>.<field>`), "
+    "when a queue would go over its depth limit (`503`), or when the body is larger than the server "
+    "accepts (`413`; the same limit as `POST /jobs`).",
+    parameters=SUBMISSION_HEADERS,
+    body=_batch_body,
+    responses={
+        202: Answer(
+            "Accepted: the valid items are queued (or scheduled, or deferred) as one batch. "
+            "With an `Idempotency-Key` seen before with the same body, this is the first answer again.",
+            batch_schemas.BatchAnswer,
+            headers=("BatchLocation", "BatchOperationLocation", "RetryAfterWhilePending", "IdempotentReplayed", "TraceParent"),
+            links={"GetBatch": {"operationId": "getBatch", "parameters": {"batch_id": "$response.body#/batch/id"}}},
+        ),
+        400: "BadRequest", 409: "IdempotencyInFlight", 413: "ContentTooLarge", 415: "UnsupportedMediaType",
+        422: "ValidationFailed", 429: "TooManyRequests",
+    },
+)  # fmt: skip
 @limiter.limit(submit_limit)
 def submit_batch() -> Response:
     trace = begin_trace()  # every job of the batch is a child of this request's span
@@ -94,14 +135,27 @@ def _post_only() -> Response | None:
     return problem(405, "POST /jobs/batch only", headers={"Allow": _ALLOW})
 
 
-@bp.get("/batches/<batch_id>")
+@route(
+    bp, "GET", "/batches/{batch_id}", operation_id="getBatch", tag="batches", summary="Get a batch",
+    description="The batch resource: its jobs, and how many of them are in each status now. `done` "
+    "once every job has ended.",
+    parameters=("RequestId",),
+    responses={
+        200: Answer(
+            "The batch. `Retry-After` is there while it is not done.",
+            batch_schemas.BatchResource,
+            headers=("RetryAfterWhilePending",),
+        ),
+        404: "BatchNotFound",
+    },
+)  # fmt: skip
 @limiter.limit(read_limit)
 def get_batch(batch_id: str) -> Response:
     try:
         resource = job_queue().get_batch(batch_id, principal())
     except BatchNotFound:
         return problem(404, "no batch with this id (it may never have existed, or it has expired)")
-    response = Response(json.dumps(resource), mimetype="application/json")
+    response = Response(answers.as_json(batch_schemas.BatchResource, resource), mimetype="application/json")
     if not resource["done"]:
         response.headers["Retry-After"] = str(POLL_AFTER)
     return response
@@ -139,7 +193,7 @@ def _refuse(errors_by_index: dict[int, list[dict]]) -> None:
 
 
 def _answer(answer: dict) -> Response:
-    response = Response(json.dumps(answer), status=202, mimetype="application/json")
+    response = Response(answers.as_json(batch_schemas.BatchAnswer, answer), status=202, mimetype="application/json")
     # Azure's long-running-operation convention names the status URL Operation-Location.
     response.headers["Location"] = response.headers["Operation-Location"] = answer["batch"]["links"]["self"]
     if not answer["batch"]["done"]:

@@ -29,7 +29,7 @@ The stream (``text/event-stream``), one event per block, each with an ``id:`` th
 moved; ``end`` (the final resource, as ``GET /jobs/{id}`` renders it) once the job is
 terminal, and the server closes the stream. A ``: keepalive`` comment follows 15 s of silence.
 
-No polling loop: the stream waits on :class:`~app.jobs.events.JobEvents` (workers publish the
+No polling loop: the stream waits on :class:`~app.jobs.running.events.JobEvents` (workers publish the
 job's id when it starts, saves progress and ends) and re-reads the job when woken, or every
 couple of seconds in case a message was lost.
 
@@ -59,12 +59,14 @@ from collections.abc import Callable, Iterator
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
-from ..jobs import STORE_UNAVAILABLE, JobNotFound, responses, schemas
+from ..jobs import STORE_UNAVAILABLE, JobNotFound, schemas
+from . import answers
 from .context import job_queue, principal, settings
 from .jobs import _not_found
 from .parsing import seconds_query
-from .problems import problem
+from .problems import PROBLEM_JSON, problem
 from .ratelimit import limiter, read_limit
+from .routes import Answer, Build, ref, route
 
 log = logging.getLogger("offload.http")
 
@@ -126,7 +128,86 @@ def _slots() -> StreamSlots:
     return slots
 
 
-@bp.get("/jobs/<job_id>/events")
+EVENT_STREAM = "text/event-stream"
+
+
+def _event(name: str, description: str, data_schema: dict) -> dict:
+    """One event as the document says it. OpenAPI 3.1 has no item schema for streams: as tools
+    read it (schemathesis among them), the ``schema`` of a ``text/event-stream`` describes one event,
+    ``{"event", "data", "id", "retry"}``, with the JSON in ``data`` described by ``contentMediaType``
+    and ``contentSchema``."""
+    return {
+        "title": f"{name} event",
+        "description": description,
+        "type": "object",
+        "required": ["event", "data", "id"],
+        "properties": {
+            "event": {"const": name},
+            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "Counts up; send it back as `Last-Event-ID`."},
+            "retry": {"type": "integer", "minimum": 0, "description": "On the first event: the reconnection delay (ms)."},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data_schema},
+        },
+    }
+
+
+_STREAM = {
+    "oneOf": [
+        _event("status", "The job, first and on every change of status.", ref("JobResource")),
+        _event("progress", "Only the progress moved.", ref("Progress")),
+        _event("end", "The job is terminal; the stream closes.", ref("JobResource")),
+    ]
+}
+
+
+def _lifetime(build: Build) -> str:
+    return f"{build.settings.sse_max_seconds:g}"
+
+
+@route(
+    bp, "GET", "/jobs/{job_id}/events", operation_id="watchJob", tag="jobs",
+    summary="Watch a job live (Server-Sent Events)",
+    description=lambda build: "A `text/event-stream` of the job: a `status` event first (the job resource, as "
+    "`GET /jobs/{job_id}` answers it), another on every change of status, a `progress` event when only "
+    "the progress moved, and once the job is terminal an `end` event (the final resource), after which "
+    "the server closes the stream. A `: keepalive` comment follows 15 s of silence; every event has an "
+    "`id` that counts up.\n\n"
+    f"A stream lasts at most {_lifetime(build)} s here (or `timeout`), then closes without `end`: reconnect "
+    "(EventSource does so by itself, sending `Last-Event-ID`; the status comes first again). Each "
+    "server process keeps a bounded number of streams open; past it the answer is 503 with "
+    "`Retry-After` (fall back to `GET /jobs/{job_id}?wait=`).",
+    parameters=(
+        lambda build: {
+            "name": "timeout",
+            "in": "query",
+            "description": f"Close the stream after this many seconds (at most {_lifetime(build)}, the default). "
+            "0 sends the job's status (and `end`, if it is terminal) and closes.",
+            "schema": {"type": "number", "minimum": 0, "maximum": build.settings.sse_max_seconds},
+        },
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "description": "The last `id` received, when reconnecting: ids go on from it. Nothing is "
+            "replayed (the current status comes first); a value that is not a number is ignored.",
+            "schema": {"type": "string"},
+        },
+        "RequestId",
+    ),
+    responses={
+        200: Answer(
+            "The event stream. Each item below is one event as an EventSource sees it; `data` is JSON.",
+            # JobResource's serialization schema is in the components through the other job answers
+            _STREAM,
+            media_type=EVENT_STREAM,
+        ),
+        404: "NotFound", 422: "ValidationFailed", 429: "TooManyRequests",
+        503: Answer(
+            "This server process has all of its live-event streams open (or Redis is not "
+            "reachable); try again after `Retry-After`, or wait with `GET /jobs/{job_id}?wait=`.",
+            "Problem", headers=("RetryAfter",), media_type=PROBLEM_JSON,
+        ),
+    },
+)  # fmt: skip
 @limiter.limit(read_limit)
 def job_events(job_id: str) -> Response:
     who = principal()
@@ -162,21 +243,21 @@ def _events(updates: Iterator[dict], first_id: int, stop: Callable[[], bool], jo
     sent = 0
     status = progress = None
 
-    def event(name: str, data: dict) -> str:
+    def event(name: str, data: str) -> str:
         nonlocal sent
         sent += 1
         retry = f"retry: {RETRY_MILLISECONDS}\n" if sent == 1 else ""
-        return f"id: {next(counter)}\n{retry}event: {name}\ndata: {json.dumps(data)}\n\n"
+        return f"id: {next(counter)}\n{retry}event: {name}\ndata: {data}\n\n"
 
     try:
         for resource in updates:
-            body = responses.with_links(resource)
+            body = answers.job_json(resource)  # as GET /jobs/{job_id} answers it
             chunk = ""
             if resource["status"] != status:
                 chunk = event("status", body)
                 status, progress = resource["status"], resource["progress"]
             elif resource["progress"] is not None and resource["progress"] != progress:
-                chunk = event("progress", resource["progress"])
+                chunk = event("progress", json.dumps(schemas.Progress.model_validate(resource["progress"]).model_dump()))
                 progress = resource["progress"]
             if status in schemas.TERMINAL_STATUSES:
                 yield chunk + event("end", body)

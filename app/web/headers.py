@@ -1,6 +1,11 @@
-"""Security headers for the HTML pages (``/`` and ``/docs``): one Content-Security-Policy builder."""
+"""Headers written in one place: the request id a client may send, and the HTML pages' security
+headers (``/`` and ``/docs``: one Content-Security-Policy builder)."""
 
 from __future__ import annotations
+
+#: An ``X-Request-ID`` the server keeps (any other is replaced): the access line and the document
+#: (its answer header's ``pattern``) both read this one text.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 
 def content_security_policy(*, inline_styles: bool = False) -> str:

@@ -6,10 +6,8 @@ Views parse and check the request (:mod:`.parsing`), ask the job service
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Response, current_app, g, request, url_for
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from ..jobs import (
     IdempotencyClaim,
@@ -21,15 +19,16 @@ from ..jobs import (
     Principal,
     QueueFull,
     catalog,
-    responses,
     schemas,
 )
 from ..tasks import webhook
+from . import answers
 from .context import job_queue, principal, settings
-from .parsing import invalid_cursor, page_limit, read_submission, refuse_query, wait_seconds
+from .parsing import form_name, invalid_cursor, page_limit, read_submission, refuse_query, wait_seconds
 from .problems import ApiProblem, field_errors, problem
 from .ratelimit import limiter, read_limit, submit_limit
-from .search import search_parameters
+from .routes import Answer, Build, page_parameters, ref, route
+from .search import SEARCH_NOTE, SEARCH_QUERY, search_parameters
 from .tracing import begin as begin_trace
 from .tracing import note as note_trace
 
@@ -40,10 +39,70 @@ POLL_AFTER = 1
 QUEUE_FULL_RETRY_AFTER = 10
 
 
+#: What the document says of the job a 2xx answers: how to act on it next, by operation.
+JOB_LINKS = {
+    "GetJob": {"operationId": "getJob", "parameters": {"job_id": "$response.body#/id"}},
+    "CancelJob": {"operationId": "cancelJob", "parameters": {"job_id": "$response.body#/id"}},
+    "RetryJob": {"operationId": "retryJob", "parameters": {"job_id": "$response.body#/id"}},
+}
+#: The headers a submission may carry.
+SUBMISSION_HEADERS = ("IdempotencyKey", "RequestId", "TraceParent", "TraceState")
+
+
+def _submission_body(build: Build) -> dict:
+    """JSON (each served task's example, and one with options), or a form for a task with upload
+    fields. The form's metadata is a JSON part; its file parts get no ``contentType``: the server
+    reads any part as UTF-8 text, whatever its type (curl -F sends application/octet-stream), and a
+    part with a declared type is a typed value to a fuzzer, which then calls the text "123" of a
+    mutated integer an invalid file accepted (schemathesis ST201, issue 25 item 2)."""
+    examples = {
+        task.type: {"summary": task.description or task.type, "value": {"type": task.type, **task.example}}
+        for task in catalog.served(build.settings)
+        if task.example is not None
+    }
+    forms = [ref(form_name(task)) for task in catalog.served(build.settings) if task.upload_fields]
+    if examples:
+        first = next(iter(examples.values()))["value"]
+        examples["with_options"] = {
+            "summary": "Run in ten minutes on the high queue, retrying twice on failure, with your own metadata",
+            "value": {**first, "queue": "high", "delay_seconds": 600, "max_retries": 2, "metadata": {"order": 1234}},
+        }
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ref("JobRequest"), "examples": examples},
+            "multipart/form-data": {
+                "schema": forms[0] if len(forms) == 1 else {"oneOf": forms},
+                "encoding": {"metadata": {"contentType": "application/json"}},
+            },
+        },
+    }
+
+
+def _job_answer(description: str, *headers: str, links: dict | None = None) -> Answer:
+    return Answer(description, schemas.JobResource, headers=headers, links=links)
+
+
 # --- jobs --------------------------------------------------------------------------------
 
 
-@bp.post("/jobs")
+@route(
+    bp, "POST", "/jobs", operation_id="submitJob", tag="jobs", summary="Submit a job",
+    description="Queue a job (or schedule it, with `delay_seconds` or `run_at`). The answer is the job "
+    "resource; poll its `Location` (or `GET` it with `?wait=`) until it is terminal.",
+    parameters=SUBMISSION_HEADERS,
+    body=_submission_body,
+    responses={
+        202: _job_answer(
+            "Accepted: the job is queued or scheduled. With an `Idempotency-Key` that was seen before with the "
+            "same body, this is the first answer again (same job).",
+            "Location", "OperationLocation", "RetryAfter", "IdempotentReplayed", "TraceParent",
+            links=JOB_LINKS,
+        ),
+        400: "BadRequest", 409: "IdempotencyInFlight", 413: "ContentTooLarge", 415: "UnsupportedMediaType",
+        422: "ValidationFailed", 429: "TooManyRequests",
+    },
+)  # fmt: skip
 @limiter.limit(submit_limit)
 def submit_job() -> Response:
     trace = begin_trace()  # the caller's traceparent continued (a bad one ignored), or a new trace
@@ -125,7 +184,24 @@ def _claim_idempotency_key(who: Principal, payload: dict, queue: str) -> Idempot
         ) from None
 
 
-@bp.get("/jobs/<job_id>")
+@route(
+    bp, "GET", "/jobs/{job_id}", operation_id="getJob", tag="jobs", summary="Get a job",
+    description="The job resource. With `?wait=N` the answer is held until the job is terminal or "
+    "N seconds have passed, whichever comes first.",
+    parameters=(
+        lambda build: {
+            "name": "wait",
+            "in": "query",
+            "description": f"Seconds to wait for the job to end (at most {build.settings.max_wait_seconds}).",
+            "schema": {"type": "number", "minimum": 0, "maximum": build.settings.max_wait_seconds},
+        },
+        "RequestId",
+    ),
+    responses={
+        200: _job_answer("The job. `Retry-After` is there while the job is not terminal.", "RetryAfterWhilePending"),
+        404: "NotFound", 405: "NotAJob", 422: "ValidationFailed",
+    },
+)  # fmt: skip
 @limiter.limit(read_limit)
 def get_job(job_id: str) -> Response:
     who = principal()
@@ -147,7 +223,16 @@ def _server_stopping() -> bool:
     return alive is not None and not alive()
 
 
-@bp.post("/jobs/<job_id>/cancel")
+@route(
+    bp, "POST", "/jobs/{job_id}/cancel", operation_id="cancelJob", tag="jobs", summary="Cancel a job",
+    description="A queued or scheduled job is canceled before it runs; a running job is stopped "
+    "(status `stopped` once the worker has stopped it).",
+    parameters=("RequestId",),
+    responses={
+        202: _job_answer("Canceled, or asked to stop.", "Location", "OperationLocation", "RetryAfterWhilePending"),
+        404: "NotFound", 409: "StateConflict",
+    },
+)  # fmt: skip
 @limiter.limit(read_limit)
 def cancel_job(job_id: str) -> Response:
     who = principal()
@@ -160,7 +245,15 @@ def cancel_job(job_id: str) -> Response:
     return _job_response(resource, status=202)
 
 
-@bp.post("/jobs/<job_id>/retry")
+@route(
+    bp, "POST", "/jobs/{job_id}/retry", operation_id="retryJob", tag="jobs", summary="Retry a job",
+    description="Put a failed, stopped or canceled job back on its queue.",
+    parameters=("RequestId",),
+    responses={
+        202: _job_answer("Queued again.", "Location", "OperationLocation", "RetryAfter"),
+        404: "NotFound", 409: "StateConflict",
+    },
+)  # fmt: skip
 @limiter.limit(read_limit)
 def retry_job(job_id: str) -> Response:
     who = principal()
@@ -173,7 +266,28 @@ def retry_job(job_id: str) -> Response:
     return _job_response(resource, status=202)
 
 
-@bp.get("/jobs")
+@route(
+    bp, "GET", "/jobs", operation_id="listJobs", tag="jobs", summary="List jobs",
+    description="Jobs newest first (a client key sees its own). Follow `next` to page on." + SEARCH_NOTE,
+    parameters=(
+        {"name": "status", "in": "query", "description": "Only jobs in this status.",
+         "schema": TypeAdapter(schemas.JobStatusName).json_schema()},
+        lambda build: {"name": "type", "in": "query", "description": "Only jobs of this type.", "schema": {"type": "string"},
+                       "examples": {name: {"value": name} for name in catalog.type_names(build.settings)}},
+        {"name": "queue", "in": "query", "description": "Only jobs on this queue.",
+         "schema": TypeAdapter(schemas.QueueName).json_schema()},
+        *page_parameters(
+            "Where the previous page ended (take it from that page's `next`): the "
+            "position `<created, as Unix seconds>:<job id>`; the page starts after it."
+        ),
+        *SEARCH_QUERY,
+        "RequestId",
+    ),
+    responses={
+        200: Answer("A page of jobs.", answers.JobList),
+        422: "ValidationFailed",
+    },
+)  # fmt: skip
 @limiter.limit(read_limit)
 def list_jobs() -> Response:
     who = principal()
@@ -197,11 +311,8 @@ def list_jobs() -> Response:
             jobs, next_cursor = job_queue().list(who, **filters, limit=limit, cursor=args.get("cursor"))
     except ValueError:
         raise invalid_cursor() from None
-    body = {
-        "jobs": [responses.with_links(job) for job in jobs],
-        "next": url_for("api.list_jobs", **{**args.to_dict(), "cursor": next_cursor}) if next_cursor else None,
-    }
-    return _json(body)
+    next_url = url_for("api.list_jobs", **{**args.to_dict(), "cursor": next_cursor}) if next_cursor else None
+    return Response(answers.job_list_json(jobs, next_url), mimetype="application/json")
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -215,11 +326,10 @@ def _raise_validation(exc: ValidationError) -> None:
 
 
 def _job_response(resource: dict, status: int = 200) -> Response:
-    body = responses.with_links(resource)
-    response = _json(body, status)
+    response = Response(answers.job_json(resource), status=status, mimetype="application/json")
     if status == 202:
         # Azure's long-running-operation convention names the status URL Operation-Location.
-        response.headers["Location"] = response.headers["Operation-Location"] = body["links"]["self"]
+        response.headers["Location"] = response.headers["Operation-Location"] = schemas.links(resource)["self"]
     if resource["status"] not in schemas.TERMINAL_STATUSES:
         response.headers["Retry-After"] = str(POLL_AFTER)
     return response
@@ -227,8 +337,4 @@ def _job_response(resource: dict, status: int = 200) -> Response:
 
 def _not_found() -> Response:
     return problem(404, "no job with this id (it may never have existed, or it has expired)")
-
-
-def _json(body: dict, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
 

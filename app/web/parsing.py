@@ -103,6 +103,11 @@ def _read_form() -> dict:
 FORM_DEFAULT_TYPE = "count_words"
 
 
+def form_name(task: Task) -> str:
+    """The name of the task's form in the document (``CountWordsForm``): its request model's, as a form."""
+    return catalog.request_model(task).__name__.removesuffix("Request") + "Form"
+
+
 def _field_types(task: Task) -> dict[str, str]:
     """Each field's JSON type, from the submission's model (the options' and the task's)."""
     return _types_of(catalog.request_model(task))

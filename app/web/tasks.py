@@ -10,8 +10,6 @@ the same tasks): the page shows its forms before a key is entered.
 from __future__ import annotations
 
 import dataclasses
-import json
-
 from typing import Any
 
 from flask import Blueprint, Response
@@ -20,9 +18,11 @@ from pydantic import BaseModel, Field
 from offload.tasks import Task
 
 from ..jobs import catalog, schemas
+from . import answers
 from .context import settings
 from .problems import problem
 from .ratelimit import limiter, read_limit
+from .routes import Answer, route
 
 bp = Blueprint("tasks", __name__)
 
@@ -59,20 +59,35 @@ class TaskList(BaseModel):
     tasks: list[TaskInfo]
 
 
-@bp.get("/tasks")
+_TEXT = (
+    "Each task's type, description, the JSON Schema of its fields, the defaults a submission "
+    "gets and an example: what the page's forms and `offload submit TYPE` are built from."
+)
+
+
+# Public, as /openapi.json: no key needed, and no Redis.
+@route(
+    bp, "GET", "/tasks", operation_id="listTasks", tag="tasks", summary="List the job types", description=_TEXT,
+    parameters=("RequestId",), responses={200: Answer("OK.", TaskList), 429: "TooManyRequests"},
+    keyed=False, store=False,
+)  # fmt: skip
 @limiter.limit(read_limit)
 def list_tasks() -> Response:
     body = {"tasks": [describe(task) for task in catalog.served(settings())]}
-    return Response(json.dumps(body), mimetype="application/json")
+    return Response(answers.as_json(TaskList, body), mimetype="application/json")
 
 
-@bp.get("/tasks/<type>")
+@route(
+    bp, "GET", "/tasks/{type}", operation_id="getTask", tag="tasks", summary="Get a job type", description=_TEXT,
+    parameters=("RequestId",), responses={200: Answer("OK.", TaskInfo), 404: "TaskNotFound", 429: "TooManyRequests"},
+    keyed=False, store=False,
+)  # fmt: skip
 @limiter.limit(read_limit)
 def get_task(type: str) -> Response:  # noqa: A002 - the path parameter the document names
     task = catalog.get(type)
     if task is None or task not in catalog.served(settings()):
         return problem(404, f"no task {type!r} on this server; GET /tasks lists them")
-    return Response(json.dumps(describe(task)), mimetype="application/json")
+    return Response(answers.as_json(TaskInfo, describe(task)), mimetype="application/json")
 
 
 def describe(task: Task) -> dict:

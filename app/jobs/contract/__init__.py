@@ -10,12 +10,8 @@ and with nothing else: no Redis, no RQ here.
 ``bulk_schemas``     ``POST /jobs/bulk``: the action, its filter, the outcome
 ``schedule_schemas`` ``/schedules``: a schedule's request, patch and resource
 ===================  ===========================================================================
-
-``responses`` is the web's older name for :mod:`.schemas` (the response models were split off
-while a 400-line cap held; they are one module again), kept while the web still spells it.
 """
 
 from . import schemas
-from . import schemas as responses
 
-__all__ = ["responses", "schemas"]
+__all__ = ["schemas"]

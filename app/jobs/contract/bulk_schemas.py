@@ -28,7 +28,8 @@ def _rfc3339_text(value: object) -> object:
 
 Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
-_ERROR_TYPE = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
+#: An `error.type` to filter on (the bulk filter here, `GET /jobs?error_type=` in app/web/search.py).
+ERROR_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
 
 
 class _Filter(BaseModel):
@@ -36,7 +37,7 @@ class _Filter(BaseModel):
 
     type: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = Field(None, description="Only jobs of this type.")
     queue: QueueName | None = Field(None, description="Only jobs on this queue.")
-    error_type: Annotated[StrictStr, Field(pattern=_ERROR_TYPE)] | None = Field(
+    error_type: Annotated[StrictStr, Field(pattern=ERROR_TYPE_PATTERN)] | None = Field(
         None, description="Only jobs whose `error.type` is this (e.g. `RuntimeError`, `JobTimeout`, `WorkerDied`)."
     )
     id_prefix: Annotated[StrictStr, Field(pattern=JOB_ID_PATTERN)] | None = Field(None, description="Only jobs whose id starts so.")

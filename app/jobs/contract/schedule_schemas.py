@@ -8,7 +8,6 @@ schedule is created and again at every tick.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -27,7 +26,7 @@ from pydantic_core import PydanticCustomError
 # The cadence's bounds are this contract's too (the OpenAPI document states CRON_PATTERN and
 # MAX_EVERY_SECONDS, from here); they are defined beside the code that reads cron and intervals.
 from ..scheduling.cadence import CRON_PATTERN, MAX_CRON_LENGTH, MAX_EVERY_SECONDS, check_cron  # noqa: F401 - CRON_PATTERN
-from .schemas import _INTEGRAL, JobError
+from .schemas import _INTEGRAL, JobError, Timestamp
 
 #: Fields of a job submission that make no sense in a schedule: the schedule says when.
 TIMING_FIELDS = ("delay_seconds", "run_at", "depends_on")
@@ -140,10 +139,10 @@ class ScheduleResource(BaseModel):
     every_seconds: int | None = Field(description="The interval, or null for a cron schedule.")
     enabled: bool
     job: dict[str, Any] = Field(description="The job submission it starts at each tick, as it was given.")
-    created_at: datetime
-    updated_at: datetime
-    next_run_at: datetime | None = Field(description="The next tick; null while the schedule is disabled.")
-    last_run_at: datetime | None = Field(description="When the last tick was run (a job started, or skipped).")
+    created_at: Timestamp
+    updated_at: Timestamp
+    next_run_at: Timestamp | None = Field(description="The next tick; null while the schedule is disabled.")
+    last_run_at: Timestamp | None = Field(description="When the last tick was run (a job started, or skipped).")
     last_job_id: str | None = Field(description="The job the last tick started; its `schedule_id` is this id.")
     last_error: JobError | None = Field(
         description="Why the last tick started no job (`QueueFull`, or `InvalidJob` when the job no longer "

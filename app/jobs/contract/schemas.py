@@ -24,9 +24,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     StrictInt,
     StrictStr,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -41,6 +43,24 @@ from ...tasks.webhook import URL_PATTERN, shape_problem
 
 QueueName = Literal["high", "default", "low"]
 assert set(QueueName.__args__) == set(QUEUE_NAMES)  # type: ignore[attr-defined]
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    """The contract's timestamps: RFC 3339 UTC, in milliseconds, with ``Z``."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+#: A moment of the contract: a datetime, written as :func:`rfc3339` writes it (pydantic's own JSON
+#: would write microseconds), and described as a ``date-time`` string either way.
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(rfc3339, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 JobStatusName = Literal["queued", "scheduled", "deferred", "started", "finished", "failed", "canceled", "stopped"]
 
@@ -109,10 +129,10 @@ class JobResource(BaseModel):
     type: str
     status: JobStatusName
     queue: QueueName
-    created_at: datetime | None
-    enqueued_at: datetime | None
-    started_at: datetime | None
-    ended_at: datetime | None
+    created_at: Timestamp | None
+    enqueued_at: Timestamp | None
+    started_at: Timestamp | None
+    ended_at: Timestamp | None
     attempts: int
     max_retries: int
     progress: Progress | None

@@ -7,12 +7,11 @@ of the last attempt); its links are the contract's (:func:`app.jobs.contract.sch
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 from rq.job import Job, JobStatus
 from rq.results import Result
 
-from ..contract.schemas import TERMINAL_STATUSES
+from ..contract.schemas import TERMINAL_STATUSES, rfc3339
 
 _EXCEPTION_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s?(?P<message>.*))?$")
 
@@ -59,14 +58,6 @@ def public_status(status: JobStatus | None) -> str:
     if value in ("created", "ready_to_enqueue", "rate_limited"):
         return "queued"
     return value
-
-
-def rfc3339(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def error_of(job: Job) -> dict | None:

@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 document of offload at ``/openapi.json``, and a browsable view of it at ``/docs``.
 
-The schemas in the document are generated from the pydantic models that validate requests
-and describe responses (:mod:`app.jobs.schemas`), never copied by hand: change a model and the
-document follows. Limits that the models check against settings (text size, timeouts,
+Each operation is declared once, beside its view (:func:`app.web.routes.route`), and the document
+is built by walking those declarations (:mod:`.document`). Its schemas are generated from the
+pydantic models that validate requests and that the views answer through (:mod:`app.jobs.contract.schemas`,
+:mod:`app.web.answers`), never copied by hand: change a model and the document follows. Limits that the models check against settings (text size, timeouts,
 retries, ``?wait``) are written in as this server is configured, and so are the job types
 it accepts and whether it needs an API key: the document describes the running server.
 

@@ -341,6 +341,13 @@ def private_uses(source: str, path: str, sided: set[str]) -> list[str]:
     vocabulary = rq_private_names()
     tree = ast.parse(source)
     modules = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    # ... and names imported from another library (Flask's ``request``: werkzeug's _get_current_object).
+    modules |= {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] not in ("rq", "app")
+        for alias in node.names
+    }
     found = []
 
     def visit(node: ast.AST, in_class: ast.ClassDef | None) -> None:
@@ -365,15 +372,18 @@ def private_uses(source: str, path: str, sided: set[str]) -> list[str]:
 def test_the_private_name_checker_reads_attributes_overrides_and_own_names():
     source = (
         "import os\n"
+        "from flask import request\n"
         "from rq.job import Job\n"
         "class Mine(Job):\n    def _handle_success(self): self._status = 1\n"
         "class Own:\n    def __init__(self): self._connection = None\n    def use(self): return self._connection\n"
         "class Mixin:\n    def data(self): return self._data\n"
         "def f(job, queue):\n    job._dependency_ids = []\n    queue._enqueue_job(job)\n    os._exit(0)\n"
+        "def g():\n    return request._get_current_object(), job._get_current_object()\n"
     )
     found = private_uses(source, "x.py", {"Mine"})
     assert found == [
-        "x.py:4: def _handle_success", "x.py:4: _status", "x.py:9: _data", "x.py:11: _dependency_ids", "x.py:12: _enqueue_job",
+        "x.py:5: def _handle_success", "x.py:5: _status", "x.py:10: _data", "x.py:12: _dependency_ids", "x.py:13: _enqueue_job",
+        "x.py:16: _get_current_object",
     ]  # fmt: skip
     tree = ast.parse("from rq import Worker\nclass M:\n    pass\nclass W(M, Worker):\n    pass\n")
     assert _rq_sided_classes({Path("x.py"): tree}) == {"M", "W"}
