@@ -402,4 +402,4 @@ def test_every_lua_script_is_a_file_loaded_by_name():
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and "redis.call(" in node.value:
                 inline.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not inline, "Lua written inline (keep it in app/jobs/engine/lua/*.lua, loaded by scripts.register):\n" + "\n".join(inline)
-    assert {"dequeue", "cancel_queued", "batch_job_ended", "orphaning", "server_time", "due_schedules"} <= set(scripts.names())
+    assert {"dequeue", "cancel_queued", "batch_job_ended", "orphaning", "server_time", "due_schedules", "submit"} <= set(scripts.names())
