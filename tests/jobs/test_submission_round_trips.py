@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from app.jobs import ANONYMOUS, InvalidSubmission, JobQueue, QueueFull, catalog
+from app.jobs import ANONYMOUS, IdempotencyConflict, InvalidSubmission, JobQueue, QueueFull, catalog
 from app.jobs.submitting.idempotency import claim_idempotency_key
 
 
@@ -131,3 +131,29 @@ def test_an_idempotency_answer_rides_the_same_script(jobs, settings, trips):
     assert trips[0] == 1
     replay = claim_idempotency_key(jobs.connection, "a", "key-1", {"type": "noop"})
     assert replay.replay == answer
+
+
+def test_an_idempotency_key_is_claimed_by_the_script_itself(jobs, settings, trips):
+    _warm(jobs, settings)
+    payload = {"type": "noop"}
+    claim = jobs.idempotency("a", "key-2", payload)
+    trips[0] = 0
+    answer = jobs.submit(_request(settings), owner="a", idempotency=claim)
+    assert trips[0] == 1, "claim, depth check and job in one script"
+    assert claim.replay is None
+    queued = jobs.queues["default"].count
+    again = jobs.idempotency("a", "key-2", payload)
+    trips[0] = 0
+    assert jobs.submit(_request(settings), owner="a", idempotency=again) == answer
+    assert trips[0] == 1 and again.replay == answer and jobs.queues["default"].count == queued
+    with pytest.raises(IdempotencyConflict):
+        jobs.submit(_request(settings), owner="a", idempotency=jobs.idempotency("a", "key-2", {"type": "noop", "x": 1}))
+    assert jobs.queues["default"].count == queued
+
+
+def test_a_key_for_a_job_that_cannot_be_one_script_is_claimed_first(jobs, settings):
+    payload = {"type": "noop", "concurrency_key": "k"}
+    answer = jobs.submit(_request(settings, concurrency_key="k"), owner="a", idempotency=jobs.idempotency("a", "key-3", payload))
+    again = jobs.idempotency("a", "key-3", payload)
+    assert jobs.submit(_request(settings, concurrency_key="k"), owner="a", idempotency=again) == answer
+    assert again.replay == answer

@@ -61,10 +61,16 @@ class Checks:
     depths: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: (hash key, field, value read: bytes, or None for no such field or key).
     guards: list[tuple[str, str, bytes | None]] = field(default_factory=list)
+    #: Keys that must not exist (an idempotency key's answer): checked first.
+    absent: list[str] = field(default_factory=list)
 
 
 class QueueOverLimit(Exception):
     """A queue would go over its depth limit: nothing was written (``args[0]``: the queue's key)."""
+
+
+class Exists(Exception):
+    """A key of :attr:`Checks.absent` exists: nothing was written (``args``: the key, its value)."""
 
 
 class Changed(Exception):
@@ -72,11 +78,14 @@ class Changed(Exception):
 
 
 def run(connection: redis.Redis, recorded: Recorder, checks: Checks) -> None:
-    """Check, then write what ``recorded`` holds, in one script. Raises :class:`QueueOverLimit`
-    or :class:`Changed` (nothing written)."""
+    """Check, then write what ``recorded`` holds, in one script. Raises :class:`Exists`,
+    :class:`QueueOverLimit` or :class:`Changed` (nothing written)."""
     keys: list[str] = []
     seen: set[str] = set()
-    args: list[Any] = [len(checks.depths)]
+    args: list[Any] = [len(checks.absent), *checks.absent]
+    for key in checks.absent:
+        _declare(key, keys, seen)
+    args.append(len(checks.depths))
     for key, (adding, limit) in checks.depths.items():
         args += [key, adding, limit]
         _declare(key, keys, seen)
@@ -91,6 +100,8 @@ def run(connection: redis.Redis, recorded: Recorder, checks: Checks) -> None:
             _declare(command[1], keys, seen)
     reply = scripts.register(connection, "submit")(keys=keys, args=args)
     outcome = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+    if outcome == "exists":
+        raise Exists(_text(reply[1]), reply[2])
     if outcome == "full":
         raise QueueOverLimit(_text(reply[1]))
     if outcome == "changed":

@@ -30,7 +30,8 @@ from . import submission
 from ..access import Principal
 from ..running.callbacks import queue_delivery
 from ..errors import BatchNotFound, InvalidSubmission
-from .idempotency import IdempotencyClaim
+from ..engine.submit import Exists
+from .idempotency import IdempotencyClaim, claim_now, settle
 from ..engine import storage
 from ..keys import BATCH_CALLBACKS_DUE_KEY, batch_key, batch_pending_key
 from ..engine.queue import OffloadQueue
@@ -97,14 +98,22 @@ def submit(
         if idempotency is not None:
             idempotency.record(answer, pipe)
 
-    kept, errors = submission.write(
-        connection,
-        drafts,
-        principal=principal,
-        max_queue_depth=settings.max_queue_depth,
-        in_batch=True,
-        also=record,
-    )
+    if idempotency is not None and not idempotency.claimed and not submission.one_script(drafts):
+        idempotency = claim_now(idempotency)
+        if idempotency.replay is not None:
+            return idempotency.replay
+    try:
+        kept, errors = submission.write(
+            connection,
+            drafts,
+            principal=principal,
+            max_queue_depth=settings.max_queue_depth,
+            in_batch=True,
+            also=record,
+            absent=[idempotency.key] if idempotency is not None and not idempotency.claimed else None,
+        )
+    except Exists as exc:  # the key has an answer already: replay it (claim.replay is set)
+        return settle(idempotency, exc.args[1])  # type: ignore[arg-type] - only with a claim
     if not kept:
         raise InvalidSubmission(errors)
     log.info("batch submitted", extra={"batch_id": batch_id, "jobs": len(kept), "rejected": len(rejected) + len(errors)})

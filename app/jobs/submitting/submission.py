@@ -127,6 +127,7 @@ def write(
     known_depth: int | None = None,
     also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None = None,
     pipeline: redis.client.Pipeline | None = None,
+    absent: list[str] | None = None,
 ) -> tuple[list[Draft], dict[int, list[dict]]]:
     """Write every draft that can be written, in one transaction, with the commands that
     ``also(pipeline, written, errors)`` adds; return them, and the field errors of the others by
@@ -138,17 +139,24 @@ def write(
 
     With ``pipeline``, a transaction the caller has begun (and watches what it needs), the
     commands join it and nothing is sent; the jobs named in ``depends_on`` are read, not watched.
+
+    ``absent``: keys that must not exist (an idempotency key the script claims): when one does,
+    nothing is written and :class:`~app.jobs.engine.submit.Exists` is raised. Only the one-script
+    path takes them; the caller claims them itself where that path cannot be taken
+    (:func:`one_script`).
     """
     if pipeline is not None:
         return _attempt(connection, pipeline, drafts, principal, max_queue_depth, in_batch, known_depth, also, own=False)
-    if not any(d.job.has_rate_limit for d in drafts):
+    if one_script(drafts):
         for _ in range(_ATTEMPTS):
             try:
-                done = _in_one_script(connection, drafts, principal, max_queue_depth, in_batch, also)
+                done = _in_one_script(connection, drafts, principal, max_queue_depth, in_batch, also, absent or [])
             except submit.Changed:
                 continue
             if done is not None:
                 return done
+            if absent:  # one_script() said yes, but a write turned out to be a script of RQ's
+                raise RuntimeError("this submission cannot be one script: claim its idempotency key first (claim_now)")
             break
         else:
             raise redis.WatchError("the jobs this submission depends on kept changing; try again")
@@ -221,6 +229,7 @@ def _in_one_script(
     max_queue_depth: int,
     in_batch: bool,
     also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None,
+    absent: list[str],
 ) -> tuple[list[Draft], dict[int, list[dict]]] | None:
     """:func:`write` in one round trip (two with ``depends_on``: the dependencies are read first),
     by ``lua/submit.lua`` (:mod:`app.jobs.engine.submit`): the queues' depths, and the statuses of
@@ -247,12 +256,19 @@ def _in_one_script(
     checks = submit.Checks(
         depths={d.queue.key: (count, max_queue_depth) for d, count in _per_queue(kept)},
         guards=[(key, "status", reply[0]) for key, reply in zip(named, replies, strict=True)],
+        absent=absent,
     )
     try:
         submit.run(connection, recorded, checks)
     except submit.QueueOverLimit as exc:
         raise QueueFull(next(d.queue.name for d in kept if d.queue.key == exc.args[0])) from None
     return kept, errors
+
+
+def one_script(drafts: list[Draft], pipeline: redis.client.Pipeline | None = None) -> bool:
+    """Whether :func:`write` can write ``drafts`` in one script (else: a MULTI/EXEC, and a key
+    that must be absent is the caller's to claim first)."""
+    return pipeline is None and not any(d.job.has_rate_limit for d in drafts)
 
 
 def _per_queue(kept: list[Draft]) -> list[tuple[Draft, int]]:

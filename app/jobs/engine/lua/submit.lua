@@ -4,14 +4,23 @@
 -- idempotency answer after them, so a job is stored exactly as RQ stores it; the checks are what
 -- a WATCH and a separate LLEN did before, made atomic with the writes instead:
 --   * each queue's depth: LLEN + the jobs to add must not go over its limit (QueueFull);
+--   * each key that must not exist yet (an Idempotency-Key's answer): if it does, nothing is
+--     written and its value is answered (the first answer to replay, or a conflict);
 --   * each guard: a field of a hash (a dependency's status) is still what the caller read, or
 --     nothing is written and the caller reads and tries again.
 -- KEYS: every key the writes touch (declared for Redis Cluster; all in offload's slot).
--- ARGV: the number of depth checks, then (queue key, jobs to add, limit) each; the number of
--- guards, then (key, field, value read, '' for none) each; then each write as its number of
+-- ARGV: the number of keys that must not exist, then each; the number of depth checks, then
+-- (queue key, jobs to add, limit) each; the number of guards, then (key, field, value read, '' for none) each; then each write as its number of
 -- arguments and the arguments (the command first).
--- Returns {'ok'}, {'full', queue key} or {'changed', key}.
+-- Returns {'ok'}, {'exists', key, its value}, {'full', queue key} or {'changed', key}.
 local i = 1
+local absent = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, absent do
+  local value = redis.call('GET', ARGV[i])
+  if value then return {'exists', ARGV[i], value} end
+  i = i + 1
+end
 local checks = tonumber(ARGV[i])
 i = i + 1
 local depths = {}
