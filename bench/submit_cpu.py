@@ -6,6 +6,8 @@ the job service and its Redis traffic. Prints CPU ms per request (``time.process
 and the Redis commands and round trips per request (counted on the connection pool: one
 ``send_packed_command`` is one round trip; Valkey's ``INFO commandstats`` for the commands).
 Issue 26 item 1 (one round trip a submission) is measured with it, before and after.
+``--direct`` calls the job service alone (no Flask), and with ``--idempotency`` claims each key in
+the submission's own script (``JobQueue.idempotency``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def measure(requests: int, idempotency: bool) -> dict:
+def measure(requests: int, idempotency: bool, direct: bool = False) -> dict:
     import secrets
     import socket
     import subprocess
@@ -50,6 +52,7 @@ def measure(requests: int, idempotency: bool) -> dict:
             MAX_QUEUE_DEPTH="10000000",
         )  # fmt: skip
         from app import create_app
+        from app.jobs import JobQueue, catalog
         from app.settings import get_settings
 
         get_settings.cache_clear()
@@ -57,6 +60,7 @@ def measure(requests: int, idempotency: bool) -> dict:
         logging.disable(logging.INFO)
         web = create_app(settings)
         test_client = web.test_client()
+        service = JobQueue(redis.Redis(port=port), settings)
         body = json.dumps({"type": "count_words", "text": "the quick brown fox jumps over the lazy dog"})
         trips = [0]
         connection_class = redis.connection.Connection
@@ -66,7 +70,14 @@ def measure(requests: int, idempotency: bool) -> dict:
             trips[0] += 1
             return original(self, command, check_health)
 
+        spec = catalog.request_adapter(settings).validate_python(json.loads(body), context={"settings": settings})
+
         def post() -> None:
+            if direct:  # JobQueue alone, an Idempotency-Key claimed by the submission's script
+                key = secrets.token_hex(8)
+                claim = service.idempotency(None, key, json.loads(body)) if idempotency else None
+                service.submit(spec, owner=None, idempotency=claim)
+                return
             headers = {"Content-Type": "application/json"}
             if idempotency:
                 headers["Idempotency-Key"] = secrets.token_hex(8)
@@ -90,6 +101,7 @@ def measure(requests: int, idempotency: bool) -> dict:
         commands = {name: round(calls, 2) for name, calls in sorted(commands.items(), key=lambda kv: -kv[1]) if name not in ("info", "config|resetstat")}
         return {
             "idempotency_key": idempotency,
+            "direct": direct,
             "cpu_ms": round(cpu_ms, 3),
             "wall_ms": round(wall_ms, 3),
             "round_trips": round(trips[0] / requests, 2),
@@ -105,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.submit_cpu", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--idempotency", action="store_true", help="send an Idempotency-Key with each request")
+    parser.add_argument(
+        "--direct", action="store_true",
+        help="call JobQueue.submit without Flask (with --idempotency: a key claimed by the submission's script)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    result = measure(args.requests, args.idempotency)
+    result = measure(args.requests, args.idempotency, args.direct)
     print(json.dumps(result, indent=2))
     return 0
 
