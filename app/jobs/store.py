@@ -26,31 +26,31 @@ from rq.serializers import JSONSerializer
 
 from .. import connections
 from ..settings import QUEUE_NAMES, Settings
-from .submitting import batches, dependencies, submission
-from .running import concurrency, endings
-from .reading import dashboard
 from . import keys
-from .contract import schemas
 from .access import ANONYMOUS, Principal
 from .admin.bulk import BulkActions, BulkOutcome
-from .contract.bulk_schemas import BulkAction
-from .catalog import is_offload_job
-from .running.counters import RUNTIME_BUCKETS
-from .errors import InvalidSubmission, JobNotFound, JobStateConflict
-from .running.events import REREAD_SECONDS, JobEvents, follow
-from .engine.submit import Exists
-from .submitting.idempotency import IdempotencyClaim, claim_idempotency_key, claim_now, settle, unclaimed
-from .engine.job import OffloadJob
-from .keys import METRICS_KEY, cancel_key
-from .reading.listing import list_jobs
-from .engine.queue import OffloadQueue
 from .admin.queues_admin import QueueAdmin
+from .admin.timeseries import read as read_timeseries
+from .catalog import is_offload_job
+from .contract import schemas
+from .contract.bulk_schemas import BulkAction
+from .contract.schedule_schemas import SchedulePatch, ScheduleRequest
+from .engine.job import OffloadJob
+from .engine.queue import OffloadQueue
+from .engine.submit import Exists
+from .errors import InvalidSubmission, JobNotFound, JobStateConflict
+from .keys import METRICS_KEY, cancel_key
+from .reading import dashboard
+from .reading.listing import list_jobs
 from .reading.resource import describe as describe_job
 from .reading.resource import public_status
-from .contract.schedule_schemas import SchedulePatch, ScheduleRequest
-from .scheduling.schedules import ScheduleStore
 from .reading.search import JobFilter, search_jobs
-from .admin.timeseries import read as read_timeseries
+from .running import concurrency, endings
+from .running.counters import RUNTIME_BUCKETS
+from .running.events import REREAD_SECONDS, JobEvents, follow
+from .scheduling.schedules import ScheduleStore
+from .submitting import batches, dependencies, submission
+from .submitting.idempotency import IdempotencyClaim, claim_idempotency_key, claim_now, settle, unclaimed
 
 log = logging.getLogger(__name__)
 

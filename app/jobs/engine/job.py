@@ -20,10 +20,10 @@ from rq.job import Job, JobStatus
 
 from ...settings import get_settings
 from .. import catalog
-from ..running import context, endings
 from ..errors import InvalidArgumentsError, MissingTextError, UnknownTask
-from ..running.events import publish_job_event
 from ..keys import METRICS_KEY, text_key
+from ..running import context, endings
+from ..running.events import publish_job_event
 
 #: A text of a task's ``long_text`` field longer than this (characters) is kept in a key of its
 #: own (:func:`~app.jobs.keys.text_key`), written in the submit transaction, instead of inside

@@ -25,18 +25,18 @@ from datetime import UTC, datetime
 import redis
 
 from ...settings import Settings
-from ..contract import schemas
-from . import submission
 from ..access import Principal
-from ..running.callbacks import queue_delivery
-from ..errors import BatchNotFound, InvalidSubmission
-from ..engine.submit import Exists
-from .idempotency import IdempotencyClaim, claim_now, settle
-from ..engine import storage
-from ..keys import BATCH_CALLBACKS_DUE_KEY, batch_key, batch_pending_key
-from ..engine.queue import OffloadQueue
-from ..reading.resource import describe, public_status, rfc3339
+from ..contract import schemas
 from ..contract.schemas import with_links
+from ..engine import storage
+from ..engine.queue import OffloadQueue
+from ..engine.submit import Exists
+from ..errors import BatchNotFound, InvalidSubmission
+from ..keys import BATCH_CALLBACKS_DUE_KEY, batch_key, batch_pending_key
+from ..reading.resource import describe, public_status, rfc3339
+from ..running.callbacks import queue_delivery
+from . import submission
+from .idempotency import IdempotencyClaim, claim_now, settle
 
 log = logging.getLogger(__name__)
 

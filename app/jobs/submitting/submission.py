@@ -28,17 +28,17 @@ from rq.job import JobStatus
 
 from ...settings import Settings
 from .. import catalog
-from ..running import concurrency
-from . import dependencies
-from ..contract import schemas
-from ..admin import timeseries
 from ..access import Principal
-from ..running.callbacks import retry_policy
-from ..errors import QueueFull
+from ..admin import timeseries
+from ..contract import schemas
 from ..engine import private, submit
 from ..engine.job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
-from ..keys import JOB_INDEX_KEY, METRICS_KEY, text_key
 from ..engine.queue import OffloadQueue
+from ..errors import QueueFull
+from ..keys import JOB_INDEX_KEY, METRICS_KEY, text_key
+from ..running import concurrency
+from ..running.callbacks import retry_policy
+from . import dependencies
 
 #: Times a submission starts over when a job it depends on changes while it is checked.
 _ATTEMPTS = 20
