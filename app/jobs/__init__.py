@@ -32,10 +32,11 @@ Its modules are grouped by what changes together; each package's ``__init__`` sa
 # The service, made once per app, and who is asking.
 from .access import ANONYMOUS as ANONYMOUS
 from .access import Principal as Principal
-from .submitting.idempotency import IdempotencyClaim as IdempotencyClaim
 from .store import JobQueue as JobQueue
+from .submitting.idempotency import IdempotencyClaim as IdempotencyClaim
 
 # The contract: request and response models, their patterns and limits; the job types.
+from . import catalog as catalog
 from .contract import batch_schemas as batch_schemas
 from .contract import bulk_schemas as bulk_schemas
 from . import catalog as catalog

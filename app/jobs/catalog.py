@@ -27,8 +27,8 @@ from offload.tasks import Task, TaskDefinitionError, TaskLoadError, load, regist
 from .. import tasks as builtins
 from ..settings import Settings
 from ..tasks.fields import check_text
-from .running import context
 from .contract import schemas
+from .running import context
 
 __all__ = ["Task", "TaskLoadError", "builtins", "get", "is_offload_job", "load_or_exit", "load_tasks", "request_adapter", "request_model", "served", "task_of"]
 

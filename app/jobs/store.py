@@ -26,30 +26,31 @@ from rq.serializers import JSONSerializer
 
 from .. import connections
 from ..settings import QUEUE_NAMES, Settings
-from .submitting import batches, dependencies, submission
-from .running import concurrency, endings
-from .reading import dashboard
 from . import keys
-from .contract import schemas
 from .access import ANONYMOUS, Principal
 from .admin.bulk import BulkActions, BulkOutcome
-from .contract.bulk_schemas import BulkAction
-from .catalog import is_offload_job
-from .running.counters import RUNTIME_BUCKETS
-from .errors import InvalidSubmission, JobNotFound, JobStateConflict
-from .running.events import REREAD_SECONDS, JobEvents, follow
-from .submitting.idempotency import IdempotencyClaim, claim_idempotency_key
-from .engine.job import OffloadJob
-from .keys import METRICS_KEY, cancel_key
-from .reading.listing import list_jobs
-from .engine.queue import OffloadQueue
 from .admin.queues_admin import QueueAdmin
+from .admin.timeseries import read as read_timeseries
+from .catalog import is_offload_job
+from .contract import schemas
+from .contract.bulk_schemas import BulkAction
+from .contract.schedule_schemas import SchedulePatch, ScheduleRequest
+from .engine.job import OffloadJob
+from .engine.queue import OffloadQueue
+from .engine.submit import Exists
+from .errors import InvalidSubmission, JobNotFound, JobStateConflict
+from .keys import METRICS_KEY, cancel_key
+from .reading import dashboard
+from .reading.listing import list_jobs
 from .reading.resource import describe as describe_job
 from .reading.resource import public_status
-from .contract.schedule_schemas import SchedulePatch, ScheduleRequest
-from .scheduling.schedules import ScheduleStore
 from .reading.search import JobFilter, search_jobs
-from .admin.timeseries import read as read_timeseries
+from .running import concurrency, endings
+from .running.counters import RUNTIME_BUCKETS
+from .running.events import REREAD_SECONDS, JobEvents, follow
+from .scheduling.schedules import ScheduleStore
+from .submitting import batches, dependencies, submission
+from .submitting.idempotency import IdempotencyClaim, claim_idempotency_key, claim_now, settle, unclaimed
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,11 @@ class JobQueue:
         dependencies finish); returns the resource.
 
         With an idempotency claim, the answer is recorded under the key in the same Redis
-        transaction that enqueues the job: either both happen or neither does. ``principal``
+        transaction that enqueues the job: either both happen or neither does. A claim from
+        :meth:`idempotency` is made here, in that same script: when the key already has an
+        answer, nothing is written, ``claim.replay`` is set and that answer is returned (or
+        IdempotencyConflict / IdempotencyInFlight raised), so a new submission is one round trip
+        with or without a key. ``principal``
         (default: the owner's own view) decides which jobs ``depends_on`` may name; a dependency
         that is unknown or will never finish raises InvalidSubmission.
 
@@ -111,21 +116,29 @@ class JobQueue:
             job_id=job_id, extra_meta=extra_meta,
         )  # fmt: skip
         answer: dict = {}
+        if idempotency is not None and not idempotency.claimed and not submission.one_script([item], pipeline):
+            idempotency = claim_now(idempotency)
+            if idempotency.replay is not None:
+                return idempotency.replay
 
         def record(pipe: redis.client.Pipeline, kept: list[submission.Draft], errors: dict) -> None:
             answer.update(self.describe(kept[0].job))
             if idempotency is not None:
                 idempotency.record(answer, pipe)
 
-        kept, errors = submission.write(
-            self.connection,
-            [item],
-            principal=principal or Principal(name=owner, is_admin=owner is None),
-            max_queue_depth=self.settings.max_queue_depth,
-            known_depth=idempotency.queue_depth if idempotency is not None else None,
-            also=record,
-            pipeline=pipeline,
-        )
+        try:
+            kept, errors = submission.write(
+                self.connection,
+                [item],
+                principal=principal or Principal(name=owner, is_admin=owner is None),
+                max_queue_depth=self.settings.max_queue_depth,
+                known_depth=idempotency.queue_depth if idempotency is not None else None,
+                also=record,
+                pipeline=pipeline,
+                absent=[idempotency.key] if idempotency is not None and not idempotency.claimed else None,
+            )
+        except Exists as exc:
+            return settle(idempotency, exc.args[1])  # type: ignore[arg-type] - only with a claim
         if errors:
             raise InvalidSubmission(errors)
         if pipeline is not None:
@@ -134,6 +147,13 @@ class JobQueue:
         connections.wait_for_replicas(self.connection, self.settings)
         log.info("job submitted", extra={"job_id": item.job.id, "job_type": answer["type"], "queue": item.queue.name})
         return answer
+
+    def idempotency(self, owner: str | None, key: str, payload: dict) -> IdempotencyClaim:
+        """An ``Idempotency-Key`` for :meth:`submit` (or :meth:`submit_batch`) to claim itself, in
+        the script that writes the job: no round trip of its own (:func:`~app.jobs.submitting.idempotency.unclaimed`).
+        After the submission, ``claim.replay`` is set when the key already had an answer: the
+        answer returned is that one, to replay."""
+        return unclaimed(self.connection, owner, key, payload)
 
     def claim_idempotency_key(self, owner: str | None, key: str, payload: dict, queue: str | None = None) -> IdempotencyClaim:
         """Claim ``key``; with ``queue``, the claim also carries that queue's depth, read in the

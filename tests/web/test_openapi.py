@@ -29,8 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app import create_app
-from app.jobs import JobQueue, catalog
-from app.jobs.contract import schemas
+from app.jobs import JobQueue, catalog, schemas
 from app.settings import get_settings
 
 from ..conftest import run_jobs

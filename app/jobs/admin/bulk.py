@@ -31,16 +31,16 @@ import redis
 from rq.serializers import JSONSerializer
 
 from ...settings import QUEUE_NAMES
-from ..running import concurrency, endings
-from ..submitting import dependencies
 from ..access import Principal
 from ..contract.bulk_schemas import DEFAULT_LIMIT
 from ..engine import storage
 from ..engine.job import OffloadJob, apart_fields
-from ..keys import EVENTS_CHANNEL, JOB_INDEX_KEY, text_key
 from ..engine.queue import OffloadQueue, wake
+from ..keys import EVENTS_CHANNEL, JOB_INDEX_KEY, text_key
 from ..reading.resource import public_status
 from ..reading.search import JobFilter, Seen, matching_jobs, position, scan_index
+from ..running import concurrency, endings
+from ..submitting import dependencies
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ import redis
 
 from ... import connections
 from ...settings import QUEUE_NAMES, Settings
-from ..running import concurrency
 from ..access import Principal
-from ..errors import UnknownQueue
 from ..engine import storage
-from ..keys import PAUSED_QUEUES_KEY
 from ..engine.queue import OffloadQueue, wake
+from ..errors import UnknownQueue
+from ..keys import PAUSED_QUEUES_KEY
+from ..running import concurrency
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter
 from pydantic_core import PydanticCustomError
 
-from .schemas import _INTEGRAL, CURSOR_PATTERN, JOB_ID_PATTERN, QueueName
 from ..reading.search import JobFilter
+from .schemas import _INTEGRAL, CURSOR_PATTERN, JOB_ID_PATTERN, QueueName
 
 #: Jobs one bulk request acts on at most, and when it does not say.
 MAX_LIMIT = 10_000

@@ -13,6 +13,8 @@ mended (docs/architecture.md, "Supported RQ versions").
 ``private``    each of RQ's private methods and attributes offload calls, behind a named function
 ``storage``    RQ's job hash, registries and keys, read and written by hand where RQ's classes
                would cost a round trip a job (search, bulk actions, batches, dependencies)
+``submit``     a submission in one round trip: RQ's own writes, recorded, sent with their checks
+               in one script (``lua/submit.lua``)
 ``scripts``    every Lua script offload runs, kept in ``lua/*.lua`` and loaded by name
 =============  ================================================================================
 """

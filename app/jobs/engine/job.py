@@ -20,9 +20,9 @@ from rq.job import Job, JobStatus
 
 from ...settings import get_settings
 from .. import catalog
-from ..running import context, endings
 from ..errors import InvalidArgumentsError, MissingTextError, UnknownTask
 from ..keys import text_key
+from ..running import context, endings
 
 #: A text of a task's ``long_text`` field longer than this (characters) is kept in a key of its
 #: own (:func:`~app.jobs.keys.text_key`), written in the submit transaction, instead of inside

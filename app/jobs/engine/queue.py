@@ -17,8 +17,8 @@ from rq.job import Job
 from rq.suspension import WORKERS_SUSPENDED
 
 from ...settings import QUEUE_NAMES
-from . import scripts
 from ..keys import PAUSED_QUEUES_KEY, WAKE_KEY, stranded_key
+from . import scripts
 
 log = logging.getLogger(__name__)
 

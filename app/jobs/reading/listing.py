@@ -16,10 +16,10 @@ from rq.serializers import JSONSerializer
 
 from ..access import Principal
 from ..catalog import is_offload_job
+from ..contract.schemas import CURSOR_PATTERN
 from ..engine.job import OffloadJob
 from ..keys import JOB_INDEX_KEY
 from .resource import describe
-from ..contract.schemas import CURSOR_PATTERN
 
 _CURSOR = re.compile(CURSOR_PATTERN)
 

@@ -35,12 +35,12 @@ from rq.serializers import JSONSerializer
 
 from ..access import Principal
 from ..catalog import is_offload_job
+from ..contract.schemas import SEARCH_BATCH, SEARCH_SCAN_BUDGET
 from ..engine import storage
 from ..engine.job import ATTEMPTS_FIELD, OffloadJob
 from ..keys import JOB_INDEX_KEY
 from .listing import _decode_cursor, _encode_cursor
 from .resource import describe, describe_exception, public_status
-from ..contract.schemas import SEARCH_BATCH, SEARCH_SCAN_BUDGET
 
 
 @dataclass

@@ -19,10 +19,10 @@ from rq.serializers import JSONSerializer
 from ... import tracing
 from ...settings import Settings
 from .. import catalog
+from ..contract.schemas import with_links
 from ..engine.job import OffloadJob
 from ..engine.queue import OffloadQueue
 from ..reading.resource import describe, public_status
-from ..contract.schemas import with_links
 from .tracing import delivery_meta
 
 log = logging.getLogger(__name__)

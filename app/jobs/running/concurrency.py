@@ -32,10 +32,10 @@ from rq.queue import Queue
 from rq.rate_limit import RateLimit, RateLimitRegistry, release_slot
 
 from ...settings import Settings
-from ..errors import QueueFull
 from ..engine import private, storage
-from ..keys import CONCURRENCY_LIMIT_PREFIX, FAIR_SHARE_LIMIT_PREFIX
 from ..engine.queue import wake
+from ..errors import QueueFull
+from ..keys import CONCURRENCY_LIMIT_PREFIX, FAIR_SHARE_LIMIT_PREFIX
 
 
 def rate_limit_for(concurrency_key: str | None, limit: int | None, owner: str | None, settings: Settings) -> RateLimit | None:

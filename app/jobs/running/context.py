@@ -27,10 +27,10 @@ from rq.job import Job
 from offload.tasks import PermanentFailure, RetryLater, Task, TaskDefinitionError
 
 from ...settings import Settings
-from ..errors import InvalidResult, ResultTooLarge
-from .events import publish_job_event
 from ..engine import storage
+from ..errors import InvalidResult, ResultTooLarge
 from ..keys import cancel_key, state_key
+from .events import publish_job_event
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ import redis
 from ... import connections
 from ...settings import Settings
 from ..access import Principal
-from .cadence import Cadence
-from ..errors import ScheduleLimitReached, ScheduleNotFound
 from ..engine import scripts
+from ..errors import ScheduleLimitReached, ScheduleNotFound
 from ..keys import SCHEDULE_DUE_KEY, SCHEDULE_INDEX_KEY, schedule_key
+from .cadence import Cadence
 from ..reading.listing import _decode_cursor, _encode_cursor  # the same opaque (score, id) cursors as GET /jobs
-from ..reading.resource import rfc3339
 from ..contract.schedule_schemas import SchedulePatch, ScheduleRequest
+from ..reading.resource import rfc3339
 
 SCHEDULE_ID = re.compile(r"^[0-9a-f]{32}$")
 #: Attempts at a WATCHed transaction before giving up (a RedisError: 503 to a client).

@@ -39,11 +39,11 @@ from ...settings import Settings
 from .. import catalog
 from ..contract import schemas
 from ..engine import scripts
-from ..errors import InvalidSubmission, QueueFull
 from ..engine.job import OffloadJob
+from ..errors import InvalidSubmission, QueueFull
 from ..keys import SCHEDULE_DUE_KEY, schedule_key
-from .schedules import cadence_of, decode, server_time
 from ..store import JobQueue
+from .schedules import cadence_of, decode, server_time
 
 log = logging.getLogger(__name__)
 

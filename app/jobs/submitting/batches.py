@@ -25,17 +25,18 @@ from datetime import UTC, datetime
 import redis
 
 from ...settings import Settings
-from ..contract import schemas
-from . import submission
 from ..access import Principal
-from ..running.callbacks import queue_delivery
-from ..errors import BatchNotFound, InvalidSubmission
-from .idempotency import IdempotencyClaim
-from ..engine import storage
-from ..keys import BATCH_CALLBACKS_DUE_KEY, batch_key, batch_pending_key
-from ..engine.queue import OffloadQueue
-from ..reading.resource import describe, public_status, rfc3339
+from ..contract import schemas
 from ..contract.schemas import with_links
+from ..engine import storage
+from ..engine.queue import OffloadQueue
+from ..engine.submit import Exists
+from ..errors import BatchNotFound, InvalidSubmission
+from ..keys import BATCH_CALLBACKS_DUE_KEY, batch_key, batch_pending_key
+from ..reading.resource import describe, public_status, rfc3339
+from ..running.callbacks import queue_delivery
+from . import submission
+from .idempotency import IdempotencyClaim, claim_now, settle
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +98,22 @@ def submit(
         if idempotency is not None:
             idempotency.record(answer, pipe)
 
-    kept, errors = submission.write(
-        connection,
-        drafts,
-        principal=principal,
-        max_queue_depth=settings.max_queue_depth,
-        in_batch=True,
-        also=record,
-    )
+    if idempotency is not None and not idempotency.claimed and not submission.one_script(drafts):
+        idempotency = claim_now(idempotency)
+        if idempotency.replay is not None:
+            return idempotency.replay
+    try:
+        kept, errors = submission.write(
+            connection,
+            drafts,
+            principal=principal,
+            max_queue_depth=settings.max_queue_depth,
+            in_batch=True,
+            also=record,
+            absent=[idempotency.key] if idempotency is not None and not idempotency.claimed else None,
+        )
+    except Exists as exc:  # the key has an answer already: replay it (claim.replay is set)
+        return settle(idempotency, exc.args[1])  # type: ignore[arg-type] - only with a claim
     if not kept:
         raise InvalidSubmission(errors)
     log.info("batch submitted", extra={"batch_id": batch_id, "jobs": len(kept), "rejected": len(rejected) + len(errors)})

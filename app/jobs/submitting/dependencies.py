@@ -32,15 +32,15 @@ from rq.utils import now
 
 from ...settings import Settings
 from ..access import Principal
-from ..running.callbacks import enqueue_callback
 from ..catalog import is_offload_job
-from ..running.counters import record_outcome
-from ..errors import DependencyFailed
-from ..running.events import publish_job_event
 from ..engine import private, storage
 from ..engine.job import OffloadJob
+from ..errors import DependencyFailed
 from ..keys import ORPHANING_KEY
 from ..reading.resource import public_status
+from ..running.callbacks import enqueue_callback
+from ..running.counters import record_outcome
+from ..running.events import publish_job_event
 
 log = logging.getLogger(__name__)
 

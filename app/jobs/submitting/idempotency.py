@@ -3,6 +3,11 @@
 A key is claimed (SET NX, short-lived ``pending``) before the job is created; the answer
 is recorded under it in the same transaction that enqueues the job
 (:meth:`IdempotencyClaim.record`), so either both exist or neither does.
+
+Or, in one round trip, the claim is the submission's own (:func:`unclaimed`): the script that
+writes the job writes the answer only if the key has none yet, and answers the one it has
+otherwise (:func:`settle` makes it a replay, a conflict or "in flight"). There is no ``pending``
+state to wait on then: the check and the write are one atomic step.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ class IdempotencyClaim:
     replay: dict | None = None
     #: The queue's length when the key was claimed (read in the same round trip), if asked for.
     queue_depth: int | None = None
+    #: False for :func:`unclaimed`: the submission claims it, in the script that writes the job.
+    claimed: bool = True
+    #: The client's ``Idempotency-Key`` (what the errors name).
+    name: str = ""
 
     def record(self, resource: dict, pipe: redis.client.Pipeline) -> None:
         entry = {"state": "done", "fingerprint": self.fingerprint, "resource": resource}
@@ -45,6 +54,30 @@ class IdempotencyClaim:
             pass  # the in-flight marker expires on its own
 
 
+def _fingerprint(payload: dict) -> str:
+    return hashlib.sha256(
+        json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    ).hexdigest()
+
+
+def unclaimed(connection: redis.Redis, owner: str | None, key: str, payload: dict) -> IdempotencyClaim:
+    """A claim of ``key`` for this request that the submission itself makes, atomically with its
+    writes (no round trip here): see the module's docstring."""
+    return IdempotencyClaim(connection, idempotency_key(owner, key), _fingerprint(payload), claimed=False, name=key)
+
+
+def settle(claim: IdempotencyClaim, raw: bytes) -> dict:
+    """The first answer stored under ``claim``'s key (``raw``), to replay; raises
+    IdempotencyConflict (another body) or IdempotencyInFlight (that request is not done)."""
+    entry = json.loads(raw)
+    if entry["fingerprint"] != claim.fingerprint:
+        raise IdempotencyConflict(claim.name)
+    if entry["state"] != "done":
+        raise IdempotencyInFlight(claim.name)
+    claim.replay = entry["resource"]
+    return claim.replay
+
+
 def claim_idempotency_key(
     connection: redis.Redis, owner: str | None, key: str, payload: dict, depth_key: str | None = None
 ) -> IdempotencyClaim:
@@ -54,10 +87,19 @@ def claim_idempotency_key(
     compared by a hash of its canonical JSON. Raises IdempotencyConflict or
     IdempotencyInFlight; returns a claim whose ``replay`` is the first answer when there is one.
     """
-    redis_key = idempotency_key(owner, key)
-    fingerprint = hashlib.sha256(
-        json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
-    ).hexdigest()
+    return _claim(connection, idempotency_key(owner, key), _fingerprint(payload), key, depth_key)
+
+
+def claim_now(claim: IdempotencyClaim) -> IdempotencyClaim:
+    """Claim an :func:`unclaimed` key now, as :func:`claim_idempotency_key` does, for a submission
+    that cannot be one script (a job with a concurrency limit, a schedule's tick); ``claim`` is
+    updated (``claimed``, and ``replay`` when the key had an answer) and returned."""
+    found = _claim(claim.connection, claim.key, claim.fingerprint, claim.name, None)
+    claim.claimed, claim.replay = True, found.replay
+    return claim
+
+
+def _claim(connection: redis.Redis, redis_key: str, fingerprint: str, key: str, depth_key: str | None) -> IdempotencyClaim:
     pending = json.dumps({"state": "pending", "fingerprint": fingerprint})
     if depth_key is None:
         claimed, depth = connection.set(redis_key, pending, nx=True, ex=_IN_FLIGHT_TTL), None
@@ -67,15 +109,12 @@ def claim_idempotency_key(
             pipe.llen(depth_key)
             claimed, depth = pipe.execute()
     if claimed:
-        return IdempotencyClaim(connection, redis_key, fingerprint, queue_depth=depth)
+        return IdempotencyClaim(connection, redis_key, fingerprint, queue_depth=depth, name=key)
     raw = connection.get(redis_key)
     if raw is None:  # expired between the two calls: try once more
         if connection.set(redis_key, pending, nx=True, ex=_IN_FLIGHT_TTL):
-            return IdempotencyClaim(connection, redis_key, fingerprint)
+            return IdempotencyClaim(connection, redis_key, fingerprint, name=key)
         raw = connection.get(redis_key) or pending.encode()
-    entry = json.loads(raw)
-    if entry["fingerprint"] != fingerprint:
-        raise IdempotencyConflict(key)
-    if entry["state"] != "done":
-        raise IdempotencyInFlight(key)
-    return IdempotencyClaim(connection, redis_key, fingerprint, replay=entry["resource"])
+    claim = IdempotencyClaim(connection, redis_key, fingerprint, name=key)
+    settle(claim, raw)
+    return claim

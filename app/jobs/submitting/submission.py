@@ -1,12 +1,18 @@
-"""Writing new jobs: one (``POST /jobs``) or many (``POST /jobs/batch``), in one transaction.
+"""Writing new jobs: one (``POST /jobs``) or many (``POST /jobs/batch``), in one round trip.
 
 :func:`draft` makes the RQ job for a validated request and writes nothing. :func:`write` checks
 the drafts' dependencies (:mod:`.dependencies`) and their queues' depth, then writes every draft
-that can be written in ONE ``MULTI``/``EXEC``, with whatever the caller adds to it (a batch's
-record, an ``Idempotency-Key``'s answer): all of them are written, or none. The jobs the drafts
-depend on are ``WATCH``ed from the moment they are read until that ``EXEC``, so a dependency that
-ends meanwhile makes the transaction start over instead of leaving a job waiting on a job that
-has already ended.
+that can be written, with whatever the caller adds (a batch's record, an ``Idempotency-Key``'s
+answer): all of them are written, or none.
+
+The writes are RQ's own, recorded and sent in ONE script with their checks
+(:mod:`app.jobs.engine.submit`, ``lua/submit.lua``): each queue's depth, and each dependency's
+status still as it was read, so a dependency that ends meanwhile makes the submission read again
+instead of leaving a job waiting on a job that has already ended. One round trip and one fsync
+(two with ``depends_on``: the dependencies' read). Two cases keep a ``MULTI``/``EXEC`` with
+``WATCH``: a job with a concurrency limit (RQ's limiter runs a script of its own, which cannot run
+inside another), and a schedule's tick, whose job joins the ticker's own transaction
+(``pipeline=``).
 """
 
 from __future__ import annotations
@@ -22,17 +28,17 @@ from rq.job import JobStatus
 
 from ...settings import Settings
 from .. import catalog
-from ..running import concurrency
-from . import dependencies
-from ..contract import schemas
-from ..admin import timeseries
 from ..access import Principal
-from ..running.callbacks import retry_policy
-from ..errors import QueueFull
-from ..engine import private
+from ..admin import timeseries
+from ..contract import schemas
+from ..engine import private, submit
 from ..engine.job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
-from ..keys import JOB_INDEX_KEY, METRICS_KEY, text_key
 from ..engine.queue import OffloadQueue
+from ..errors import QueueFull
+from ..keys import JOB_INDEX_KEY, METRICS_KEY, text_key
+from ..running import concurrency
+from ..running.callbacks import retry_policy
+from . import dependencies
 
 #: Times a submission starts over when a job it depends on changes while it is checked.
 _ATTEMPTS = 20
@@ -121,6 +127,7 @@ def write(
     known_depth: int | None = None,
     also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None = None,
     pipeline: redis.client.Pipeline | None = None,
+    absent: list[str] | None = None,
 ) -> tuple[list[Draft], dict[int, list[dict]]]:
     """Write every draft that can be written, in one transaction, with the commands that
     ``also(pipeline, written, errors)`` adds; return them, and the field errors of the others by
@@ -132,9 +139,27 @@ def write(
 
     With ``pipeline``, a transaction the caller has begun (and watches what it needs), the
     commands join it and nothing is sent; the jobs named in ``depends_on`` are read, not watched.
+
+    ``absent``: keys that must not exist (an idempotency key the script claims): when one does,
+    nothing is written and :class:`~app.jobs.engine.submit.Exists` is raised. Only the one-script
+    path takes them; the caller claims them itself where that path cannot be taken
+    (:func:`one_script`).
     """
     if pipeline is not None:
         return _attempt(connection, pipeline, drafts, principal, max_queue_depth, in_batch, known_depth, also, own=False)
+    if one_script(drafts):
+        for _ in range(_ATTEMPTS):
+            try:
+                done = _in_one_script(connection, drafts, principal, max_queue_depth, in_batch, also, absent or [])
+            except submit.Changed:
+                continue
+            if done is not None:
+                return done
+            if absent:  # one_script() said yes, but a write turned out to be a script of RQ's
+                raise RuntimeError("this submission cannot be one script: claim its idempotency key first (claim_now)")
+            break
+        else:
+            raise redis.WatchError("the jobs this submission depends on kept changing; try again")
     with connection.pipeline() as pipe:
         for _ in range(_ATTEMPTS):
             try:
@@ -191,6 +216,75 @@ def _attempt(  # noqa: PLR0913 - write()'s arguments, and its pipeline
     concurrency.check_waiting(connection, [d.job for d in kept], max_queue_depth)
     if own:
         pipe.multi()
+    _writes(kept, errors, pipe, also)
+    if own:
+        pipe.execute()
+    return kept, errors
+
+
+def _in_one_script(
+    connection: redis.Redis,
+    drafts: list[Draft],
+    principal: Principal,
+    max_queue_depth: int,
+    in_batch: bool,
+    also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None,
+    absent: list[str],
+) -> tuple[list[Draft], dict[int, list[dict]]] | None:
+    """:func:`write` in one round trip (two with ``depends_on``: the dependencies are read first),
+    by ``lua/submit.lua`` (:mod:`app.jobs.engine.submit`): the queues' depths, and the statuses of
+    the dependencies as they were read, are checked in the script that writes. None when a write
+    cannot go in a script (a rate-limited job: RQ's limiter runs a script of its own); raises
+    :class:`~app.jobs.engine.submit.Changed` when a dependency changed meanwhile."""
+    references = {d.index: d.references for d in drafts}
+    named = dependencies.watch_keys(references)
+    replies: list = []
+    if named:
+        with connection.pipeline(transaction=False) as reads:
+            dependencies.read(reads, references)
+            replies = reads.execute()
+    met, errors = dependencies.resolve(references, {d.index: d.job.id for d in drafts}, replies, principal, in_batch=in_batch)
+    kept = [d for d in drafts if d.index in met]
+    if not kept:
+        return kept, errors
+    for item in kept:
+        item.depends_on, item.deferred = met[item.index]
+    recorded = submit.Recorder()
+    _writes(kept, errors, recorded, also)  # type: ignore[arg-type] - it takes what a pipeline takes
+    if recorded.scripted:
+        return None
+    checks = submit.Checks(
+        depths={d.queue.key: (count, max_queue_depth) for d, count in _per_queue(kept)},
+        guards=[(key, "status", reply[0]) for key, reply in zip(named, replies, strict=True)],
+        absent=absent,
+    )
+    try:
+        submit.run(connection, recorded, checks)
+    except submit.QueueOverLimit as exc:
+        raise QueueFull(next(d.queue.name for d in kept if d.queue.key == exc.args[0])) from None
+    return kept, errors
+
+
+def one_script(drafts: list[Draft], pipeline: redis.client.Pipeline | None = None) -> bool:
+    """Whether :func:`write` can write ``drafts`` in one script (else: a MULTI/EXEC, and a key
+    that must be absent is the caller's to claim first)."""
+    return pipeline is None and not any(d.job.has_rate_limit for d in drafts)
+
+
+def _per_queue(kept: list[Draft]) -> list[tuple[Draft, int]]:
+    """One draft of each queue, and how many of ``kept`` go on it."""
+    counts = Counter(d.queue.name for d in kept)
+    firsts = {d.queue.name: d for d in reversed(kept)}
+    return [(firsts[name], count) for name, count in counts.items()]
+
+
+def _writes(
+    kept: list[Draft],
+    errors: dict[int, list[dict]],
+    pipe: redis.client.Pipeline,
+    also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None,
+) -> None:
+    """Every write of a submission, into ``pipe`` (a transaction, or a :class:`~app.jobs.engine.submit.Recorder`)."""
     for item in kept:
         _stage(item, pipe)
     # The index entries and counters of all of them in one command each, not one per job.
@@ -201,9 +295,6 @@ def _attempt(  # noqa: PLR0913 - write()'s arguments, and its pipeline
         timeseries.count(pipe, "enqueued", queue_name, amount=count)
     if also is not None:
         also(pipe, kept, errors)
-    if own:
-        pipe.execute()
-    return kept, errors
 
 
 def _stage(item: Draft, pipe: redis.client.Pipeline) -> None:

@@ -415,4 +415,4 @@ def test_every_lua_script_is_a_file_loaded_by_name():
     assert sorted(path.name for path in (ROOT / "app").rglob("*.lua") if "jobs/engine/lua" not in path.as_posix()) == [
         "ratelimit.lua"
     ]
-    assert {"dequeue", "cancel_queued", "batch_job_ended", "orphaning", "server_time", "due_schedules"} <= set(scripts.names())
+    assert {"dequeue", "cancel_queued", "batch_job_ended", "orphaning", "server_time", "due_schedules", "submit"} <= set(scripts.names())

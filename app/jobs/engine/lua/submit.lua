@@ -1,0 +1,45 @@
+-- A submission (one job, or a batch) in one round trip and one fsync: its checks, then its writes.
+-- The writes are RQ's own (app/jobs/engine/submit.py records what RQ's enqueue, schedule or
+-- dependency code would send in a transaction), with offload's index, counters, batch record and
+-- idempotency answer after them, so a job is stored exactly as RQ stores it; the checks are what
+-- a WATCH and a separate LLEN did before, made atomic with the writes instead:
+--   * each queue's depth: LLEN + the jobs to add must not go over its limit (QueueFull);
+--   * each key that must not exist yet (an Idempotency-Key's answer): if it does, nothing is
+--     written and its value is answered (the first answer to replay, or a conflict);
+--   * each guard: a field of a hash (a dependency's status) is still what the caller read, or
+--     nothing is written and the caller reads and tries again.
+-- KEYS: every key the writes touch (declared for Redis Cluster; all in offload's slot).
+-- ARGV: the number of keys that must not exist, then each; the number of depth checks, then
+-- (queue key, jobs to add, limit) each; the number of guards, then (key, field, value read, '' for none) each; then each write as its number of
+-- arguments and the arguments (the command first).
+-- Returns {'ok'}, {'exists', key, its value}, {'full', queue key} or {'changed', key}.
+local i = 1
+local absent = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, absent do
+  local value = redis.call('GET', ARGV[i])
+  if value then return {'exists', ARGV[i], value} end
+  i = i + 1
+end
+local checks = tonumber(ARGV[i])
+i = i + 1
+local depths = {}
+for _ = 1, checks do
+  depths[#depths + 1] = {ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}
+  i = i + 3
+end
+local guards = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, guards do
+  if (redis.call('HGET', ARGV[i], ARGV[i + 1]) or '') ~= ARGV[i + 2] then return {'changed', ARGV[i]} end
+  i = i + 3
+end
+for _, depth in ipairs(depths) do
+  if redis.call('LLEN', depth[1]) + depth[2] > depth[3] then return {'full', depth[1]} end
+end
+while i <= #ARGV do
+  local argc = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + argc))
+  i = i + argc + 1
+end
+return {'ok'}
