@@ -429,7 +429,13 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         try:
             execution = self._write_start(job, queue, pipe)
             words: list = [_ID, _QUEUE, _TYPE]
-            for command in pipe.command_stack:
+            # redis-py keeps a pipeline's commands in command_stack; a cluster pipeline in its
+            # execution strategy's queue (its own command_stack stays empty in a transaction).
+            strategy = getattr(pipe, "_execution_strategy", None)
+            stack = pipe.command_stack or (strategy.command_queue if strategy is not None else [])
+            if not stack:
+                raise RuntimeError("the start transaction recorded no command: this redis-py keeps them elsewhere")
+            for command in stack:
                 args = command.args if hasattr(command, "args") else command[0]  # a cluster pipeline's, or redis-py's
                 words.append(len(args))
                 words.extend(args)
