@@ -16,5 +16,9 @@ mended (docs/architecture.md, "Supported RQ versions").
 ``submit``     a submission in one round trip: RQ's own writes, recorded, sent with their checks
                in one script (``lua/submit.lua``)
 ``scripts``    every Lua script offload runs, kept in ``lua/*.lua`` and loaded by name
+``worker/``    the worker's RQ classes: RQ's loop with a long-lived work horse (``fast``), RQ's
+               forking and simple workers (``forking``), their shared base and maintenance
+               (``base``), the horse, the payload kept compressed, the scheduler; a job's life
+               around them is the worker layer's (:mod:`app.worker.lifecycle`)
 =============  ================================================================================
 """
