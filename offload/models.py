@@ -1,7 +1,7 @@
 """Typed results of the client: the job resource and the task description of the HTTP
 contract, as dataclasses.
 
-The server renders the resource from ``app.jobs.schemas.JobResource``; these classes mirror it
+The server renders the resource from ``app.jobs.contract.schemas.JobResource``; these classes mirror it
 for a client that has only this package and httpx (no pydantic, no Flask). Fields the server
 adds later (``batch_id``, ``depends_on``) are read when present, and every key the client does
 not know yet is kept in ``Job.extra`` (``TaskInfo.extra``), so a newer server never breaks an
