@@ -6,6 +6,9 @@ Views parse and check the request (:mod:`.parsing`), ask the job service
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from flask import Blueprint, Response, current_app, g, request, url_for
 from pydantic import TypeAdapter, ValidationError
 
@@ -116,32 +119,31 @@ def submit_job() -> Response:
         _raise_validation(exc)
     if spec.callback_url is not None:
         _check_callback(spec.callback_url)
-    claim = _claim_idempotency_key(who, payload, spec.queue)
-    if claim is not None and claim.replay is not None:
-        g.job_id = claim.replay["id"]  # for the access line (app.web._finish)
-        response = _job_response(claim.replay, status=202)
-        response.headers["Idempotent-Replayed"] = "true"
-        return response
+    # The key is claimed by the submission's own script (no round trip of its own): the job and
+    # the key's answer are written together, or the key's first answer comes back to replay.
+    claim = _idempotency_of(who, payload)
     try:
-        resource = job_queue().submit(
-            spec, owner=who.name, request_id=g.get("request_id"), idempotency=claim, principal=who,
-            extra_meta={"trace": trace},
-        )  # fmt: skip
+        with _idempotency_problems():
+            resource = job_queue().submit(
+                spec, owner=who.name, request_id=g.get("request_id"), idempotency=claim, principal=who,
+                extra_meta={"trace": trace},
+            )  # fmt: skip
     except InvalidSubmission as exc:  # depends_on: an unknown job, or one that will never finish
-        if claim is not None:
-            claim.release()
+        _release(claim)
         raise ApiProblem(422, "the job is not valid", title="Validation Failed", errors=exc.errors[0]) from None
     except QueueFull as exc:
-        if claim is not None:
-            claim.release()
+        _release(claim)
         return problem(
             503, f"queue {exc} is over its depth limit; try again later", headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)}
         )
     except BaseException:
-        if claim is not None:
-            claim.release()
+        _release(claim)
         raise
     g.job_id = resource["id"]  # for the access line (app.web._finish)
+    if claim is not None and claim.replay is not None:
+        response = _job_response(claim.replay, status=202)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
     note_trace(**{"offload.job.id": resource["id"], "offload.job.type": resource["type"], "offload.job.queue": resource["queue"]})
     return _job_response(resource, status=202)
 
@@ -159,18 +161,45 @@ def _check_callback(url: str) -> None:
         raise ApiProblem(422, "the callback URL cannot be used", title="Validation Failed", errors=errors)
 
 
-def _claim_idempotency_key(who: Principal, payload: dict, queue: str) -> IdempotencyClaim | None:
+def _release(claim: IdempotencyClaim | None) -> None:
+    """Give the key back after a failed submission, if this request holds it (a claim the script
+    would have made was never made; one taken for another request must stay)."""
+    if claim is not None and claim.claimed:
+        claim.release()
+
+
+def _idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key``, checked (400 when malformed), or None."""
     key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not schemas.IDEMPOTENCY_KEY.fullmatch(key):
+    if key is not None and not schemas.IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiProblem(
             400,
             "Idempotency-Key must be 1 to 255 printable ASCII characters (spaces only inside)",
             errors=[{"field": "Idempotency-Key", "message": "invalid"}],
         )
-    try:
+    return key
+
+
+def _idempotency_of(who: Principal, payload: dict) -> IdempotencyClaim | None:
+    """A claim of the request's key that :meth:`JobQueue.submit` makes in its own script."""
+    key = _idempotency_key()
+    return None if key is None else job_queue().idempotency(who.name, key, payload)
+
+
+def _claim_idempotency_key(who: Principal, payload: dict, queue: str) -> IdempotencyClaim | None:
+    """The request's key claimed now, in a round trip of its own (a batch's claim)."""
+    key = _idempotency_key()
+    if key is None:
+        return None
+    with _idempotency_problems():
         return job_queue().claim_idempotency_key(who.name, key, payload, queue)
+
+
+@contextmanager
+def _idempotency_problems() -> Iterator[None]:
+    """The contract's answers to a key used with another body (422) or still in flight (409)."""
+    try:
+        yield
     except IdempotencyConflict:
         raise ApiProblem(
             422,
