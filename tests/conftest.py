@@ -88,6 +88,21 @@ def settings(monkeypatch) -> Settings:
 
 
 @pytest.fixture
+def trips(monkeypatch) -> list[bytes]:
+    """The round trips this process sends to Redis from now on, on any connection: one packed
+    command (or pipeline) each, as redis-py sends it. ``trips.clear()`` starts counting again."""
+    sent: list = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):  # noqa: ANN001, ANN202
+        sent.append(command)
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    return sent
+
+
+@pytest.fixture
 def fake_redis() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis(server=fakeredis.FakeServer())
 

@@ -168,13 +168,12 @@ def test_a_job_offered_to_the_horse_runs_only_after_its_start_and_a_failed_start
     assert dropped["status"] == "queued" and dropped["attempts"] == 0 and dropped["result"] is None
 
 
-def test_a_job_costs_one_round_trip_in_steady_state(clean_valkey, settings, monkeypatch):
+def test_a_job_costs_one_round_trip_in_steady_state(clean_valkey, settings, trips):
     """Issue 26, item 4: a job is taken and started in one script (``lua/dequeue.lua`` runs the
     start transaction's commands), and its outcome transaction takes and starts the next job
     (BullMQ's moveToFinished): one round trip (one fsync) a job. Counted as the requests this
     process sends to Redis (a pipeline or a transaction is one), the horse's aside (it sends
     none for these jobs), plus a fixed number for start-up, maintenance and shutdown."""
-    import redis
 
     from app.jobs import JobQueue
     from app.worker import build_worker
@@ -186,16 +185,9 @@ def test_a_job_costs_one_round_trip_in_steady_state(clean_valkey, settings, monk
     jobs = 150
     ids = [submit(queue, settings, type="count_words", text="a b c")["id"] for _ in range(jobs)]
     worker = build_worker(connection, settings)
-    sent = []
-    real = redis.connection.AbstractConnection.send_packed_command
-
-    def counted(self, command, check_health=True):  # noqa: ANN001, ANN202
-        sent.append(command)
-        return real(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    trips.clear()
     worker.work(burst=True, with_scheduler=False)
-    monkeypatch.undo()
+    sent = list(trips)
     assert [queue.get(job_id)["status"] for job_id in ids] == ["finished"] * jobs
     assert all(queue.get(job_id)["attempts"] == 1 for job_id in ids)
     # Start-up and a maintenance pass (three queues' registries) cost about 60 here, whatever the
