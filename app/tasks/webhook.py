@@ -187,7 +187,7 @@ def check_url(url: str, allow_private: bool) -> Target:
     if problem is not None:
         raise CallbackRefused(problem)
     parts = urlsplit(url)  # the shape above is one urlsplit parses: no ValueError
-    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if allow_private:
         return Target(parts.scheme, parts.hostname, port, path, None)
