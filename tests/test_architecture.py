@@ -50,7 +50,7 @@ NEVER: dict[str, tuple[str, ...]] = {
 #: the job types; the errors the web answers with a 4xx, and those of Redis not answering (a 503).
 WEB_SEES_OF_JOBS = frozenset(
     {
-        "JobQueue", "Principal", "ANONYMOUS", "IdempotencyClaim",
+        "JobQueue", "Principal", "ANONYMOUS", "IdempotencyClaim", "RateCount", "RateLimited",
         "schemas", "batch_schemas", "bulk_schemas", "schedule_schemas", "catalog",
         "JobNotFound", "BatchNotFound", "ScheduleNotFound", "UnknownQueue", "JobStateConflict", "InvalidSubmission",
         "QueueFull", "IdempotencyConflict", "IdempotencyInFlight", "ScheduleLimitReached", "STORE_UNAVAILABLE",

@@ -33,6 +33,7 @@ Its modules are grouped by what changes together; each package's ``__init__`` sa
 from .access import ANONYMOUS as ANONYMOUS
 from .access import Principal as Principal
 from .store import JobQueue as JobQueue
+from .engine.submit import RateCount as RateCount
 from .submitting.idempotency import IdempotencyClaim as IdempotencyClaim
 
 # The contract: request and response models, their patterns and limits; the job types.
@@ -55,6 +56,7 @@ from .errors import JobNotFound as JobNotFound
 from .errors import JobStateConflict as JobStateConflict
 from .errors import MissingTextError as MissingTextError
 from .errors import QueueFull as QueueFull
+from .errors import RateLimited as RateLimited
 from .errors import ScheduleLimitReached as ScheduleLimitReached
 from .errors import ScheduleNotFound as ScheduleNotFound
 from .errors import UnknownQueue as UnknownQueue
@@ -76,6 +78,8 @@ __all__ = [
     "MissingTextError",
     "Principal",
     "QueueFull",
+    "RateCount",
+    "RateLimited",
     "ScheduleLimitReached",
     "ScheduleNotFound",
     "UnknownQueue",

@@ -26,6 +26,11 @@ class JobStateConflict(Exception):
     """The job is in a state where the operation makes no sense (409)."""
 
 
+class RateLimited(Exception):
+    """A rate-limit window the submission counted (``RateCount``) is over its amount: nothing was
+    written (429; the web's limiter answers it)."""
+
+
 class IdempotencyConflict(Exception):
     """Same Idempotency-Key, different body (422)."""
 

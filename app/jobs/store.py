@@ -37,7 +37,7 @@ from .contract.bulk_schemas import BulkAction
 from .contract.schedule_schemas import SchedulePatch, ScheduleRequest
 from .engine.job import OffloadJob
 from .engine.queue import OffloadQueue
-from .engine.submit import Exists
+from .engine.submit import Exists, RateCount
 from .errors import InvalidSubmission, JobNotFound, JobStateConflict
 from .keys import METRICS_KEY, cancel_key
 from .reading import dashboard
@@ -93,6 +93,7 @@ class JobQueue:
         extra_meta: dict | None = None,
         pipeline: redis.client.Pipeline | None = None,
         principal: Principal | None = None,
+        rate: RateCount | None = None,
     ) -> dict:
         """Create the job and put it on its queue (or in the schedule, or deferred until its
         dependencies finish); returns the resource.
@@ -110,6 +111,10 @@ class JobQueue:
         job's commands join it and nothing is sent: the caller executes it, then waits for
         replicas. A schedule's tick does so, naming the job after the tick (``job_id``) and
         marking it with ``extra_meta`` (see :mod:`app.jobs.scheduling.ticker`).
+
+        ``rate``: the caller's rate-limit windows, counted by the same script before anything is
+        written (``rate.replies`` then holds each window's count and TTL); over a limit,
+        RateLimited is raised and nothing is written. Counted once, whatever else is raised.
         """
         item = submission.draft(
             request, queues=self.queues, settings=self.settings, owner=owner, request_id=request_id,
@@ -136,6 +141,7 @@ class JobQueue:
                 also=record,
                 pipeline=pipeline,
                 absent=[idempotency.key] if idempotency is not None and not idempotency.claimed else None,
+                rate=rate,
             )
         except Exists as exc:
             return settle(idempotency, exc.args[1])  # type: ignore[arg-type] - only with a claim

@@ -21,6 +21,7 @@ from ..jobs import (
     JobStateConflict,
     Principal,
     QueueFull,
+    RateLimited,
     catalog,
     schemas,
 )
@@ -29,7 +30,8 @@ from . import answers
 from .context import job_queue, principal, settings
 from .parsing import form_name, invalid_cursor, page_limit, read_submission, refuse_query, wait_seconds
 from .problems import ApiProblem, field_errors, problem
-from .ratelimit import limiter, read_limit, submit_limit
+from . import ratelimit
+from .ratelimit import limiter, read_limit, submission_limit
 from .routes import Answer, Build, page_parameters, ref, route
 from .search import SEARCH_NOTE, SEARCH_QUERY, search_parameters
 from .tracing import begin as begin_trace
@@ -106,7 +108,7 @@ def _job_answer(description: str, *headers: str, links: dict | None = None) -> A
         422: "ValidationFailed", 429: "TooManyRequests",
     },
 )  # fmt: skip
-@limiter.limit(submit_limit)
+@limiter.limit(submission_limit)
 def submit_job() -> Response:
     trace = begin_trace()  # the caller's traceparent continued (a bad one ignored), or a new trace
     who = principal()
@@ -126,8 +128,11 @@ def submit_job() -> Response:
         with _idempotency_problems():
             resource = job_queue().submit(
                 spec, owner=who.name, request_id=g.get("request_id"), idempotency=claim, principal=who,
-                extra_meta={"trace": trace},
+                extra_meta={"trace": trace}, rate=ratelimit.riding(),
             )  # fmt: skip
+    except RateLimited:  # counted by the submission's script, over a limit: nothing was written
+        _release(claim)
+        return ratelimit.refusal() or problem(429, "rate limit exceeded", title="Too Many Requests")
     except InvalidSubmission as exc:  # depends_on: an unknown job, or one that will never finish
         _release(claim)
         raise ApiProblem(422, "the job is not valid", title="Validation Failed", errors=exc.errors[0]) from None

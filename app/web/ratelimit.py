@@ -16,6 +16,14 @@ counter per key and window; a client can get up to twice a limit through around 
 edge. In Redis, every window of a request's limit (``50/second;2000/minute``: two) is counted
 in one script, which also hands back what the ``RateLimit`` headers need: one round trip a
 limited request instead of three (issue 26, item 2; :class:`OneTripFixedWindow`).
+A submission (``POST /jobs``) does not spend that round trip of its own: its windows ride the
+submission's script (:func:`submission_limit`, :func:`riding`), which counts them before it
+writes and writes nothing over a limit, so a limited submission is one round trip in all.
+Flask-Limiter's semantics stay: every request is counted, the shortest window first, stopping
+at the first breach, and a breach answers the same 429. A request that ends before its job is
+written (a 4xx of its own) has its windows counted after the view instead, and a breach still
+answers 429. The windows ride only where they live on the job store's own server (the limits'
+storage made from ``REDIS_URL``, not a Cluster): elsewhere they are counted as above.
 ``moving-window`` is exact but keeps a list entry per request (2,000 for ``2000/minute``) and
 reads along it on every hit: 33 Valkey commands a submission against 21 (bench/FINDINGS.md,
 section 11). ``sliding-window-counter`` weighs the previous window's count, close to exact at
@@ -38,6 +46,7 @@ from limits.strategies import FixedWindowRateLimiter, RateLimiter
 
 from . import auth
 from ..connections import limiter_storage_options, limiter_storage_uri
+from ..jobs import RateCount
 from .problems import problem
 from ..settings import Settings
 
@@ -49,6 +58,14 @@ def _client_identity() -> str:
 
 def submit_limit() -> str:
     return _applies(current_app.extensions["offload.settings"].rate_limit_submit)
+
+
+def submission_limit() -> str:
+    """``RATE_LIMIT_SUBMIT`` for ``POST /jobs``, whose windows ride the submission's own script
+    (:func:`riding`) where the job store can count them."""
+    if has_request_context():
+        g.offload_rate_rides = True
+    return submit_limit()
 
 
 def read_limit() -> str:
@@ -98,15 +115,43 @@ class OneTripFixedWindow(FixedWindowRateLimiter):
             return super().hit(item, *identifiers, cost=cost)
         counted = g.setdefault("offload_rate_windows", {})
         key = self.storage.prefixed_key(item.key_for(*identifiers))
+        if g.get("offload_rate_rides") and current_app.extensions.get("offload.rate_rides"):
+            riding = g.get("offload_rate_riding")
+            if riding is None:  # the first window: hand them all to the submission (see riding())
+                windows = self._windows_of(item)
+                g.offload_rate_riding = RateCount(
+                    [(self.storage.prefixed_key(w.key_for(*identifiers)), w.get_expiry(), w.amount) for w in windows],
+                    cost,
+                )
+                g.offload_rate_riding_items = (windows, identifiers)
+                return True
+            if riding.replies is None and any(key == window[0] for window in riding.windows):
+                return True  # counted (or refused) with the others, by the submission or after it
         if key not in counted or counted[key][2] != cost or counted[key][3]:
-            noted = g.get("offload_rate_limit")
-            windows = [w for w in _windows(noted) if not w < item] if noted else [item]
-            if item not in windows:
-                windows = [item]
-            self._count(windows, identifiers, cost, counted)
+            self._count(self._windows_of(item), identifiers, cost, counted)
         count, _ttl, _cost, _used = counted[key]
         counted[key] = (*counted[key][:3], True)  # answered: a second hit of it counts again
         return count <= item.amount
+
+    @staticmethod
+    def _windows_of(item: RateLimitItem) -> list[RateLimitItem]:
+        """``item`` and the longer windows of the limit string noted for this request."""
+        noted = g.get("offload_rate_limit")
+        windows = [w for w in _windows(noted) if not w < item] if noted else [item]
+        return windows if item in windows else [item]
+
+    def settle(self, riding: RateCount) -> str | None:
+        """This request's riding windows as counted (by the submission's script, or here and now
+        when the view ended before it ran): kept for the headers; the key of the one breached, or None."""
+        counted = g.setdefault("offload_rate_windows", {})
+        if riding.replies is None:
+            windows, identifiers = g.offload_rate_riding_items
+            self._count(windows, identifiers, riding.cost, counted)
+            riding.replies = [counted[key][:2] for key, _e, _a in riding.windows if key in counted]
+        else:
+            for (key, _expiry, _amount), (count, ttl) in zip(riding.windows, riding.replies, strict=False):
+                counted[key] = (count, ttl, riding.cost, True)
+        return riding.breached
 
     def _count(self, windows: list[RateLimitItem], identifiers: tuple[str, ...], cost: int, counted: dict) -> None:
         keys = [self.storage.prefixed_key(w.key_for(*identifiers)) for w in windows]
@@ -130,6 +175,32 @@ class OneTripFixedWindow(FixedWindowRateLimiter):
             return None
         count, ttl = found[:2]
         return int(max(ttl, 0) + time.time() + 1), max(0, limit.limit.amount - count)
+
+
+def riding() -> RateCount | None:
+    """The windows of this request's limit for the submission's script to count, or None (the
+    limiter counted them itself, or is off). See the module's docstring."""
+    riding = g.get("offload_rate_riding")
+    return riding if riding is not None and riding.replies is None else None
+
+
+def refusal() -> Response | None:
+    """The 429 of a riding window over its limit (counted by the submission, or now), or None."""
+    riding = g.get("offload_rate_riding")
+    strategy = limiter.limiter
+    if riding is None or g.get("offload_rate_settled") or not isinstance(strategy, OneTripFixedWindow):
+        return None
+    g.offload_rate_settled = True
+    breached = strategy.settle(riding)
+    if breached is None:
+        return None
+    for counted in limiter.current_limits:
+        if strategy.storage.prefixed_key(counted.key) == breached:
+            limit = RequestLimit(limiter, counted.limit, counted.request_args, True, counted.shared)
+            limiter.context.view_rate_limit = limit  # the headers name the breached window, as Flask-Limiter's
+            current_app.logger.info("ratelimit %s exceeded at POST /jobs", limit.limit)
+            return _breached(limit)
+    return None
 
 
 def _breached(limit: RequestLimit) -> Response:
@@ -211,7 +282,10 @@ limiter = _Limiter(key_func=_client_identity, headers_enabled=False, swallow_err
 
 
 def install(app: Flask, settings: Settings, key_prefix: str, storage_uri: str | None = None) -> None:
-    """The limits on ``app``; their counters under ``key_prefix`` (``JobQueue.rate_limit_prefix``)."""
+    """The limits on ``app``; their counters under ``key_prefix`` (``JobQueue.rate_limit_prefix``).
+    Without ``storage_uri`` they are kept on the job store's server (``REDIS_URL``), and a
+    submission's windows ride its script (see the module's docstring) unless it is a Cluster."""
+    app.extensions["offload.rate_rides"] = storage_uri is None and not settings.redis_cluster
     app.config["RATELIMIT_ENABLED"] = settings.rate_limit_enabled
     app.config["RATELIMIT_STORAGE_URI"] = storage_uri or limiter_storage_uri(settings)
     app.config["RATELIMIT_STORAGE_OPTIONS"] = limiter_storage_options(settings)
@@ -224,6 +298,10 @@ def install(app: Flask, settings: Settings, key_prefix: str, storage_uri: str | 
 
     @app.after_request
     def _rate_limit_headers(response: Response) -> Response:
+        try:  # windows a submission did not count (it ended first) are counted now; a breach is a 429
+            response = refusal() or response
+        except Exception:  # noqa: BLE001 - as the limiter itself (swallow_errors): let it through
+            pass
         current = limiter.current_limit
         if current is not None and "RateLimit" not in response.headers:
             try:  # may read the window from Redis: when Redis is away, answer without the headers

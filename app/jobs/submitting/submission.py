@@ -34,7 +34,7 @@ from ..contract import schemas
 from ..engine import private, submit
 from ..engine.job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
 from ..engine.queue import OffloadQueue
-from ..errors import QueueFull
+from ..errors import QueueFull, RateLimited
 from ..keys import JOB_INDEX_KEY, METRICS_KEY, text_key
 from ..running import concurrency
 from ..running.callbacks import retry_policy
@@ -128,6 +128,7 @@ def write(
     also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None = None,
     pipeline: redis.client.Pipeline | None = None,
     absent: list[str] | None = None,
+    rate: submit.RateCount | None = None,
 ) -> tuple[list[Draft], dict[int, list[dict]]]:
     """Write every draft that can be written, in one transaction, with the commands that
     ``also(pipeline, written, errors)`` adds; return them, and the field errors of the others by
@@ -144,13 +145,33 @@ def write(
     nothing is written and :class:`~app.jobs.engine.submit.Exists` is raised. Only the one-script
     path takes them; the caller claims them itself where that path cannot be taken
     (:func:`one_script`).
+
+    ``rate``: rate-limit windows counted before anything else, by the same script (or, where
+    the submission cannot be one script, in a round trip of their own first); over a limit,
+    RateLimited is raised and nothing is written.
     """
-    if pipeline is not None:
-        return _attempt(connection, pipeline, drafts, principal, max_queue_depth, in_batch, known_depth, also, own=False)
-    if one_script(drafts):
+    try:
+        return _write(connection, drafts, principal, max_queue_depth, in_batch, known_depth, also, pipeline, absent, rate)
+    except submit.RateLimited:
+        raise RateLimited from None
+
+
+def _write(  # noqa: PLR0913 - write()'s arguments
+    connection: redis.Redis,
+    drafts: list[Draft],
+    principal: Principal,
+    max_queue_depth: int,
+    in_batch: bool,
+    known_depth: int | None,
+    also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None,
+    pipeline: redis.client.Pipeline | None,
+    absent: list[str] | None,
+    rate: submit.RateCount | None,
+) -> tuple[list[Draft], dict[int, list[dict]]]:
+    if pipeline is None and one_script(drafts):
         for _ in range(_ATTEMPTS):
-            try:
-                done = _in_one_script(connection, drafts, principal, max_queue_depth, in_batch, also, absent or [])
+            try:  # the windows are counted by the first attempt only (rate.replies)
+                done = _in_one_script(connection, drafts, principal, max_queue_depth, in_batch, also, absent or [], rate)
             except submit.Changed:
                 continue
             if done is not None:
@@ -160,6 +181,10 @@ def write(
             break
         else:
             raise redis.WatchError("the jobs this submission depends on kept changing; try again")
+    if rate is not None and rate.replies is None:
+        submit.count(connection, rate)  # this submission is a MULTI/EXEC: the windows first, on their own
+    if pipeline is not None:
+        return _attempt(connection, pipeline, drafts, principal, max_queue_depth, in_batch, known_depth, also, own=False)
     with connection.pipeline() as pipe:
         for _ in range(_ATTEMPTS):
             try:
@@ -230,6 +255,7 @@ def _in_one_script(
     in_batch: bool,
     also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None,
     absent: list[str],
+    rate: submit.RateCount | None = None,
 ) -> tuple[list[Draft], dict[int, list[dict]]] | None:
     """:func:`write` in one round trip (two with ``depends_on``: the dependencies are read first),
     by ``lua/submit.lua`` (:mod:`app.jobs.engine.submit`): the queues' depths, and the statuses of
@@ -257,6 +283,7 @@ def _in_one_script(
         depths={d.queue.key: (count, max_queue_depth) for d, count in _per_queue(kept)},
         guards=[(key, "status", reply[0]) for key, reply in zip(named, replies, strict=True)],
         absent=absent,
+        rate=rate,
     )
     try:
         submit.run(connection, recorded, checks)
