@@ -204,3 +204,23 @@ def test_the_one_trip_count_is_the_same_as_flask_limiters(monkeypatch, valkey):
     assert int(connection.get(second)) == 13  # as limits' incr: a refused hit still counts in its window
     assert int(connection.get(minute)) == 10
     assert 0 < connection.ttl(second) <= 1 and 55 <= connection.ttl(minute) <= 60
+
+
+def test_the_limits_are_resolved_once_a_request_not_again_before_it(monkeypatch, fake_redis):
+    """Flask-Limiter resolves a request's limits before every request (for app-wide limits) and
+    again in the limited view. offload sets no app-wide limits, so the first is skipped
+    (``_Limiter._check_request_limit``): once a request, and the view's limit still holds."""
+    from flask_limiter._manager import LimitManager
+
+    monkeypatch.setenv("RATE_LIMIT_SUBMIT", "2/minute")
+    monkeypatch.setenv("ENABLE_DIAGNOSTIC_TASKS", "1")
+    settings = get_settings()
+    client = create_app(settings, job_queue=JobQueue(fake_redis, settings)).test_client()
+    resolved = []
+    original = LimitManager.resolve_limits
+    monkeypatch.setattr(LimitManager, "resolve_limits", lambda self, *a, **k: resolved.append(a) or original(self, *a, **k))
+    codes = [client.post("/jobs", json={"type": "noop"}).status_code for _ in range(3)]
+    assert codes == [202, 202, 429]
+    assert len(resolved) == 3
+    resolved.clear()
+    assert client.get("/healthz").status_code == 200 and resolved == []
