@@ -50,7 +50,7 @@ from .running.counters import RUNTIME_BUCKETS
 from .running.events import REREAD_SECONDS, JobEvents, follow
 from .scheduling.schedules import ScheduleStore
 from .submitting import batches, dependencies, submission
-from .submitting.idempotency import IdempotencyClaim, claim_idempotency_key, claim_now, settle, unclaimed
+from .submitting.idempotency import IdempotencyClaim, claim_now, settle, unclaimed
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +160,6 @@ class JobQueue:
         After the submission, ``claim.replay`` is set when the key already had an answer: the
         answer returned is that one, to replay."""
         return unclaimed(self.connection, owner, key, payload)
-
-    def claim_idempotency_key(self, owner: str | None, key: str, payload: dict, queue: str | None = None) -> IdempotencyClaim:
-        """Claim ``key``; with ``queue``, the claim also carries that queue's depth, read in the
-        same round trip (:meth:`submit` then needs no LLEN of its own)."""
-        depth_key = self.queues[queue].key if queue in self.queues else None
-        return claim_idempotency_key(self.connection, owner, key, payload, depth_key=depth_key)
 
     # -- look up --
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, request
 from pydantic import ValidationError
 
-from ..jobs import BatchNotFound, InvalidSubmission, QueueFull, batch_schemas, catalog, schemas
+from ..jobs import BatchNotFound, InvalidSubmission, QueueFull, RateLimited, batch_schemas, catalog, schemas
 from . import answers
 from .context import job_queue, principal, settings
-from .jobs import POLL_AFTER, QUEUE_FULL_RETRY_AFTER, SUBMISSION_HEADERS, _check_callback, _claim_idempotency_key
+from . import ratelimit
+from .jobs import POLL_AFTER, QUEUE_FULL_RETRY_AFTER, SUBMISSION_HEADERS, _check_callback, _idempotency_of, _idempotency_problems, _release
 from .parsing import read_submission
 from .problems import ApiProblem, field_errors, problem
-from .ratelimit import limiter, read_limit, submit_limit
+from .ratelimit import limiter, read_limit, submission_limit
 from .routes import Answer, Build, example_jobs, ref, route
 from .tracing import begin as begin_trace
 from .tracing import note as note_trace
@@ -70,7 +71,7 @@ def _batch_body(build: Build) -> dict:
         422: "ValidationFailed", 429: "TooManyRequests",
     },
 )  # fmt: skip
-@limiter.limit(submit_limit)
+@limiter.limit(submission_limit)
 def submit_batch() -> Response:
     trace = begin_trace()  # every job of the batch is a child of this request's span
     who = principal()
@@ -86,40 +87,43 @@ def submit_batch() -> Response:
     valid, rejected = _validate_items(batch.jobs)
     if not valid:
         _refuse({index: body["errors"] for index, body in rejected.items()})
-    claim = _claim_idempotency_key(who, payload, None)
-    if claim is not None and claim.replay is not None:
-        response = _answer(claim.replay)
-        response.headers["Idempotent-Replayed"] = "true"
-        return response
+    # As POST /jobs: the key claimed, and the rate limit counted, by the batch's own script.
+    claim = _idempotency_of(who, payload)
     try:
-        answer = job_queue().submit_batch(
-            valid,
-            owner=who.name,
-            principal=who,
-            request_id=g.get("request_id"),
-            callback_url=batch.callback_url,
-            metadata=batch.metadata,
-            rejected=rejected,
-            problem=_item_problem,
-            idempotency=claim,
-            extra_meta={"trace": trace},
-        )
+        with _idempotency_problems():
+            answer = job_queue().submit_batch(
+                valid,
+                owner=who.name,
+                principal=who,
+                request_id=g.get("request_id"),
+                callback_url=batch.callback_url,
+                metadata=batch.metadata,
+                rejected=rejected,
+                problem=_item_problem,
+                idempotency=claim,
+                extra_meta={"trace": trace},
+                rate=ratelimit.riding(),
+            )
+    except RateLimited:  # counted by the batch's script, over a limit: nothing was written
+        _release(claim)
+        return ratelimit.refusal() or problem(429, "rate limit exceeded", title="Too Many Requests")
     except InvalidSubmission as exc:
-        if claim is not None:
-            claim.release()
+        _release(claim)
         _refuse({**{index: body["errors"] for index, body in rejected.items()}, **exc.errors})
     except QueueFull as exc:
-        if claim is not None:
-            claim.release()
+        _release(claim)
         return problem(
             503,
             f"the batch would take queue {exc} over its depth limit; nothing was enqueued, try again later",
             headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
         )
     except BaseException:
-        if claim is not None:
-            claim.release()
+        _release(claim)
         raise
+    if claim is not None and claim.replay is not None:
+        response = _answer(claim.replay)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
     note_trace(**{"offload.batch.id": answer["batch"]["id"], "offload.batch.jobs": len(valid)})
     return _answer(answer)
 

@@ -191,15 +191,6 @@ def _idempotency_of(who: Principal, payload: dict) -> IdempotencyClaim | None:
     return None if key is None else job_queue().idempotency(who.name, key, payload)
 
 
-def _claim_idempotency_key(who: Principal, payload: dict, queue: str) -> IdempotencyClaim | None:
-    """The request's key claimed now, in a round trip of its own (a batch's claim)."""
-    key = _idempotency_key()
-    if key is None:
-        return None
-    with _idempotency_problems():
-        return job_queue().claim_idempotency_key(who.name, key, payload, queue)
-
-
 @contextmanager
 def _idempotency_problems() -> Iterator[None]:
     """The contract's answers to a key used with another body (422) or still in flight (409)."""

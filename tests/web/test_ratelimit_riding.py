@@ -139,3 +139,23 @@ def test_limits_kept_elsewhere_are_counted_by_the_limiter_itself(monkeypatch, va
     assert _post(client, "k-1").status_code == 202
     assert len(trips) == 2
     assert _counts(valkey.client()) == (3, 3)
+
+
+def test_a_limited_keyed_batch_is_one_round_trip_and_nothing_is_written_over_the_limit(served, trips):
+    """``POST /jobs/batch`` the same way: its key claimed and its windows counted by the batch's
+    own script (its key took a ``SET NX`` of its own and its windows the limiter's script)."""
+    client, connection = served("3/minute")
+    batch = {"jobs": [{"type": "noop"}, {"type": "noop"}]}
+    assert client.post("/jobs/batch", json=batch, headers={"Idempotency-Key": "warm"}).status_code == 202
+    trips.clear()
+    first = client.post("/jobs/batch", json=batch, headers={"Idempotency-Key": "b-1"})
+    assert first.status_code == 202 and len(trips) == 1, f"{len(trips)} round trips for a keyed, limited batch"
+    assert first.headers["RateLimit"].startswith("limit=3, remaining=1")
+    trips.clear()
+    again = client.post("/jobs/batch", json=batch, headers={"Idempotency-Key": "b-1"})
+    assert again.headers["Idempotent-Replayed"] == "true" and again.get_json() == first.get_json()
+    assert len(trips) == 1
+    refused = client.post("/jobs/batch", json=batch, headers={"Idempotency-Key": "b-2"})
+    assert refused.status_code == 429 and refused.get_json()["rate_limit"]["limit"] == "3 per 1 minute"
+    assert connection.llen(QUEUE) == 4  # two batches of two: the refused one wrote nothing,
+    assert len(connection.keys("rq:offload:idempotency:*")) == 2  # not even its key's answer

@@ -30,7 +30,7 @@ from ..contract import schemas
 from ..contract.schemas import with_links
 from ..engine import storage
 from ..engine.queue import OffloadQueue
-from ..engine.submit import Exists
+from ..engine.submit import Exists, RateCount
 from ..errors import BatchNotFound, InvalidSubmission
 from ..keys import BATCH_CALLBACKS_DUE_KEY, batch_key, batch_pending_key
 from ..reading.resource import describe, public_status, rfc3339
@@ -58,6 +58,7 @@ def submit(
     problem: Callable[[list[dict]], dict],
     idempotency: IdempotencyClaim | None = None,
     extra_meta: dict | None = None,
+    rate: RateCount | None = None,
 ) -> dict:
     """Write the valid ``items`` (index, request) as one batch in one transaction; returns the
     answer: ``{"batch": <resource>, "results": [...]}``, a result for every index, in order.
@@ -65,7 +66,8 @@ def submit(
     ``rejected`` are the problems of the items found invalid before (by index); the items found
     invalid here (their dependencies) get ``problem(errors)``. Raises InvalidSubmission when no
     item is left, and QueueFull when a queue would go over its depth limit: nothing is written.
-    ``extra_meta`` goes into every job's meta (the request's ``trace``).
+    ``extra_meta`` goes into every job's meta (the request's ``trace``). ``rate``: the caller's
+    rate-limit windows, counted by the batch's own script first (see :func:`submission.write`).
     """
     batch_id = uuid.uuid4().hex
     drafts = [
@@ -111,6 +113,7 @@ def submit(
             in_batch=True,
             also=record,
             absent=[idempotency.key] if idempotency is not None and not idempotency.claimed else None,
+            rate=rate,
         )
     except Exists as exc:  # the key has an answer already: replay it (claim.replay is set)
         return settle(idempotency, exc.args[1])  # type: ignore[arg-type] - only with a claim
