@@ -11,8 +11,10 @@ for the lines "logging off"); API keys on, the default rate limits. For each var
   ``make bench``'s intake phase sends them;
 * the same with the access line off (``LOG_LEVEL=WARNING``) and with the limiter off.
 
-Also prints, per limited ``POST /jobs``, the round trips (writes to Valkey's socket) and the
-commands the limiter sent (``INFO commandstats`` of a second Valkey that keeps only the limits).
+Also prints, per limited ``POST /jobs``, the round trips to Redis in all (writes to Valkey's
+socket: the limits and the job on one server, as ``make run`` keeps them, the windows riding the
+submission's script), and, for limits kept on a store of their own, the round trips and commands
+the limiter sent there (``INFO commandstats`` of a second Valkey that keeps only the limits).
 No figure is judged here; FINDINGS and docs/performance.md quote them.
 """
 
@@ -109,6 +111,26 @@ def cpu_ms(variants: dict, requests: int, rounds: int) -> dict[str, tuple[float,
     }
 
 
+def submission_trips(client, keys: list[str], requests: int = 100) -> float:  # noqa: ANN001
+    """Round trips to Redis a limited, keyed ``POST /jobs`` costs in all."""
+    import redis
+
+    sends = [0]
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):  # noqa: ANN001, ANN202
+        sends[0] += 1
+        return original(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = counting
+    try:
+        for i in range(requests):
+            _post(client, keys, i)
+    finally:
+        redis.connection.AbstractConnection.send_packed_command = original
+    return sends[0] / requests
+
+
 def limiter_traffic(url: str, limiter_url: str, requests: int = 100) -> dict:
     """Round trips and commands the limiter sends a ``POST /jobs``, counted on a Valkey that
     keeps only the limits (the jobs go to the other)."""
@@ -178,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.rounds,
             )
             limiter.enabled = True
+            logging.getLogger().setLevel("INFO")
+            in_all = submission_trips(client, keys)
             traffic = limiter_traffic(url, limiter_url)
         finally:
             system.stop(jobs)
@@ -187,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'':34s} {'CPU':>7s} {'wall':>7s}")
     for name, (median, rounds, wall) in out.items():
         print(f"  {name:34s} {median:7.3f} {wall:7.3f}   CPU rounds {rounds}")
-    print(f"the limiter, a POST /jobs: {traffic['round_trips']:.2f} round trips; commands (a script's own included): "
+    print(f"a limited POST /jobs with an Idempotency-Key, limits and jobs on one server: {in_all:.2f} round trips to Redis in all")
+    print(f"limits on a store of their own, the limiter's share of a POST /jobs: {traffic['round_trips']:.2f} round trips; commands (a script's own included): "
           + ", ".join(f"{k} {v:.2f}" for k, v in sorted(traffic["commands_incl_scripts_own"].items())))
     return 0
 
