@@ -111,15 +111,17 @@ def cpu_ms(variants: dict, requests: int, rounds: int) -> dict[str, tuple[float,
     }
 
 
-def submission_trips(client, keys: list[str], requests: int = 100) -> float:  # noqa: ANN001
-    """Round trips to Redis a limited, keyed ``POST /jobs`` costs in all."""
+def _sends(client, keys: list[str], requests: int, port: int | None = None, skip=None) -> int:  # noqa: ANN001
+    """Round trips ``requests`` limited ``POST /jobs`` send to Redis (to ``port`` only, if given;
+    not those of the connection ``skip``)."""
     import redis
 
     sends = [0]
     original = redis.connection.AbstractConnection.send_packed_command
 
     def counting(self, command, check_health=True):  # noqa: ANN001, ANN202
-        sends[0] += 1
+        if (port is None or self.port == port) and self is not skip:
+            sends[0] += 1
         return original(self, command, check_health)
 
     redis.connection.AbstractConnection.send_packed_command = counting
@@ -128,7 +130,12 @@ def submission_trips(client, keys: list[str], requests: int = 100) -> float:  # 
             _post(client, keys, i)
     finally:
         redis.connection.AbstractConnection.send_packed_command = original
-    return sends[0] / requests
+    return sends[0]
+
+
+def submission_trips(client, keys: list[str], requests: int = 100) -> float:  # noqa: ANN001
+    """Round trips to Redis a limited, keyed ``POST /jobs`` costs in all."""
+    return _sends(client, keys, requests) / requests
 
 
 def limiter_traffic(url: str, limiter_url: str, requests: int = 100) -> dict:
@@ -141,21 +148,8 @@ def limiter_traffic(url: str, limiter_url: str, requests: int = 100) -> dict:
     admin = redis.Redis(port=port, single_connection_client=True)
     for i in range(20):
         _post(client, keys, i)
-    sends = [0]
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counting(self, command, check_health=True):  # noqa: ANN001, ANN202
-        if self.port == port and self is not admin.connection:
-            sends[0] += 1
-        return original(self, command, check_health)
-
     admin.config_resetstat()
-    redis.connection.AbstractConnection.send_packed_command = counting
-    try:
-        for i in range(requests):
-            _post(client, keys, i)
-    finally:
-        redis.connection.AbstractConnection.send_packed_command = original
+    sends = [_sends(client, keys, requests, port=port, skip=admin.connection)]
     stats = admin.info("commandstats")
     calls = {k.removeprefix("cmdstat_"): v["calls"] / requests for k, v in stats.items() if k != "cmdstat_config|resetstat"}
     return {"round_trips": sends[0] / requests, "commands_incl_scripts_own": calls}

@@ -24,6 +24,7 @@ from typing import Any
 import redis
 from redis.commands.core import CoreCommands
 
+from ..errors import RateLimited
 from . import scripts
 
 #: Commands whose first argument is not a key.
@@ -105,10 +106,6 @@ class Exists(Exception):
 
 class Changed(Exception):
     """A guarded value changed since it was read: nothing was written; read again and retry."""
-
-
-class RateLimited(Exception):
-    """A window of :attr:`Checks.rate` went over its amount: nothing was written (``args[0]``: its key)."""
 
 
 def run(connection: redis.Redis, recorded: Recorder, checks: Checks) -> None:

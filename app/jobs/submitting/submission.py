@@ -34,7 +34,7 @@ from ..contract import schemas
 from ..engine import private, submit
 from ..engine.job import APART_FIELD, TEXT_INLINE_MAX_CHARS, OffloadJob
 from ..engine.queue import OffloadQueue
-from ..errors import QueueFull, RateLimited
+from ..errors import QueueFull
 from ..keys import JOB_INDEX_KEY, METRICS_KEY, text_key
 from ..running import concurrency
 from ..running.callbacks import retry_policy
@@ -150,24 +150,6 @@ def write(
     the submission cannot be one script, in a round trip of their own first); over a limit,
     RateLimited is raised and nothing is written.
     """
-    try:
-        return _write(connection, drafts, principal, max_queue_depth, in_batch, known_depth, also, pipeline, absent, rate)
-    except submit.RateLimited:
-        raise RateLimited from None
-
-
-def _write(  # noqa: PLR0913 - write()'s arguments
-    connection: redis.Redis,
-    drafts: list[Draft],
-    principal: Principal,
-    max_queue_depth: int,
-    in_batch: bool,
-    known_depth: int | None,
-    also: Callable[[redis.client.Pipeline, list[Draft], dict[int, list[dict]]], None] | None,
-    pipeline: redis.client.Pipeline | None,
-    absent: list[str] | None,
-    rate: submit.RateCount | None,
-) -> tuple[list[Draft], dict[int, list[dict]]]:
     if pipeline is None and one_script(drafts):
         for _ in range(_ATTEMPTS):
             try:  # the windows are counted by the first attempt only (rate.replies)
