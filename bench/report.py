@@ -136,6 +136,13 @@ def table(results: dict) -> str:
                     f"  {LABELS.get(name, name):44s} {d['n']:>6d} {_fmt(d['p50_ms'], 2):>8s} {_fmt(d['p99_ms'], 2):>8s}"
                     f" {_fmt(d.get('post_p50_ms'), 2):>7s} {_fmt(d.get('wait_p50_ms'), 2):>7s} {_fmt(d.get('queue_to_end_p50_ms'), 1):>9s}"
                 )
+        for name, d in latency.items():
+            if isinstance(d, dict) and d.get("to_enqueued_p50_ms") is not None:
+                lines.append(
+                    f"  {LABELS.get(name, name)}, p50 of each step: POST sent -> enqueued {d['to_enqueued_p50_ms']:.1f}, "
+                    f"-> started {d['enqueued_to_started_p50_ms']:.1f}, -> ended {d['started_to_ended_p50_ms']:.1f}, "
+                    f"-> answered {d['ended_to_answered_p50_ms']:.1f} ms"
+                )
         for name, r in (latency.get("ratios_to_flower") or {}).items():
             lines.append(f"  {LABELS.get(name, name)} / Flower: p50 {r['p50']:.2f}, p99 {r['p99']:.2f} (below 1: offload answers sooner)")
         lines.append("")

@@ -38,6 +38,7 @@ Writes ``bench/results/bench.json``, ``bench.txt`` (the table) and ``bench.png``
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -670,7 +671,7 @@ class Bench:
         flower = self._flower() if "flower" in self.args.contenders else None
         if flower is not None:
             contenders.append("flower")
-        parts = ("total", "post", "wait", "queue_to_end")
+        parts = ("total", "post", "wait", "queue_to_end", *TIMELINE)
         out: dict = {c: {part: [] for part in parts} for c in contenders}
         n = self.cfg["latency_jobs"]
         try:
@@ -708,7 +709,7 @@ class Bench:
                 flower.stop()
         for name in contenders:
             total = out[name].pop("total")
-            breakdown = {f"{part}_p50_ms": round(_pct(out[name].pop(part), 50), 3) for part in parts[1:]}
+            breakdown = {f"{part}_p50_ms": round(_pct(found, 50), 3) if (found := out[name].pop(part)) else None for part in parts[1:]}
             if name == "flower":
                 breakdown["queue_to_end_p50_ms"] = None  # Celery's results carry no enqueue time
             out[name].update(
@@ -732,7 +733,7 @@ class Bench:
         import http.client
 
         body = json.dumps({"type": "noop"})
-        samples: dict[str, list[float]] = {part: [] for part in ("total", "post", "wait", "queue_to_end")}
+        samples: dict[str, list[float]] = {part: [] for part in ("total", "post", "wait", "queue_to_end", *TIMELINE)}
         conn = http.client.HTTPConnection("127.0.0.1", self.web_port, timeout=30)
         try:
             for i in range(n + warm):
@@ -741,7 +742,7 @@ class Bench:
                 key = self.client_secrets[i % len(self.client_secrets)]
                 headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
                 time.sleep(0.005)  # let the workers go back to waiting on the queue
-                started = time.perf_counter()
+                started, wall_started = time.perf_counter(), time.time()
                 conn.request("POST", "/jobs", body=body, headers={**headers, "Idempotency-Key": secrets.token_hex(8)})
                 response = conn.getresponse()
                 job = json.loads(response.read())
@@ -752,7 +753,7 @@ class Bench:
                     conn.request("GET", f"/jobs/{job['id']}?wait=10", headers=headers)
                     response = conn.getresponse()
                     job = json.loads(response.read())
-                done = time.perf_counter()
+                done, wall_done = time.perf_counter(), time.time()
                 if job["status"] != "finished":
                     raise RuntimeError(f"latency job ended {job['status']}")
                 if i >= warm:  # the first ten warm the horse, the listener thread, connections
@@ -760,6 +761,10 @@ class Bench:
                     samples["post"].append((posted - started) * 1000)
                     samples["wait"].append((done - posted) * 1000)
                     samples["queue_to_end"].append(_ms_between(job["enqueued_at"], job["ended_at"]))
+                    # The job's life on one clock (the server's timestamps have millisecond precision).
+                    moments = [wall_started, *(_epoch(job[name]) for name in ("enqueued_at", "started_at", "ended_at")), wall_done]
+                    for part, (a, b) in zip(TIMELINE, itertools.pairwise(moments), strict=True):
+                        samples[part].append((b - a) * 1000)
         finally:
             conn.close()
         return samples
@@ -985,6 +990,17 @@ def _pct(samples: list[float], p: float) -> float:
         return 0.0
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+#: A job's life in the latency phase, from the client's POST to the client holding the finished
+#: job: POST sent -> enqueued (the web's work before the submission's script), enqueued ->
+#: started (the POST's script, a worker woken, the dequeue script), started -> ended (the job in
+#: the horse), ended -> answered (the outcome script, the event, the GET's read and answer).
+TIMELINE = ("to_enqueued", "enqueued_to_started", "started_to_ended", "ended_to_answered")
+
+
+def _epoch(moment: str) -> float:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
 
 
 def _ms_between(start: str, end: str) -> float:

@@ -183,17 +183,22 @@ class JobQueue:
 
         Waiting is event driven: workers publish a job's id when it starts, reports progress
         and ends, and one listener thread per process wakes the waiters, which read the job
-        again. A re-read every couple of seconds covers an event lost to a reconnect.
+        again when the change may have ended it (not for a start or a progress report). A
+        re-read every couple of seconds covers an event lost to a reconnect.
         """
         deadline = time.monotonic() + timeout
         with self._events.watch(job_id) as event:
             while True:
                 resource = self.get(job_id, principal)
-                remaining = deadline - time.monotonic()
-                if resource["status"] in schemas.TERMINAL_STATUSES or remaining <= 0 or (stop is not None and stop()):
-                    return resource
-                event.wait(min(remaining, REREAD_SECONDS))
-                event.clear()
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if resource["status"] in schemas.TERMINAL_STATUSES or remaining <= 0 or (stop is not None and stop()):
+                        return resource
+                    woken = event.wait(min(remaining, REREAD_SECONDS))
+                    reread = not woken or event.may_have_ended  # a start or progress cannot end it: wait on
+                    event.clear()
+                    if reread:
+                        break
 
     def follow(self, job_id: str, principal: Principal, seconds: float) -> Iterator[dict]:
         """The job now, then again each time a worker announces a change, for ``seconds``

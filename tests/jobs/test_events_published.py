@@ -1,6 +1,7 @@
-"""What workers announce on the job-events channel (app/jobs/events.py), on fakeredis with the
-in-process worker: a job's start, each progress save and its end, each as the job's id, and the
-?wait= waiters that wake on them still return only a terminal job or at their timeout."""
+"""What workers announce on the job-events channel (app/jobs/running/events.py), on fakeredis with
+the in-process worker: a job's start (``<id> started``), each progress save (``<id> progress``)
+and its end (the id alone), and the ?wait= waiters that wake on them still return only a
+terminal job or at their timeout, reading the job again only for a change that may end it."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def test_a_job_announces_its_start_each_progress_save_and_its_end(fake_redis, jo
     run_jobs(job_queue)
     messages = read()
     # Start, progress at ~0.25 s and ~0.5 s (saved at most 4 times a second), the last one, the end.
-    assert set(messages) == {job_id}
+    assert messages[0] == f"{job_id} started" and messages[-1] == job_id
+    assert set(messages[1:-1]) == {f"{job_id} progress"}
     assert len(messages) >= 4, messages
     resource = job_queue.get(job_id)
     assert resource["status"] == "finished" and resource["progress"] == {"done": 600, "total": 600}
@@ -46,7 +48,7 @@ def test_a_job_without_progress_announces_its_start_and_end(fake_redis, job_queu
     read = announcements(fake_redis)
     job_id = submit(job_queue, settings, type="noop")["id"]
     run_jobs(job_queue)
-    assert read() == [job_id, job_id]
+    assert read() == [f"{job_id} started", job_id]
 
 
 def test_progress_is_saved_and_announced_in_one_round_trip(fake_redis, job_queue, settings):
@@ -64,7 +66,7 @@ def test_progress_is_saved_and_announced_in_one_round_trip(fake_redis, job_queue
     reporter = ProgressReporter(job)
     reporter(5, 10)  # too soon after the start: not saved
     reporter(10, 10)  # the last one always is
-    assert sent == ["pipeline"] and read() == [job_id]
+    assert sent == ["pipeline"] and read() == [f"{job_id} progress"]
     assert job_queue.get(job_id)["progress"] == {"done": 10, "total": 10}
 
 
@@ -83,3 +85,34 @@ def test_wait_wakes_on_progress_but_returns_only_the_terminal_job(fake_redis, jo
     run_jobs(job_queue)
     waiter.join(30)
     assert answers and answers[0]["status"] == "finished"
+
+
+def test_a_wait_reads_the_job_again_only_for_a_change_that_may_end_it(fake_redis, job_queue, settings, monkeypatch):
+    """A ``?wait=`` answers an ended job only: a start or a progress report wakes it (the stream
+    of ``GET /jobs/{id}/events`` reads the job for each) but it waits on without a read; the
+    job's end is read at once. Reads counted with the periodic re-read pushed out of the test."""
+    import time
+
+    from app.jobs import store
+    from app.jobs.running.events import publish_job_event
+
+    monkeypatch.setattr(store, "REREAD_SECONDS", 60.0)
+    job_id = submit(job_queue, settings, type="noop")["id"]
+    reads = []
+    original = job_queue.get
+    monkeypatch.setattr(job_queue, "get", lambda *a, **k: reads.append(1) or original(*a, **k))
+    answers = []
+    waiter = threading.Thread(target=lambda: answers.append(job_queue.wait(job_id, ANONYMOUS, 30)))
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not reads and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the listener subscribed
+    for kind in ("started", "progress", "progress"):
+        publish_job_event(fake_redis, job_id, kind=kind)
+    time.sleep(0.3)
+    assert len(reads) == 1 and waiter.is_alive()
+    run_jobs(job_queue)  # its start ("started") and its end (the id)
+    waiter.join(10)
+    assert answers and answers[0]["status"] == "finished"
+    assert len(reads) == 2  # the first, and once for the end: none for the starts and the progress

@@ -190,7 +190,7 @@ class ProgressReporter:
             # RQ's save_meta, and the announcement, in one transaction.
             with job.connection.pipeline() as pipe:
                 storage.save_meta(job, pipe)
-                publish_job_event(job.connection, job.id, pipeline=pipe)
+                publish_job_event(job.connection, job.id, pipeline=pipe, kind="progress")
                 pipe.execute()
         except redis.RedisError:
             log.warning("could not save progress of job %s", self.job.id, extra={"job_id": self.job.id})

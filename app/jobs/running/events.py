@@ -1,9 +1,12 @@
 """Job events: workers publish a job's id when the job starts, reports progress and ends;
 ``?wait=`` requests and ``GET /jobs/{id}/events`` streams wake on it.
 
-Redis pub/sub, one channel (:data:`~app.jobs.keys.EVENTS_CHANNEL`). The message is only the
-id: it says "look again", never what changed, so a waiter always re-reads the job, and a lost
-message costs at most one re-read interval (:data:`REREAD_SECONDS`), never a wrong answer.
+Redis pub/sub, one channel (:data:`~app.jobs.keys.EVENTS_CHANNEL`). The message is the id: it
+says "look again", never the new state, so a waiter re-reads the job, and a lost message costs
+at most one re-read interval (:data:`REREAD_SECONDS`), never a wrong answer. A change that cannot
+end the job (a start, a progress report) adds its kind after a space (``<id> started``): a
+``?wait=``, which answers only an ended job, does not read the job again for it (it did, once a
+job, while the worker was running it); a stream reads it for every message.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ log = logging.getLogger(__name__)
 #: Seconds a waiter sleeps at most before it reads the job again without being woken: what
 #: a message lost to a reconnect of the listener can cost.
 REREAD_SECONDS = 2.0
+
+#: The kinds of change a message may name that never end a job.
+NOT_ENDING = ("started", "progress")
 
 
 class JobEvents:
@@ -42,9 +48,9 @@ class JobEvents:
 
     class _Watch:
         def __init__(self, events: JobEvents, job_id: str) -> None:
-            self.events, self.job_id, self.event = events, job_id, threading.Event()
+            self.events, self.job_id, self.event = events, job_id, _JobEvent()
 
-        def __enter__(self) -> threading.Event:
+        def __enter__(self) -> _JobEvent:
             self.events._add(self.job_id, self.event)
             return self.event
 
@@ -52,6 +58,7 @@ class JobEvents:
             self.events._remove(self.job_id, self.event)
 
     def watch(self, job_id: str) -> JobEvents._Watch:
+        """A :class:`_JobEvent` set by every message about ``job_id`` while the watch lasts."""
         return JobEvents._Watch(self, job_id)
 
     def _add(self, job_id: str, event: threading.Event) -> None:
@@ -77,16 +84,35 @@ class JobEvents:
                 pubsub.subscribe(EVENTS_CHANNEL)
                 backoff = 0.1
                 for message in _messages(pubsub):
-                    job_id = message["data"].decode() if isinstance(message["data"], bytes) else message["data"]
+                    data = message["data"].decode() if isinstance(message["data"], bytes) else message["data"]
+                    job_id, _, kind = data.partition(" ")
                     with self._lock:
                         for event in self._waiters.get(job_id, ()):
-                            event.set()
+                            event.announce(kind)
             except (redis.RedisError, OSError):
                 # Waiters fall back to re-reading the job until the listener is back.
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
                 pubsub.close()
+
+
+class _JobEvent(threading.Event):
+    """Set by each message about the job; :attr:`may_have_ended` says whether one of the messages
+    since the last ``clear()`` was of a change that may end it (not a start or a progress report)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.may_have_ended = False
+
+    def announce(self, kind: str) -> None:
+        if kind not in NOT_ENDING:
+            self.may_have_ended = True
+        self.set()
+
+    def clear(self) -> None:
+        self.may_have_ended = False
+        super().clear()
 
 
 def _messages(pubsub: redis.client.PubSub) -> Iterator[dict]:
@@ -115,10 +141,17 @@ def follow(events: JobEvents, job_id: str, read: Callable[[], dict], seconds: fl
             event.clear()
 
 
-def publish_job_event(connection: redis.Redis, job_id: str, pipeline: redis.client.Pipeline | None = None) -> None:
+def publish_job_event(
+    connection: redis.Redis, job_id: str, pipeline: redis.client.Pipeline | None = None, kind: str | None = None
+) -> None:
     """Announce that job ``job_id`` changed: it started, saved its progress, ended, or is about
-    to be retried. With ``pipeline``, the PUBLISH joins it (RQ's convention): inside the
-    transaction that writes the change, a waiter woken by it never reads the job before it."""
+    to be retried; ``kind`` names a change of :data:`NOT_ENDING` (None: any other). With
+    ``pipeline``, the PUBLISH joins it (RQ's convention): inside the transaction that writes the
+    change, a waiter woken by it never reads the job before it."""
+    if kind is not None:
+        if kind not in NOT_ENDING:
+            raise ValueError(f"an event's kind is one of {NOT_ENDING}, or None")
+        job_id = f"{job_id} {kind}"
     if pipeline is not None:
         # Not pipeline.publish(): redis-py refuses it in a Redis Cluster pipeline. Sent as a plain
         # command, it is routed by the channel's name, which carries offload's hash tag: the

@@ -23,7 +23,7 @@ def announced_after(job: Job) -> bool:
 
 class Events(Listener):
     def on_start(self, worker: Any, job: Job, pipeline: redis.client.Pipeline) -> None:
-        publish_job_event(worker.connection, job.id, pipeline=pipeline)
+        publish_job_event(worker.connection, job.id, pipeline=pipeline, kind="started")  # a ?wait= does not read again
 
     def on_outcome(self, worker: Any, job: Job, outcome: str, pipeline: redis.client.Pipeline) -> None:
         if not announced_after(job):
