@@ -30,7 +30,8 @@ def register_queues(connection: redis.Redis) -> None:
 
 
 _WAKE_TOKENS = 64
-_IDLE_POLL = 1
+#: Seconds an idle worker waits for a wake-up token at most before it looks at the queues again.
+IDLE_POLL_SECONDS = 1
 
 
 class OffloadQueue(Queue):
@@ -86,7 +87,7 @@ class OffloadQueue(Queue):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DequeueTimeout(timeout, [queue.key for queue in queues])
-            connection.blpop([WAKE_KEY], timeout=max(1, min(_IDLE_POLL, int(remaining))))
+            connection.blpop([WAKE_KEY], timeout=max(1, min(IDLE_POLL_SECONDS, int(remaining))))
 
 
 #: What :meth:`Dequeue.take` answers when workers are suspended, and when too many vanished jobs

@@ -87,8 +87,9 @@ from rq.utils import now, utcformat
 from rq.worker import Worker, WorkerStatus
 from rq.worker.base import DequeueStrategy
 
-from ...keys import PAUSED_QUEUES_KEY
+from ...keys import PAUSED_QUEUES_KEY, WAKE_KEY
 from .. import scripts
+from ..queue import AGAIN, IDLE_POLL_SECONDS
 from .base import STOP_CHECK_SECONDS, EngineWorker
 from .horse import HorseMixin, _NullPipeline
 from .payload import payload_keeping
@@ -296,9 +297,7 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
                     self.run_maintenance_tasks()
                 if timeout is not None and idle_time_left is not None:
                     timeout = min(timeout, idle_time_left)
-                result = self._dequeue_watching_stop(timeout)
-                if result is not None:
-                    self._dequeued(*result)
+                result = self._dequeue_watching_stop(timeout)  # taken and started (_taken said so)
                 break
             except DequeueTimeout:
                 if max_idle_time is not None:
@@ -318,9 +317,9 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         return result
 
     def _dequeue_watching_stop(self, timeout: int | None):  # noqa: ANN202
-        """``dequeue_any`` in waits of at most STOP_CHECK_SECONDS, with the stop flag read between
-        them: a stop request is a flag (EngineWorker's ``_shutdown``), so an idle worker sees it
-        within about a second. Raises StopRequested, or DequeueTimeout at ``timeout``."""
+        """:meth:`_take_or_wait` in waits of at most STOP_CHECK_SECONDS, with the stop flag read
+        between them: a stop request is a flag (EngineWorker's ``_shutdown``), so an idle worker
+        sees it within about a second. Raises StopRequested, or DequeueTimeout at ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._stop_requested:
@@ -331,17 +330,29 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
                 if left <= 0:
                     raise DequeueTimeout(timeout, self.queue_keys())
                 wait = max(1, min(STOP_CHECK_SECONDS, int(left + 0.999)))
-            try:
-                return self.queue_class.dequeue_any(
-                    self._ordered_queues,
-                    wait,
-                    connection=self.connection,
-                    job_class=self.job_class,
-                    serializer=self.serializer,
-                    death_penalty_class=self.death_penalty_class,
-                )
-            except DequeueTimeout:
+            found = self._take_or_wait(wait)
+            if found is not None or wait is None:  # without a timeout (burst), empty is the answer
+                return found
+
+    def _take_or_wait(self, seconds: int | None) -> tuple[Job, Queue] | None:
+        """The next job, taken and started by the dequeue script (one round trip, as a busy
+        worker's), waiting up to ``seconds`` for a submission's wake-up token (None: no wait).
+        RQ's ``dequeue_any``, which the forking worker keeps, takes the job alone and records its
+        start in a transaction after it: a woken worker's job waited one more fsynced round trip."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while True:
+            popped = self._pop_ready()
+            if isinstance(popped, tuple):
+                return popped
+            if popped == AGAIN:
                 continue
+            if deadline is None:  # burst: empty (or suspended) is the end
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            # Empty, or suspended: a token, or a second, as RQ's own dequeue_any in OffloadQueue.
+            self.connection.blpop([WAKE_KEY], timeout=max(1, min(IDLE_POLL_SECONDS, int(remaining))))
 
     # -- one job: the three steps of app.worker.lifecycle.Lifecycle.run --
 
