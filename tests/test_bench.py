@@ -50,6 +50,11 @@ def test_quick_bench_writes_well_formed_results(tmp_path):
 
     latency = results["latency"]["offload-fast"]
     assert latency["n"] > 0 and 0 < latency["p50_ms"] <= latency["p99_ms"]
+    # the job's life on one clock: each step measured, together about the whole (ms timestamps)
+    steps = [latency[f"{step}_p50_ms"] for step in ("to_enqueued", "enqueued_to_started", "started_to_ended", "ended_to_answered")]
+    assert all(step is not None and step >= -1 for step in steps), steps
+    assert abs(sum(steps) - latency["p50_ms"]) < latency["p50_ms"], (steps, latency["p50_ms"])
+    assert "p50 of each step" in (tmp_path / "smoke.txt").read_text()
 
     assert results["memory"]["web_peak_rss_mib"]["max_worker"] > 0
     assert results["memory"]["worker_peak_rss_mib"]["offload-fast"]["main_mib"] > 0
