@@ -96,8 +96,11 @@ from .payload import payload_keeping
 log = logging.getLogger("offload.worker")
 
 #: The placeholders of a recorded start: the job's id, its queue's name, its type (see
-#: ``_recorded_start`` and ``lua/dequeue.lua``, which fills them in for the job it takes).
-_ID, _QUEUE, _TYPE = "offload--job-id--9f3e7c1a", "offload--queue--9f3e7c1a", "offload--type--9f3e7c1a"
+#: ``_recorded_start`` and ``lua/dequeue.lua``, which fills them in for the job it takes). Each
+#: ends with ``_MARK``: a word without it holds none, and the script leaves it as it is.
+_MARK = "--9f3e7c1a"
+_ID, _QUEUE, _TYPE = f"offload--job-id{_MARK}", f"offload--queue{_MARK}", f"offload--type{_MARK}"
+_MARK_BYTES = _MARK.encode()
 
 
 @dataclass
@@ -418,9 +421,10 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
     def _recorded_start(self) -> tuple[list, Execution]:
         """The start transaction's commands, written by ``_write_start`` (RQ's code and the
         listeners', unchanged) for a job whose id, queue and type are placeholders, as the words
-        ``lua/dequeue.lua`` runs for the job it takes: a job is taken and started in one round
-        trip, and never waits taken but not started. So a start command may depend on the job's
-        id, queue and type only (``Listener.on_start`` says so)."""
+        ``lua/dequeue.lua`` runs for the job it takes (the commands that hold a placeholder
+        flagged): a job is taken and started in one round trip, and never waits taken but not
+        started. So a start command may depend on the job's id, queue and type only
+        (``Listener.on_start`` says so)."""
         job = self.job_class(_ID, connection=self.connection, serializer=self.serializer)
         job.origin, job.meta = _QUEUE, {"type": _TYPE}
         queue = self.queue_class(_QUEUE, connection=self.connection, job_class=self.job_class, serializer=self.serializer)
@@ -437,7 +441,10 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
                 raise RuntimeError("the start transaction recorded no command: this redis-py keeps them elsewhere")
             for command in stack:
                 args = command.args if hasattr(command, "args") else command[0]  # a cluster pipeline's, or redis-py's
-                words.append(len(args))
+                # Negative: the script fills the placeholders in this command's words (a command
+                # without any runs as it is: a gsub over every word was most of the script's time).
+                marked = any(_MARK in arg if isinstance(arg, str) else isinstance(arg, bytes) and _MARK_BYTES in arg for arg in args)
+                words.append(-len(args) if marked else len(args))
                 words.extend(args)
         finally:
             pipe.reset()
