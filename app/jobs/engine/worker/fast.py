@@ -355,7 +355,7 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         prestarted, self._prestarted = self._prestarted, None
         if prestarted is not None and prestarted[0] == job.id:
             in_hand = prestarted[1]
-            in_hand.offered = self._offer_to_horse(job)
+            in_hand.offered = self._offer_to_horse(job, started=True)  # with its go: one message
             return in_hand
         offered = self._offer_to_horse(job)
         try:
@@ -425,9 +425,8 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         flagged): a job is taken and started in one round trip, and never waits taken but not
         started. So a start command may depend on the job's id, queue and type only
         (``Listener.on_start`` says so)."""
-        job = self.job_class(_ID, connection=self.connection, serializer=self.serializer)
-        job.origin, job.meta = _QUEUE, {"type": _TYPE}
-        queue = self.queue_class(_QUEUE, connection=self.connection, job_class=self.job_class, serializer=self.serializer)
+        job, queue = self._placeholders()
+        job.meta = {"type": _TYPE}
         state, last_heartbeat = self._state, self.last_heartbeat
         pipe = self.connection.pipeline()
         try:
@@ -450,6 +449,18 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
             pipe.reset()
             self._state, self.last_heartbeat = state, last_heartbeat
         return words, execution
+
+    def _placeholders(self) -> tuple[Job, Queue]:
+        """The placeholder job and queue a start is recorded for, made once per worker (each
+        recording sets again what it reads: RQ's and the listeners' start commands read the
+        job's id, origin and ``meta["type"]``, and write the fields a start writes)."""
+        made = self.__dict__.get("_placeholder_job_and_queue")
+        if made is None or made[0].connection is not self.connection:
+            job = self.job_class(_ID, connection=self.connection, serializer=self.serializer)
+            job.origin = _QUEUE
+            queue = self.queue_class(_QUEUE, connection=self.connection, job_class=self.job_class, serializer=self.serializer)
+            made = self._placeholder_job_and_queue = (job, queue)
+        return made
 
     def _beat(self, pipe: redis.client.Pipeline, state: str, ttl: int | None = None) -> None:
         """RQ's ``set_state`` and ``heartbeat`` in one HSET (RQ sends two)."""
