@@ -87,7 +87,10 @@ def _run_worker(kind: str, jobs: int, redis_url: str, out: Path) -> None:
     worker = build_worker(connection, settings)
     if kind == "simple":
         worker.__class__ = type("ProfiledSimpleWorker", (OffloadSimpleWorker,), {})
+    client.config_resetstat()
     stats_before = {k: v["calls"] for k, v in client.info("commandstats").items()}
+    server_cpu = lambda: (lambda i: i["used_cpu_user"] + i["used_cpu_sys"])(client.info("cpu"))  # noqa: E731
+    server_cpu_before = server_cpu()
     struct.pack_into("q", shared, 0, 0)
     usage0 = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
     started = time.perf_counter()
@@ -96,7 +99,9 @@ def _run_worker(kind: str, jobs: int, redis_url: str, out: Path) -> None:
     usage1 = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
     (sends,) = struct.unpack_from("q", shared, 0)
     redis.connection.AbstractConnection.send_packed_command = original_send
-    stats_after = {k: v["calls"] for k, v in client.info("commandstats").items()}
+    server_cpu_after = server_cpu()
+    stats_full = client.info("commandstats")
+    stats_after = {k: v["calls"] for k, v in stats_full.items()}
     commands = {k.removeprefix("cmdstat_"): stats_after[k] - stats_before.get(k, 0) for k in stats_after}
     commands = {k: v for k, v in commands.items() if v and k not in ("info",)}
 
@@ -111,9 +116,16 @@ def _run_worker(kind: str, jobs: int, redis_url: str, out: Path) -> None:
         "ms_per_job": round(1000 * wall / jobs, 3),
         "cpu_ms_per_job_worker": round(1000 * cpu(0) / jobs, 3),
         "cpu_ms_per_job_children": round(1000 * cpu(1) / jobs, 3),
+        "cpu_ms_per_job_server": round(1000 * (server_cpu_after - server_cpu_before) / jobs, 3),
         "round_trips_per_job": round(sends / jobs, 2),
         "commands_per_job": round(sum(commands.values()) / jobs, 2),
         "commands": {k: round(v / jobs, 2) for k, v in sorted(commands.items(), key=lambda kv: -kv[1])},
+        # the server's own time in each command a job, microseconds (a script's includes the commands it runs)
+        "server_us_per_job": {
+            k.removeprefix("cmdstat_"): round(v["usec"] / jobs, 1)
+            for k, v in sorted(stats_full.items(), key=lambda kv: -kv[1]["usec"])
+            if v["usec"] / jobs >= 0.5 and k != "cmdstat_info"
+        },
     }
     if kind == "forking":
         result["fork_ms_per_job"] = round(1000 * fork_stats["fork_s"] / max(1, fork_stats["forks"]), 3)
@@ -146,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--py-spy", action="store_true", help="also sample each run with py-spy (all processes)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "profile.json")
+    parser.add_argument("--port", type=int, default=0, help="the Valkey's port (default: any free one)")
     parser.add_argument("--run", nargs=3, metavar=("KIND", "URL", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run:
@@ -157,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.run import free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="offload-profile-"))
-    port = free_port()
+    port = args.port or free_port()
     (tmp / "valkey").mkdir()
     valkey = system.spawn(valkey_command(port, tmp / "valkey"), cwd=ROOT, env=dict(os.environ), log=tmp / "valkey.log")
     import redis
@@ -185,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             results["runs"].append(run)
             print(
                 f"{kind:8s} {run['jobs_per_s']:8.1f} jobs/s  {run['ms_per_job']:6.2f} ms/job  "
-                f"cpu {run['cpu_ms_per_job_worker']:.2f}+{run['cpu_ms_per_job_children']:.2f} ms  "
+                f"cpu {run['cpu_ms_per_job_worker']:.2f}+{run['cpu_ms_per_job_children']:.2f} ms "
+                f"(server {run['cpu_ms_per_job_server']:.2f})  "
                 f"round trips {run['round_trips_per_job']:5.2f}  commands {run['commands_per_job']:5.1f}"
                 + (f"  fork {run['fork_ms_per_job']:.2f} ms" if "fork_ms_per_job" in run else "")
             )

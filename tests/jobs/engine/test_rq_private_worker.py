@@ -281,3 +281,29 @@ def test_the_dequeue_script_starts_a_job_as_the_start_transaction_does(clean_val
     from app.jobs.keys import METRICS_KEY
 
     assert connection.hget(METRICS_KEY, "started:count_words") == b"2"  # the listeners' start commands ran for both
+
+
+def test_resolve_serializer_is_looked_up_by_name_where_the_fast_worker_remembers_it():
+    """The fast worker makes RQ's ``resolve_serializer`` remember its answers (fast.py,
+    ``_check_serializers_once``) in the modules that build an object per job, which call it by
+    their own global name; remembered, it answers as RQ's does, and still refuses a bad one."""
+    import importlib
+
+    import rq.serializers
+
+    from app.jobs.engine.worker.fast import _SERIALIZER_CHECKS, _check_serializers_once
+
+    for name in _SERIALIZER_CHECKS:
+        module = importlib.import_module(name)
+        assert "resolve_serializer" in vars(module), _says(f"{name}.resolve_serializer", "fast.py, _check_serializers_once")
+        assert "resolve_serializer(" in inspect.getsource(module), _says(f"{name} calling resolve_serializer", "fast.py")
+    _check_serializers_once()
+    original = rq.serializers.resolve_serializer
+    for name in _SERIALIZER_CHECKS:
+        remembered = importlib.import_module(name).resolve_serializer
+        assert getattr(remembered, "offload_remembers", False), name
+        for serializer in (JSONSerializer, "rq.serializers.JSONSerializer", None):
+            assert remembered(serializer) is original(serializer)
+            assert remembered(serializer) is original(serializer)  # and again, remembered
+        with pytest.raises(NotImplementedError):
+            remembered(object())

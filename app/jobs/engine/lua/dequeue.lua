@@ -10,10 +10,11 @@
 --
 -- Optionally, after the names, the start itself (the fast worker: claim and start in one
 -- round trip): three placeholders (the job's id, its queue's name, its type), then the start
--- transaction's commands, each as its number of words followed by the words, recorded by the
--- worker for a job whose id, queue and type are the placeholders. They run here for the job
--- just taken, placeholders filled, and `start` is the reply of the last one. Without them,
--- `start` is absent and the worker records the start itself.
+-- transaction's commands, recorded by the worker for a job whose id, queue and type are the
+-- placeholders, each as its number of words followed by the words; the number is negative for
+-- a command some of whose words hold a placeholder. They run here for the job just taken,
+-- placeholders filled (a command without any runs straight from ARGV), and `start` is the
+-- reply of the last one. Without them, `start` is absent and the worker records the start itself.
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'suspended'} end
 local queues = (#KEYS - 2) / 2
 
@@ -31,20 +32,30 @@ local function start(queue_name, id, fields)
       if ok and type(meta) == 'table' and type(meta['type']) == 'string' then job_type = meta['type'] end
     end
   end
-  local marks = {
-    {literal(ARGV[at]), string.gsub(id, '%%', '%%%%')},
-    {literal(ARGV[at + 1]), string.gsub(queue_name, '%%', '%%%%')},
-    {literal(ARGV[at + 2]), string.gsub(job_type, '%%', '%%%%')},
+  local marks = {  -- the placeholder, as a pattern, and as a plain text; what replaces it
+    {literal(ARGV[at]), ARGV[at], string.gsub(id, '%%', '%%%%')},
+    {literal(ARGV[at + 1]), ARGV[at + 1], string.gsub(queue_name, '%%', '%%%%')},
+    {literal(ARGV[at + 2]), ARGV[at + 2], string.gsub(job_type, '%%', '%%%%')},
   }
+  local find, gsub = string.find, string.gsub
   local i, reply = at + 3, false
   while i <= #ARGV do
-    local words, command = tonumber(ARGV[i]), {}
-    for w = 1, words do
-      local word = ARGV[i + w]
-      for _, mark in ipairs(marks) do word = string.gsub(word, mark[1], mark[2]) end
-      command[w] = word
+    local words = tonumber(ARGV[i])
+    if words > 0 then
+      reply = redis.call(unpack(ARGV, i + 1, i + words))
+    else
+      words = -words
+      local command = {}
+      for w = 1, words do
+        local word = ARGV[i + w]
+        for m = 1, 3 do
+          local mark = marks[m]
+          if find(word, mark[2], 1, true) then word = gsub(word, mark[1], mark[3]) end
+        end
+        command[w] = word
+      end
+      reply = redis.call(unpack(command))
     end
-    reply = redis.call(unpack(command))
     i = i + words + 1
   end
   return reply

@@ -97,8 +97,51 @@ from .payload import payload_keeping
 log = logging.getLogger("offload.worker")
 
 #: The placeholders of a recorded start: the job's id, its queue's name, its type (see
-#: ``_recorded_start`` and ``lua/dequeue.lua``, which fills them in for the job it takes).
-_ID, _QUEUE, _TYPE = "offload--job-id--9f3e7c1a", "offload--queue--9f3e7c1a", "offload--type--9f3e7c1a"
+#: ``_recorded_start`` and ``lua/dequeue.lua``, which fills them in for the job it takes). Each
+#: ends with ``_MARK``: a word without it holds none, and the script leaves it as it is.
+_MARK = "--9f3e7c1a"
+_ID, _QUEUE, _TYPE = f"offload--job-id{_MARK}", f"offload--queue{_MARK}", f"offload--type{_MARK}"
+_MARK_BYTES = _MARK.encode()
+
+
+#: The RQ modules that build an object per job (a job, a result, an execution registry) and
+#: check its serializer each time with ``resolve_serializer`` (see :func:`_check_serializers_once`).
+_SERIALIZER_CHECKS = ("rq.job", "rq.results", "rq.registry", "rq.queue")
+
+
+def _check_serializers_once() -> None:
+    """Make RQ's ``resolve_serializer`` remember what it resolved, in this process (the worker
+    and its horse). RQ calls it for every Job, Result, registry and Queue it builds, a few times
+    a job, and each call checks the serializer against a runtime ``Protocol``: ~7 us on Python
+    3.11 (the check got a cache only in 3.12). The same serializer resolves to the same answer,
+    so the answer is kept; anything unhashable is resolved as before."""
+    import importlib
+
+    import rq.serializers
+
+    resolve = rq.serializers.resolve_serializer
+    if getattr(resolve, "offload_remembers", False):
+        return
+    resolved: dict = {}
+
+    def resolve_serializer(serializer=None):  # noqa: ANN001, ANN202 - RQ's signature
+        try:
+            return resolved[serializer]
+        except (KeyError, TypeError):
+            answer = resolve(serializer)
+            try:
+                if len(resolved) < 64:
+                    resolved[serializer] = answer
+            except TypeError:
+                pass
+            return answer
+
+    resolve_serializer.offload_remembers = True  # type: ignore[attr-defined]
+    resolve_serializer.__doc__ = resolve.__doc__
+    for name in _SERIALIZER_CHECKS:
+        module = importlib.import_module(name)
+        if getattr(module, "resolve_serializer", None) is resolve:
+            module.resolve_serializer = resolve_serializer  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -122,6 +165,7 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
 
             job_class = import_job_class(job_class)
         kwargs["job_class"] = payload_keeping(job_class)
+        _check_serializers_once()
         super().__init__(*args, **kwargs)
         self._horse_process: int = 0  # the horse's pid, busy or idle; _horse_pid is set only while it runs a job
         self._horse_conn: Connection | None = None
@@ -363,7 +407,7 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         prestarted, self._prestarted = self._prestarted, None
         if prestarted is not None and prestarted[0] == job.id:
             in_hand = prestarted[1]
-            in_hand.offered = self._offer_to_horse(job)
+            in_hand.offered = self._offer_to_horse(job, started=True)  # with its go: one message
             return in_hand
         offered = self._offer_to_horse(job)
         try:
@@ -429,12 +473,12 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
     def _recorded_start(self) -> tuple[list, Execution]:
         """The start transaction's commands, written by ``_write_start`` (RQ's code and the
         listeners', unchanged) for a job whose id, queue and type are placeholders, as the words
-        ``lua/dequeue.lua`` runs for the job it takes: a job is taken and started in one round
-        trip, and never waits taken but not started. So a start command may depend on the job's
-        id, queue and type only (``Listener.on_start`` says so)."""
-        job = self.job_class(_ID, connection=self.connection, serializer=self.serializer)
-        job.origin, job.meta = _QUEUE, {"type": _TYPE}
-        queue = self.queue_class(_QUEUE, connection=self.connection, job_class=self.job_class, serializer=self.serializer)
+        ``lua/dequeue.lua`` runs for the job it takes (the commands that hold a placeholder
+        flagged): a job is taken and started in one round trip, and never waits taken but not
+        started. So a start command may depend on the job's id, queue and type only
+        (``Listener.on_start`` says so)."""
+        job, queue = self._placeholders()
+        job.meta = {"type": _TYPE}
         state, last_heartbeat = self._state, self.last_heartbeat
         pipe = self.connection.pipeline()
         try:
@@ -448,12 +492,27 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
                 raise RuntimeError("the start transaction recorded no command: this redis-py keeps them elsewhere")
             for command in stack:
                 args = command.args if hasattr(command, "args") else command[0]  # a cluster pipeline's, or redis-py's
-                words.append(len(args))
+                # Negative: the script fills the placeholders in this command's words (a command
+                # without any runs as it is: a gsub over every word was most of the script's time).
+                marked = any(_MARK in arg if isinstance(arg, str) else isinstance(arg, bytes) and _MARK_BYTES in arg for arg in args)
+                words.append(-len(args) if marked else len(args))
                 words.extend(args)
         finally:
             pipe.reset()
             self._state, self.last_heartbeat = state, last_heartbeat
         return words, execution
+
+    def _placeholders(self) -> tuple[Job, Queue]:
+        """The placeholder job and queue a start is recorded for, made once per worker (each
+        recording sets again what it reads: RQ's and the listeners' start commands read the
+        job's id, origin and ``meta["type"]``, and write the fields a start writes)."""
+        made = self.__dict__.get("_placeholder_job_and_queue")
+        if made is None or made[0].connection is not self.connection:
+            job = self.job_class(_ID, connection=self.connection, serializer=self.serializer)
+            job.origin = _QUEUE
+            queue = self.queue_class(_QUEUE, connection=self.connection, job_class=self.job_class, serializer=self.serializer)
+            made = self._placeholder_job_and_queue = (job, queue)
+        return made
 
     def _beat(self, pipe: redis.client.Pipeline, state: str, ttl: int | None = None) -> None:
         """RQ's ``set_state`` and ``heartbeat`` in one HSET (RQ sends two)."""

@@ -59,14 +59,17 @@ class HorseMixin:
 
     # -- the horse, seen from the worker --
 
-    def _offer_to_horse(self, job: Job) -> tuple:
+    def _offer_to_horse(self, job: Job, started: bool = False) -> tuple:
         """Hand the job to the horse ahead of its start transaction: the horse restores it and
         reads what it needs from Redis (a long text, kept in a key of its own) while this
         process records the start, then waits for the go (:meth:`_run_in_horse`) or the
         withdrawal (:meth:`_withdraw_from_horse`). Nothing runs before the job is started, so
-        the read overlaps a round trip without any job held unstarted. Returns the payload."""
+        the read overlaps a round trip without any job held unstarted. A job already
+        ``started`` goes with its go, in one message. Returns the payload."""
         raw = getattr(job, "_stored_hash", None) or self.connection.hgetall(job.key)
         payload = (job.id, raw, self.name, tracing.current.get())  # the attempt's span (app.worker.listeners.tracing)
+        if started:
+            payload += (_GO,)
         self._send_to_horse(payload)
         return payload
 
@@ -93,13 +96,16 @@ class HorseMixin:
 
     def _run_in_horse(self, job: Job, queue: Queue, execution: Execution, offered: tuple):  # noqa: ANN202
         """Tell the horse to run the job it was offered and wait for its answer, beating the
-        heartbeats meanwhile. Returns None when the horse died or was killed before answering."""
-        try:
-            self._horse_conn.send(_GO)  # type: ignore[union-attr]
-        except (OSError, AttributeError):  # the horse died since the offer: another, offered again
-            self._reap_horse(block=True)
-            self._send_to_horse(offered)
-            self._horse_conn.send(_GO)  # type: ignore[union-attr]
+        heartbeats meanwhile. Returns None when the horse died or was killed before answering.
+        An offer that carried its go (a job already started) is not told again: a horse that
+        died since is one that died with the job."""
+        if len(offered) <= 4:  # no go with the offer
+            try:
+                self._horse_conn.send(_GO)  # type: ignore[union-attr]
+            except (OSError, AttributeError):  # the horse died since the offer: another, offered again
+                self._reap_horse(block=True)
+                self._send_to_horse(offered)
+                self._horse_conn.send(_GO)  # type: ignore[union-attr]
         # (Unlike RQ, no RQ_JOB_ID in the environment: glibc keeps every value ever given to
         # setenv(), so a variable that changes per job grows the process by ~50 bytes a job.
         # rq.get_current_job() is the way to the job.)
@@ -264,14 +270,15 @@ class HorseMixin:
                 if message is None:
                     return
                 job = self._horse_receive(*message[:2])
-                go = conn.recv()  # after the worker's start transaction
+                # after the worker's start transaction (with the offer, for a job already started)
+                go = message[4] if len(message) > 4 else conn.recv()
             except EOFError:
                 return
             if go is None:
                 return
             if go != _GO:  # withdrawn: the start failed
                 continue
-            reply = self._horse_perform(job, *message[2:])
+            reply = self._horse_perform(job, *message[2:4])
             try:
                 conn.send(reply)
             except OSError:
