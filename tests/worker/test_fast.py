@@ -122,53 +122,6 @@ def test_the_last_progress_report_rides_the_outcome_transaction(stack_factory, c
     assert len(ids) <= transactions <= len(ids) + 20, transactions
 
 
-def test_a_job_offered_to_the_horse_runs_only_after_its_start_and_a_failed_start_withdraws_it(
-    clean_valkey, settings, monkeypatch
-):
-    """The horse gets each job before its start transaction, to read a long text ahead
-    (horse.py, _offer_to_horse); it runs the job only on the go that follows the start. When the
-    start fails, the horse drops the offer and serves the next job as before."""
-    import redis
-
-    from app.jobs import JobQueue
-    from app.jobs.engine.job import TEXT_INLINE_MAX_CHARS
-    from app.worker import build_worker
-
-    from ..conftest import submit
-
-    connection = clean_valkey.client()
-    queue = JobQueue(connection, settings)
-    first_text, second_text = "a " * TEXT_INLINE_MAX_CHARS, "b c " * TEXT_INLINE_MAX_CHARS  # kept in keys of their own
-    first = submit(queue, settings, type="count_words", text=first_text)["id"]
-    second = submit(queue, settings, type="count_words", text=second_text)["id"]
-    worker = build_worker(connection, settings)
-    assert type(worker).__name__ == "OffloadFastWorker"
-    real_start = worker._start
-
-    def failing_start(job, rq_queue):  # noqa: ANN001, ANN202
-        raise redis.ConnectionError("the start transaction failed")
-
-    # A job taken by an idle worker, woken (OffloadQueue.dequeue_any), is started apart from its
-    # dequeue; a job taken by the dequeue script is started in the script (see the next test).
-    try:
-        job, rq_queue = worker._dequeue_watching_stop(1)
-        assert job.id == first
-        monkeypatch.setattr(worker, "_start", failing_start)
-        with pytest.raises(redis.ConnectionError):
-            worker.execute_job(job, rq_queue)
-        assert worker._horse_process, "the horse was offered the job"
-        monkeypatch.setattr(worker, "_start", real_start)
-        job, rq_queue = worker._dequeue_watching_stop(1)
-        assert job.id == second
-        worker.execute_job(job, rq_queue)
-    finally:
-        worker._retire_horse()
-    assert queue.get(second)["status"] == "finished"
-    assert queue.get(second)["result"]["words"] == 2 * TEXT_INLINE_MAX_CHARS  # its own text, not the first's
-    dropped = queue.get(first)
-    assert dropped["status"] == "queued" and dropped["attempts"] == 0 and dropped["result"] is None
-
-
 def test_a_job_costs_one_round_trip_in_steady_state(clean_valkey, settings, trips):
     """Issue 26, item 4: a job is taken and started in one script (``lua/dequeue.lua`` runs the
     start transaction's commands), and its outcome transaction takes and starts the next job

@@ -248,7 +248,10 @@ def test_the_dequeue_script_starts_a_job_as_the_start_transaction_does(clean_val
     by_transaction = submit(queue, settings, type="count_words", text="a b")["id"]
     by_script = submit(queue, settings, type="count_words", text="c d")["id"]
     worker = build_worker(connection, settings)
-    job, rq_queue = worker._dequeue_watching_stop(1)  # taken apart from its start (an idle worker's way)
+    # taken apart from its start (RQ's dequeue_any, the forking worker's way), then started by the transaction
+    job, rq_queue = worker.queue_class.dequeue_any(
+        worker._ordered_queues, 1, connection=connection, job_class=worker.job_class, serializer=worker.serializer
+    )
     assert job.id == by_transaction
     worker._start(job, rq_queue)
     job, rq_queue = worker._pop_ready()

@@ -40,20 +40,16 @@ status writes. Here (the three steps of :meth:`app.worker.lifecycle.Lifecycle.ru
 
 The next job is not taken with an outcome when a stop was asked for, when maintenance is due or
 when ``max_jobs`` is reached; nor by RQ's own outcome code (failures, retries, a job with
-dependents). An idle worker, woken by a token on the wake-up list, takes its job through
-``OffloadQueue.dequeue_any`` and starts it in a transaction of its own (:meth:`_start`); there the
-horse is offered the job before the start, to read a long text meanwhile. A job taken but not yet
-started (that path only) waits on the intermediate list, never in no list at all: RQ moves a job
-there only when the worker serves a single queue, and pops it otherwise. A worker that dies with a
-job started but not run leaves it to maintenance, as a worker that dies mid-job.
+dependents). An idle worker, woken by a token on the wake-up list, takes and starts its job
+with the same script (:meth:`_take_or_wait`), so a job is never taken but not started. A worker
+that dies with a job started but not run leaves it to maintenance, as a worker that dies mid-job.
 
 The horse itself touches Redis only when the task does (progress, the email receipt, a long
 text kept in a key of its own), and hands back, with the result, what the task changed on its
 job (``meta``, ``retries_left``: see ``_HORSE_STATE``), so the outcome is recorded as RQ's
 horse would record it; a task's last progress report is saved in the outcome transaction
-(:data:`app.jobs.running.context.final_progress_rides_outcome`). The horse receives each job before
-the start when the start is a transaction of its own, and reads its text meanwhile, but runs it only
-on the go sent after the start commits.
+(:data:`app.jobs.running.context.final_progress_rides_outcome`). The horse receives each job once
+it is started, in one message, and runs it.
 The job's compressed payload is decompressed only in the horse, and written back as read instead
 of compressed again (:mod:`.payload`; RQ re-saves the whole job on success: ~30 ms of zlib for a
 1 MiB text).
@@ -151,8 +147,6 @@ class InHand:
     execution: Execution
     #: The job had dependents when it started: its outcome takes RQ's code (it moves them).
     has_dependents: bool
-    #: What the horse was offered, to offer again to a new horse if it died meanwhile.
-    offered: tuple | None
 
 
 class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
@@ -295,7 +289,7 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
             self.executions[execution.id] = execution
             job.prepare_for_execution(self.name, pipeline=_NullPipeline())
             self._state, self.last_heartbeat = WorkerStatus.BUSY, now()
-            self._prestarted = (job.id, InHand(execution, bool(reply[3]), None))
+            self._prestarted = (job.id, InHand(execution, bool(reply[3])))
         self._dequeued(job, queue)
         return job, queue
 
@@ -401,25 +395,20 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
     # -- one job: the three steps of app.worker.lifecycle.Lifecycle.run --
 
     def start(self, job: Job, queue: Queue) -> InHand:
-        """A job the dequeue script started goes to the horse as it is. Else: offer the job to
-        the horse (it reads ahead while the start is recorded), then the start transaction; a
-        failed start withdraws the offer."""
+        """A job the dequeue script took and started goes to the horse with its go. (Every job
+        comes so: the script starts what it takes, for a busy worker and a woken one alike.)"""
         prestarted, self._prestarted = self._prestarted, None
         if prestarted is not None and prestarted[0] == job.id:
             in_hand = prestarted[1]
-            in_hand.offered = self._offer_to_horse(job, started=True)  # with its go: one message
-            return in_hand
-        offered = self._offer_to_horse(job)
-        try:
+        else:  # the dequeue script starts every job it takes; a job from elsewhere is started here
             execution, has_dependents = self._start(job, queue)
-        except BaseException:
-            self._withdraw_from_horse()
-            raise
-        return InHand(execution, has_dependents, offered)
+            in_hand = InHand(execution, has_dependents)
+        self._hand_to_horse(job)  # started: the horse runs it at once
+        return in_hand
 
     def perform(self, job: Job, queue: Queue, in_hand: InHand) -> tuple | None:
         """The go to the horse, and its answer (None: the horse died or was killed)."""
-        return self._run_in_horse(job, queue, in_hand.execution, in_hand.offered)
+        return self._run_in_horse(job, queue, in_hand.execution)
 
     def book(self, job: Job, queue: Queue, in_hand: InHand, reply: tuple | None) -> None:
         """The outcome, once: in one transaction of this worker's when it can (``_succeeded``),
@@ -447,7 +436,7 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         self.set_state(WorkerStatus.IDLE)
 
     def _start(self, job: Job, queue: Queue) -> tuple[Execution, bool]:
-        """The start transaction, for a job taken without it (an idle worker's, woken)."""
+        """The start transaction, for a job taken without it (not by the dequeue script)."""
         with self.connection.pipeline() as pipe:
             execution = self._write_start(job, queue, pipe)
             replies = pipe.execute()

@@ -38,11 +38,6 @@ class _NullPipeline:
         return lambda *args, **kwargs: self
 
 
-#: The worker's word to the horse after an offer: run it, or drop it (its start failed).
-_GO = "go"
-_WITHDRAWN = "withdrawn"
-
-
 class HorseMixin:
     """The horse, for :class:`~.fast.PersistentHorseWorker` (an RQ worker)."""
 
@@ -59,22 +54,15 @@ class HorseMixin:
 
     # -- the horse, seen from the worker --
 
-    def _offer_to_horse(self, job: Job, started: bool = False) -> tuple:
-        """Hand the job to the horse ahead of its start transaction: the horse restores it and
-        reads what it needs from Redis (a long text, kept in a key of its own) while this
-        process records the start, then waits for the go (:meth:`_run_in_horse`) or the
-        withdrawal (:meth:`_withdraw_from_horse`). Nothing runs before the job is started, so
-        the read overlaps a round trip without any job held unstarted. A job already
-        ``started`` goes with its go, in one message. Returns the payload."""
+    def _hand_to_horse(self, job: Job) -> tuple:
+        """Hand the started job to the horse, which runs it at once; returns the payload."""
         raw = getattr(job, "_stored_hash", None) or self.connection.hgetall(job.key)
         payload = (job.id, raw, self.name, tracing.current.get())  # the attempt's span (app.worker.listeners.tracing)
-        if started:
-            payload += (_GO,)
         self._send_to_horse(payload)
         return payload
 
     def _send_to_horse(self, payload: tuple) -> None:
-        """Send the offer to a live horse, starting one if there is none or it died while idle."""
+        """Send the job to a live horse, starting one if there is none or it died while idle."""
         for attempt in (1, 2):
             if not self._horse_alive():
                 self._spawn_horse()
@@ -86,26 +74,10 @@ class HorseMixin:
                 if attempt == 2:
                     raise
 
-    def _withdraw_from_horse(self) -> None:
-        """The start transaction failed: the horse drops the job it was offered."""
-        try:
-            if self._horse_conn is not None:
-                self._horse_conn.send(_WITHDRAWN)
-        except OSError:
-            pass
-
-    def _run_in_horse(self, job: Job, queue: Queue, execution: Execution, offered: tuple):  # noqa: ANN202
-        """Tell the horse to run the job it was offered and wait for its answer, beating the
-        heartbeats meanwhile. Returns None when the horse died or was killed before answering.
-        An offer that carried its go (a job already started) is not told again: a horse that
-        died since is one that died with the job."""
-        if len(offered) <= 4:  # no go with the offer
-            try:
-                self._horse_conn.send(_GO)  # type: ignore[union-attr]
-            except (OSError, AttributeError):  # the horse died since the offer: another, offered again
-                self._reap_horse(block=True)
-                self._send_to_horse(offered)
-                self._horse_conn.send(_GO)  # type: ignore[union-attr]
+    def _run_in_horse(self, job: Job, queue: Queue, execution: Execution):  # noqa: ANN202
+        """Wait for the horse's answer to the job it was handed, beating the heartbeats
+        meanwhile. Returns None when the horse died or was killed before answering (a horse
+        that died since it was handed the job died with it)."""
         # (Unlike RQ, no RQ_JOB_ID in the environment: glibc keeps every value ever given to
         # setenv(), so a variable that changes per job grows the process by ~50 bytes a job.
         # rq.get_current_job() is the way to the job.)
@@ -269,15 +241,9 @@ class HorseMixin:
                 message = conn.recv()
                 if message is None:
                     return
-                job = self._horse_receive(*message[:2])
-                # after the worker's start transaction (with the offer, for a job already started)
-                go = message[4] if len(message) > 4 else conn.recv()
+                job = self._horse_receive(*message[:2])  # a started job: run it
             except EOFError:
                 return
-            if go is None:
-                return
-            if go != _GO:  # withdrawn: the start failed
-                continue
             reply = self._horse_perform(job, *message[2:4])
             try:
                 conn.send(reply)
@@ -287,7 +253,7 @@ class HorseMixin:
                 conn.send(("failed", f"{type(exc).__name__}: cannot hand the result back: {exc}", *reply[2:]))
 
     def _horse_receive(self, job_id: str, raw: dict) -> Job:
-        """The offered job, restored from its hash, with its text read ahead (if it has one)."""
+        """The job handed over, restored from its hash, with its text read (if it has one)."""
         job = self.job_class(job_id, connection=self.connection, serializer=self.serializer)
         job.restore(raw)
         prefetch = getattr(job, "prefetch_text", None)
