@@ -278,9 +278,14 @@ class Bench:
             elif name in ("celery", "celery-safe"):
                 if name == "celery-safe":
                     env["BENCH_CELERY_SAFE"] = "1"
+                # At INFO, as offload's workers run (LOG_LEVEL above) and as Celery's own documentation
+                # runs its workers: each logs a line for a job taken and one for a job done, so the
+                # drain compares the engines at the same logging (before 2026-12-07: -l WARNING, no
+                # line a task, against offload's two; CELERY_LOGLEVEL=WARNING for that comparison).
                 command = [
                     PYTHON, "-m", "celery", "-A", "bench.celery_app", "worker", "-P", "prefork", "-c", str(count),
-                    "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING", "-n", f"bench{i}@%h",
+                    "--without-gossip", "--without-mingle", "--without-heartbeat",
+                    "-l", os.environ.get("CELERY_LOGLEVEL", "INFO"), "-n", f"bench{i}@%h",
                 ]  # fmt: skip
                 procs.append(system.spawn(command, cwd=ROOT, env=env, log=logfile))
                 break  # one Celery main process with `count` prefork children
