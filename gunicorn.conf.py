@@ -78,6 +78,33 @@ def _bind_address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+#: glibc's mallopt() parameter that caps the malloc arenas (malloc.h: M_ARENA_MAX).
+_M_ARENA_MAX = -8
+
+
+def _limit_malloc_arenas(limit: int = 2) -> None:
+    """At most ``limit`` malloc arenas in this process and the workers it forks.
+
+    glibc gives a thread that allocates an arena of its own (up to eight a core), and the
+    gthread workers run 16 threads each: what one request frees stays in its thread's arena, and
+    a worker's RSS grows with the busiest moment of every thread. Two arenas, as
+    ``MALLOC_ARENA_MAX=2`` in the environment would give (glibc reads that only when the process
+    starts, too late for this file): after ``make bench``'s batch phase (four 1,000-job batches at
+    once) a worker peaked at 164 MiB RSS instead of 235 (bench/FINDINGS.md, section 17). A
+    ``MALLOC_ARENA_MAX`` in the environment wins; elsewhere than glibc there is nothing to do."""
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt to speak of)
+        return
+    mallopt(_M_ARENA_MAX, limit)
+
+
+_limit_malloc_arenas()  # in the master, before it forks a worker: every worker inherits it
+
 wsgi_app = "wsgi:app"
 proc_name = "offload-web"
 
