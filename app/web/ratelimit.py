@@ -16,7 +16,7 @@ counter per key and window; a client can get up to twice a limit through around 
 edge. In Redis, every window of a request's limit (``50/second;2000/minute``: two) is counted
 in one script, which also hands back what the ``RateLimit`` headers need: one round trip a
 limited request instead of three (issue 26, item 2; :class:`OneTripFixedWindow`).
-A submission (``POST /jobs``) does not spend that round trip of its own: its windows ride the
+A submission (``POST /jobs``, ``POST /jobs/batch``) does not spend that round trip of its own: its windows ride the
 submission's script (:func:`submission_limit`, :func:`riding`), which counts them before it
 writes and writes nothing over a limit, so a limited submission is one round trip in all.
 Flask-Limiter's semantics stay: every request is counted, the shortest window first, stopping
@@ -61,8 +61,8 @@ def submit_limit() -> str:
 
 
 def submission_limit() -> str:
-    """``RATE_LIMIT_SUBMIT`` for ``POST /jobs``, whose windows ride the submission's own script
-    (:func:`riding`) where the job store can count them."""
+    """``RATE_LIMIT_SUBMIT`` for ``POST /jobs`` and ``POST /jobs/batch``, whose windows ride the
+    submission's own script (:func:`riding`) where the job store can count them."""
     if has_request_context():
         g.offload_rate_rides = True
     return submit_limit()
@@ -198,7 +198,7 @@ def refusal() -> Response | None:
         if strategy.storage.prefixed_key(counted.key) == breached:
             limit = RequestLimit(limiter, counted.limit, counted.request_args, True, counted.shared)
             limiter.context.view_rate_limit = limit  # the headers name the breached window, as Flask-Limiter's
-            current_app.logger.info("ratelimit %s exceeded at POST /jobs", limit.limit)
+            current_app.logger.info("ratelimit %s exceeded at %s %s", limit.limit, request.method, request.path)
             return _breached(limit)
     return None
 
@@ -272,7 +272,7 @@ class _Limiter(Limiter):
         """Flask-Limiter runs this before every request, for the limits that apply app-wide
         (default, application and meta limits), and again in each limited view for the view's
         own. offload sets none app-wide (each view names its own limit), so the first run finds
-        nothing to count; it is skipped: about 0.05 ms of CPU a request (bench/FINDINGS.md)."""
+        nothing to count; it is skipped: 0.05-0.08 ms of CPU a request (bench/FINDINGS.md, 17)."""
         if in_middleware and not self._app_wide_limits():
             return
         super()._check_request_limit(callable_name, in_middleware)
