@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from rq import Queue
@@ -68,26 +70,36 @@ class OffloadQueue(Queue):
         suspend``), and answers the job's hash with its id, so the job needs no read of its own."""
         job_class = job_class or cls.job_class
         taker = Dequeue(connection, job_class=job_class, serializer=serializer)
-        by_key = {queue.key: queue for queue in queues}
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            found = taker.take(queues)
-            if found == AGAIN:
-                continue
-            if isinstance(found, tuple):
-                job, queue_key = found
-                queue = by_key.get(queue_key) or cls.from_queue_key(
-                    queue_key, connection=connection, job_class=job_class, serializer=serializer,
-                    death_penalty_class=death_penalty_class,
-                )  # fmt: skip
-                return job, queue
-            # Empty, or suspended: wait for a wake-up token (or a second), as long as ``timeout`` allows.
-            if deadline is None:
+        found = take_or_wait(lambda: taker.take(queues), connection, timeout)
+        if found is None:
+            if timeout is None:
                 return None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DequeueTimeout(timeout, [queue.key for queue in queues])
-            connection.blpop([WAKE_KEY], timeout=max(1, min(IDLE_POLL_SECONDS, int(remaining))))
+            raise DequeueTimeout(timeout, [queue.key for queue in queues])
+        job, queue_key = found
+        queue = {queue.key: queue for queue in queues}.get(queue_key) or cls.from_queue_key(
+            queue_key, connection=connection, job_class=job_class, serializer=serializer,
+            death_penalty_class=death_penalty_class,
+        )  # fmt: skip
+        return job, queue
+
+
+def take_or_wait(take: Callable[[], Any], connection: redis.Redis, seconds: float | None) -> tuple | None:
+    """What ``take()`` (a call of the dequeue script) takes, a tuple; between empty takes (empty,
+    or workers suspended) a wait for a wake-up token a submission pushes, or a second, for up to
+    ``seconds`` (None: no wait). None when nothing came. Both workers wait so."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while True:
+        found = take()
+        if isinstance(found, tuple):
+            return found
+        if found == AGAIN:
+            continue
+        if deadline is None:
+            return None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        connection.blpop([WAKE_KEY], timeout=max(1, min(IDLE_POLL_SECONDS, int(remaining))))
 
 
 #: What :meth:`Dequeue.take` answers when workers are suspended, and when too many vanished jobs

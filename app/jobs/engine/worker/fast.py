@@ -41,7 +41,7 @@ status writes. Here (the three steps of :meth:`app.worker.lifecycle.Lifecycle.ru
 The next job is not taken with an outcome when a stop was asked for, when maintenance is due or
 when ``max_jobs`` is reached; nor by RQ's own outcome code (failures, retries, a job with
 dependents). An idle worker, woken by a token on the wake-up list, takes and starts its job
-with the same script (:meth:`_take_or_wait`), so a job is never taken but not started. A worker
+with the same script (:meth:`_dequeue_watching_stop`), so a job is never taken but not started. A worker
 that dies with a job started but not run leaves it to maintenance, as a worker that dies mid-job.
 
 The horse itself touches Redis only when the task does (progress, the email receipt, a long
@@ -83,9 +83,9 @@ from rq.utils import now, utcformat
 from rq.worker import Worker, WorkerStatus
 from rq.worker.base import DequeueStrategy
 
-from ...keys import PAUSED_QUEUES_KEY, WAKE_KEY
+from ...keys import PAUSED_QUEUES_KEY
 from .. import scripts
-from ..queue import AGAIN, IDLE_POLL_SECONDS
+from ..queue import take_or_wait
 from .base import STOP_CHECK_SECONDS, EngineWorker
 from .horse import HorseMixin, _NullPipeline
 from .payload import payload_keeping
@@ -355,7 +355,7 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         return result
 
     def _dequeue_watching_stop(self, timeout: int | None):  # noqa: ANN202
-        """:meth:`_take_or_wait` in waits of at most STOP_CHECK_SECONDS, with the stop flag read
+        """The next job (:func:`~..queue.take_or_wait`) in waits of at most STOP_CHECK_SECONDS, with the stop flag read
         between them: a stop request is a flag (EngineWorker's ``_shutdown``), so an idle worker
         sees it within about a second. Raises StopRequested, or DequeueTimeout at ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -368,34 +368,17 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
                 if left <= 0:
                     raise DequeueTimeout(timeout, self.queue_keys())
                 wait = max(1, min(STOP_CHECK_SECONDS, int(left + 0.999)))
-            found = self._take_or_wait(wait)
+            # Taken and started by the dequeue script (one round trip, as a busy worker's). RQ's
+            # dequeue_any, which the forking worker keeps, takes a job alone and starts it in a
+            # transaction after: a woken worker's job waited one fsynced round trip more.
+            found = take_or_wait(self._pop_ready, self.connection, wait)
             if found is not None or wait is None:  # without a timeout (burst), empty is the answer
                 return found
-
-    def _take_or_wait(self, seconds: int | None) -> tuple[Job, Queue] | None:
-        """The next job, taken and started by the dequeue script (one round trip, as a busy
-        worker's), waiting up to ``seconds`` for a submission's wake-up token (None: no wait).
-        RQ's ``dequeue_any``, which the forking worker keeps, takes the job alone and records its
-        start in a transaction after it: a woken worker's job waited one more fsynced round trip."""
-        deadline = None if seconds is None else time.monotonic() + seconds
-        while True:
-            popped = self._pop_ready()
-            if isinstance(popped, tuple):
-                return popped
-            if popped == AGAIN:
-                continue
-            if deadline is None:  # burst: empty (or suspended) is the end
-                return None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            # Empty, or suspended: a token, or a second, as RQ's own dequeue_any in OffloadQueue.
-            self.connection.blpop([WAKE_KEY], timeout=max(1, min(IDLE_POLL_SECONDS, int(remaining))))
 
     # -- one job: the three steps of app.worker.lifecycle.Lifecycle.run --
 
     def start(self, job: Job, queue: Queue) -> InHand:
-        """A job the dequeue script took and started goes to the horse with its go. (Every job
+        """A job the dequeue script took and started goes to the horse, which runs it. (Every job
         comes so: the script starts what it takes, for a busy worker and a woken one alike.)"""
         prestarted, self._prestarted = self._prestarted, None
         if prestarted is not None and prestarted[0] == job.id:
@@ -407,7 +390,7 @@ class PersistentHorseWorker(HorseMixin, EngineWorker, Worker):
         return in_hand
 
     def perform(self, job: Job, queue: Queue, in_hand: InHand) -> tuple | None:
-        """The go to the horse, and its answer (None: the horse died or was killed)."""
+        """The horse's answer (None: the horse died or was killed)."""
         return self._run_in_horse(job, queue, in_hand.execution)
 
     def book(self, job: Job, queue: Queue, in_hand: InHand, reply: tuple | None) -> None:

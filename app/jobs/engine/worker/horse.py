@@ -54,12 +54,10 @@ class HorseMixin:
 
     # -- the horse, seen from the worker --
 
-    def _hand_to_horse(self, job: Job) -> tuple:
-        """Hand the started job to the horse, which runs it at once; returns the payload."""
+    def _hand_to_horse(self, job: Job) -> None:
+        """Hand the started job to the horse, which runs it at once."""
         raw = getattr(job, "_stored_hash", None) or self.connection.hgetall(job.key)
-        payload = (job.id, raw, self.name, tracing.current.get())  # the attempt's span (app.worker.listeners.tracing)
-        self._send_to_horse(payload)
-        return payload
+        self._send_to_horse((job.id, raw, self.name, tracing.current.get()))  # the attempt's span (app.worker.listeners.tracing)
 
     def _send_to_horse(self, payload: tuple) -> None:
         """Send the job to a live horse, starting one if there is none or it died while idle."""
