@@ -106,7 +106,7 @@ def submit_batch() -> Response:
             )
     except RateLimited:  # counted by the batch's script, over a limit: nothing was written
         _release(claim)
-        return ratelimit.refusal() or problem(429, "rate limit exceeded", title="Too Many Requests")
+        return ratelimit.refused()
     except InvalidSubmission as exc:
         _release(claim)
         _refuse({**{index: body["errors"] for index, body in rejected.items()}, **exc.errors})

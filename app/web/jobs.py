@@ -132,7 +132,7 @@ def submit_job() -> Response:
             )  # fmt: skip
     except RateLimited:  # counted by the submission's script, over a limit: nothing was written
         _release(claim)
-        return ratelimit.refusal() or problem(429, "rate limit exceeded", title="Too Many Requests")
+        return ratelimit.refused()
     except InvalidSubmission as exc:  # depends_on: an unknown job, or one that will never finish
         _release(claim)
         raise ApiProblem(422, "the job is not valid", title="Validation Failed", errors=exc.errors[0]) from None

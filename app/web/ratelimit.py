@@ -203,6 +203,12 @@ def refusal() -> Response | None:
     return None
 
 
+def refused() -> Response:
+    """The answer to a submission its script refused over a riding window (``RateLimited``):
+    :func:`refusal`'s 429, which names the window."""
+    return refusal() or problem(429, "rate limit exceeded", title="Too Many Requests")
+
+
 def _breached(limit: RequestLimit) -> Response:
     """429 saying which limit was hit, for what, counted per what, and when it lets requests by."""
     window = _window(limit)
